@@ -1,0 +1,148 @@
+//! The CPU twin of every kernel: plain Rust over `Vec<f32>` (complex interleaved), rustfft for the FFT,
+//! rayon across the batch. It is the oracle of the GPU tests and the backend on machines without a GPU.
+
+mod elementwise;
+mod fft;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rustfft::{Fft, FftPlanner};
+
+use crate::ops::elementwise::{BinaryGeometry, BinaryOp, RealOp};
+use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
+use crate::{Complex32, Dtype, Result, Tensor};
+
+pub type CpuTensor = Tensor<Vec<f32>>;
+
+#[derive(Default)]
+pub struct CpuBackend {
+    plans: Mutex<HashMap<(usize, FftDirection), Arc<dyn Fft<f32>>>>,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn plan(&self, n: usize, direction: FftDirection) -> Arc<dyn Fft<f32>> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans
+            .entry((n, direction))
+            .or_insert_with(|| {
+                let mut planner = FftPlanner::new();
+                match direction {
+                    FftDirection::Forward => planner.plan_fft_forward(n),
+                    FftDirection::Inverse => planner.plan_fft_inverse(n),
+                }
+            })
+            .clone()
+    }
+}
+
+fn complex(t: &CpuTensor) -> &[Complex32] {
+    bytemuck::cast_slice(&t.storage)
+}
+
+fn complex_tensor(shape: &[usize], data: Vec<Complex32>) -> CpuTensor {
+    Tensor::new(shape.to_vec(), Dtype::C64, bytemuck::cast_vec(data))
+}
+
+impl Backend for CpuBackend {
+    type Storage = Vec<f32>;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "CPU backend (rustfft, {} threads)",
+            rayon::current_num_threads()
+        )
+    }
+
+    fn upload_c64(&self, shape: &[usize], data: &[Complex32]) -> Result<CpuTensor> {
+        check_host_len(shape, data.len())?;
+        Ok(complex_tensor(shape, data.to_vec()))
+    }
+
+    fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<CpuTensor> {
+        check_host_len(shape, data.len())?;
+        Ok(Tensor::new(shape.to_vec(), Dtype::F32, data.to_vec()))
+    }
+
+    fn download_c64(&self, t: &CpuTensor) -> Result<Vec<Complex32>> {
+        require_dtype("download_c64", t, Dtype::C64)?;
+        Ok(complex(t).to_vec())
+    }
+
+    fn download_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        require_dtype("download_f32", t, Dtype::F32)?;
+        Ok(t.storage.clone())
+    }
+
+    fn fft2(&self, x: &CpuTensor, direction: FftDirection, shift: FftShift) -> Result<CpuTensor> {
+        let geometry = FftGeometry::of(x)?;
+        let plan = self.plan(geometry.n, direction);
+        let out = fft::fft2_batch(complex(x), geometry.n, plan.as_ref(), direction, shift);
+        Ok(complex_tensor(x.shape(), out))
+    }
+
+    fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    fn mul_conj(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        self.binary(BinaryOp::MulConj, a, b)
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    fn scale(&self, a: &CpuTensor, s: f32) -> Result<CpuTensor> {
+        crate::ops::elementwise::require_complex("scale", a)?;
+        Ok(complex_tensor(a.shape(), elementwise::scale(complex(a), s)))
+    }
+
+    fn abs(&self, a: &CpuTensor) -> Result<CpuTensor> {
+        self.real(RealOp::Abs, a)
+    }
+
+    fn abs2(&self, a: &CpuTensor) -> Result<CpuTensor> {
+        self.real(RealOp::Abs2, a)
+    }
+
+    fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {
+        Ok(Tensor::new(
+            a.shape().to_vec(),
+            a.dtype(),
+            a.storage.clone(),
+        ))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl CpuBackend {
+    fn binary(&self, op: BinaryOp, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        BinaryGeometry::of(op, a, b)?;
+        Ok(complex_tensor(
+            a.shape(),
+            elementwise::binary(op, complex(a), complex(b)),
+        ))
+    }
+
+    fn real(&self, op: RealOp, a: &CpuTensor) -> Result<CpuTensor> {
+        crate::ops::elementwise::require_complex(op.name(), a)?;
+        Ok(Tensor::new(
+            a.shape().to_vec(),
+            Dtype::F32,
+            elementwise::real(op, complex(a)),
+        ))
+    }
+}

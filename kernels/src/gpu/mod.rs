@@ -1,0 +1,590 @@
+//! The wgpu backend: device, pipeline cache, buffer pool, recording, and the [`Backend`] impl that
+//! dispatches the WGSL kernels of shaders/.
+
+pub mod context;
+mod pool;
+mod recorder;
+pub mod shaders;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+pub use context::{AdapterSummary, GpuSelection};
+pub use pool::PooledBuffer;
+pub use recorder::RecorderStats;
+
+use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, RealOp};
+use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
+use crate::{Complex32, Dtype, KernelError, Result, Tensor};
+use pool::{BufferPool, STORAGE_USAGE};
+use recorder::{Binding, Recorder};
+use shaders::FftPass;
+
+pub type GpuTensor = Tensor<PooledBuffer>;
+
+const WORKGROUP_SIZE: u64 = 64;
+const ELEMENTS_PER_INVOCATION: u64 = 4;
+
+pub struct GpuBackend {
+    device: wgpu::Device,
+    info: wgpu::AdapterInfo,
+    index: usize,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    pool: Arc<BufferPool>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    twiddles: Mutex<HashMap<usize, Arc<wgpu::Buffer>>>,
+    recorder: Mutex<Recorder>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FftParams {
+    workgroups: u32,
+    pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ElementwiseParams {
+    len: u32,
+    b_len: u32,
+    row_invocations: u32,
+    scale: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CopyParams {
+    len: u32,
+    row_invocations: u32,
+    pad: [u32; 2],
+}
+
+/// Validation and out-of-memory errors raised while `f` records GPU work, as a Rust error naming `kernel`.
+fn capture<T>(device: &wgpu::Device, kernel: &str, f: impl FnOnce() -> T) -> Result<T> {
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = f();
+    let errors = [
+        pollster::block_on(validation.pop()),
+        pollster::block_on(oom.pop()),
+    ];
+    match errors.into_iter().flatten().next() {
+        Some(error) => Err(KernelError::Gpu {
+            kernel: kernel.to_string(),
+            message: error.to_string(),
+        }),
+        None => Ok(value),
+    }
+}
+
+impl GpuBackend {
+    /// Open the adapter the selection names (or the preferred one) with its own limits.
+    pub fn new(selection: &GpuSelection) -> Result<Self> {
+        let (index, adapter) = context::choose_adapter(selection)?;
+        let (device, queue) = context::open_device(&adapter)?;
+        device.on_uncaptured_error(Arc::new(|error| {
+            eprintln!("wgpu error outside an error scope: {error}")
+        }));
+        let limits = device.limits();
+        let pool = BufferPool::new(device.clone(), limits.max_buffer_size);
+        let recorder = Recorder::new(device.clone(), queue, pool.clone(), &limits);
+        Ok(Self {
+            info: adapter.get_info(),
+            index,
+            features: device.features(),
+            limits,
+            pool,
+            pipelines: Mutex::new(HashMap::new()),
+            twiddles: Mutex::new(HashMap::new()),
+            recorder: Mutex::new(recorder),
+            device,
+        })
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// Position of this adapter in the list `ptycho info` prints.
+    pub fn adapter_index(&self) -> usize {
+        self.index
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+
+    pub fn stats(&self) -> RecorderStats {
+        self.recorder().stats
+    }
+
+    /// Bytes held idle in the buffer pool.
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.idle_bytes()
+    }
+
+    /// Give idle pooled buffers back to the driver.
+    pub fn trim_pool(&self) {
+        self.pool.trim();
+    }
+
+    /// Submit recorded work without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        let mut recorder = self.recorder();
+        capture(&self.device, "submit", || recorder.submit()).map(drop)
+    }
+
+    fn recorder(&self) -> MutexGuard<'_, Recorder> {
+        self.recorder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pipeline(
+        &self,
+        name: &str,
+        entry: &str,
+        source: impl FnOnce() -> String,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = format!("{name}::{entry}");
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let source = source();
+        let pipeline = capture(&self.device, &key, || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&key),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// exp(-2 pi i k / n) for k in 0..n, computed in f64 and rounded once to f32.
+    fn twiddles(&self, n: usize) -> Arc<wgpu::Buffer> {
+        let mut cache = self.twiddles.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(n)
+            .or_insert_with(|| {
+                let table: Vec<[f32; 2]> = (0..n)
+                    .map(|k| {
+                        let angle = -2.0 * std::f64::consts::PI * k as f64 / n as f64;
+                        [angle.cos() as f32, angle.sin() as f32]
+                    })
+                    .collect();
+                Arc::new(
+                    self.device
+                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some("fft twiddles"),
+                            contents: bytemuck::cast_slice(&table),
+                            usage: wgpu::BufferUsages::STORAGE,
+                        }),
+                )
+            })
+            .clone()
+    }
+
+    fn check_size(&self, op: &'static str, bytes: u64) -> Result<()> {
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > binding {
+            return Err(KernelError::TooLarge {
+                op,
+                bytes,
+                limit: binding,
+                what: "max_storage_buffer_binding_size",
+            });
+        }
+        if bytes > self.limits.max_buffer_size {
+            let limit = self.limits.max_buffer_size;
+            return Err(KernelError::TooLarge {
+                op,
+                bytes,
+                limit,
+                what: "max_buffer_size",
+            });
+        }
+        Ok(())
+    }
+
+    fn alloc(&self, op: &'static str, shape: &[usize], dtype: Dtype) -> Result<GpuTensor> {
+        let bytes = (shape.iter().product::<usize>() * dtype.size_bytes()) as u64;
+        self.check_size(op, bytes)?;
+        Ok(Tensor::new(
+            shape.to_vec(),
+            dtype,
+            self.pool.take(bytes, STORAGE_USAGE, op),
+        ))
+    }
+
+    fn upload_bytes(&self, shape: &[usize], dtype: Dtype, bytes: &[u8]) -> Result<GpuTensor> {
+        let tensor = self.alloc("upload", shape, dtype)?;
+        if bytes.is_empty() {
+            return Ok(tensor);
+        }
+        // Staged through the encoder rather than queue.write_buffer, so that the copy is ordered after
+        // earlier recorded work that may still read a recycled buffer.
+        let staging = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("upload staging"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        let mut recorder = self.recorder();
+        let dst = tensor.storage.buffer();
+        capture(&self.device, "upload", || {
+            recorder
+                .encoder()
+                .copy_buffer_to_buffer(&staging, 0, dst, 0, bytes.len() as u64)
+        })?;
+        Ok(tensor)
+    }
+
+    fn download_bytes(&self, t: &GpuTensor) -> Result<Vec<u8>> {
+        let bytes = t.size_bytes();
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut recorder = self.recorder();
+            let src = t.storage.buffer();
+            capture(&self.device, "readback", || {
+                recorder
+                    .encoder()
+                    .copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
+                recorder.submit()
+            })?;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| KernelError::Readback(e.to_string()))?;
+        receiver
+            .recv()
+            .map_err(|e| KernelError::Readback(e.to_string()))?
+            .map_err(|e| KernelError::Readback(e.to_string()))?;
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| KernelError::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    fn dispatch(
+        &self,
+        kernel: &str,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[Binding<'_>],
+        params_binding: u32,
+        params: &[u8],
+        workgroups: u64,
+    ) -> Result<()> {
+        let workgroups = u32::try_from(workgroups).map_err(|_| KernelError::Gpu {
+            kernel: kernel.to_string(),
+            message: format!("{workgroups} workgroups exceed one dispatch"),
+        })?;
+        let mut recorder = self.recorder();
+        capture(&self.device, kernel, || {
+            recorder.dispatch(
+                kernel,
+                pipeline,
+                bindings,
+                params_binding,
+                params,
+                workgroups,
+            )
+        })
+    }
+
+    /// Workgroups and invocations per grid row for a strided elementwise kernel over `len` elements.
+    fn elementwise_grid(&self, len: u64) -> (u64, u32) {
+        let invocations = len.div_ceil(ELEMENTS_PER_INVOCATION).max(1);
+        let workgroups = invocations.div_ceil(WORKGROUP_SIZE);
+        let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
+        let row_invocations = (workgroups.min(max_x) * WORKGROUP_SIZE) as u32;
+        (workgroups, row_invocations)
+    }
+
+    fn elementwise(
+        &self,
+        entry: &'static str,
+        a: &GpuTensor,
+        b: Option<(&GpuTensor, u64)>,
+        scale: f32,
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let pipeline = self.pipeline("elementwise", entry, shaders::elementwise_source)?;
+        let len = a.len() as u64;
+        let (workgroups, row_invocations) = self.elementwise_grid(len);
+        let b_len = b.map_or(1, |(_, l)| l);
+        let params = ElementwiseParams {
+            len: len as u32,
+            b_len: b_len as u32,
+            row_invocations,
+            scale,
+        };
+        let mut bindings = vec![Binding {
+            index: 0,
+            buffer: a.storage.buffer(),
+            size: binding_size(a),
+        }];
+        if let Some((b, _)) = b {
+            bindings.push(Binding {
+                index: 1,
+                buffer: b.storage.buffer(),
+                size: binding_size(b),
+            });
+        }
+        let out_index = if out.dtype() == Dtype::C64 { 2 } else { 3 };
+        bindings.push(Binding {
+            index: out_index,
+            buffer: out.storage.buffer(),
+            size: binding_size(out),
+        });
+        self.dispatch(
+            entry,
+            &pipeline,
+            &bindings,
+            4,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )
+    }
+
+    fn binary(&self, op: BinaryOp, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let geometry = BinaryGeometry::of(op, a, b)?;
+        let out = self.alloc(op.name(), a.shape(), Dtype::C64)?;
+        check_u32(op.name(), geometry.len)?;
+        self.elementwise(op.name(), a, Some((b, geometry.b_len as u64)), 1.0, &out)?;
+        Ok(out)
+    }
+
+    fn real(&self, op: RealOp, a: &GpuTensor) -> Result<GpuTensor> {
+        require_complex(op.name(), a)?;
+        check_u32(op.name(), a.len())?;
+        let out = self.alloc(op.name(), a.shape(), Dtype::F32)?;
+        self.elementwise(op.name(), a, None, 1.0, &out)?;
+        Ok(out)
+    }
+}
+
+/// Bytes a kernel may touch: the tensor rounded up to 16 bytes (the copy kernel moves vec4s), never
+/// past the pooled buffer; at least 16 so that empty tensors still bind.
+fn binding_size(t: &GpuTensor) -> u64 {
+    (t.size_bytes().div_ceil(16) * 16)
+        .max(16)
+        .min(t.storage.buffer().size())
+}
+
+fn check_u32(op: &'static str, len: usize) -> Result<()> {
+    if len > u32::MAX as usize {
+        return Err(KernelError::Shape {
+            op,
+            expected: "fewer than 2^32 elements".into(),
+            found: vec![len],
+        });
+    }
+    Ok(())
+}
+
+impl Backend for GpuBackend {
+    type Storage = PooledBuffer;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Gpu
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({}, {:?}, driver {} {})",
+            self.info.name,
+            context::backend_name(self.info.backend),
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    fn upload_c64(&self, shape: &[usize], data: &[Complex32]) -> Result<GpuTensor> {
+        check_host_len(shape, data.len())?;
+        self.upload_bytes(shape, Dtype::C64, bytemuck::cast_slice(data))
+    }
+
+    fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor> {
+        check_host_len(shape, data.len())?;
+        self.upload_bytes(shape, Dtype::F32, bytemuck::cast_slice(data))
+    }
+
+    fn download_c64(&self, t: &GpuTensor) -> Result<Vec<Complex32>> {
+        require_dtype("download_c64", t, Dtype::C64)?;
+        Ok(bytemuck::pod_collect_to_vec(&self.download_bytes(t)?))
+    }
+
+    fn download_f32(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        require_dtype("download_f32", t, Dtype::F32)?;
+        Ok(bytemuck::pod_collect_to_vec(&self.download_bytes(t)?))
+    }
+
+    fn fft2(&self, x: &GpuTensor, direction: FftDirection, shift: FftShift) -> Result<GpuTensor> {
+        let geometry = FftGeometry::of(x)?;
+        let n = geometry.n;
+        let rows = FftPass {
+            n,
+            columns: false,
+            direction,
+            shift_in: shift.input,
+            shift_out: shift.output,
+        };
+        let columns = FftPass {
+            columns: true,
+            ..rows
+        };
+        let tmp = self.alloc("fft2", x.shape(), Dtype::C64)?;
+        let out = self.alloc("fft2", x.shape(), Dtype::C64)?;
+        let twiddles = self.twiddles(n);
+        let workgroups = (geometry.batch * n / rows.lines_per_workgroup()) as u64;
+        let params = FftParams {
+            workgroups: workgroups as u32,
+            pad: [0; 3],
+        };
+        for (pass, src, dst) in [(rows, x, &tmp), (columns, &tmp, &out)] {
+            let name = pass.name();
+            let pipeline = self.pipeline(&name, "main", || pass.source())?;
+            let bindings = [
+                Binding {
+                    index: 0,
+                    buffer: src.storage.buffer(),
+                    size: binding_size(src),
+                },
+                Binding {
+                    index: 1,
+                    buffer: dst.storage.buffer(),
+                    size: binding_size(dst),
+                },
+                Binding {
+                    index: 2,
+                    buffer: &twiddles,
+                    size: twiddles.size(),
+                },
+            ];
+            self.dispatch(
+                &name,
+                &pipeline,
+                &bindings,
+                3,
+                bytemuck::bytes_of(&params),
+                workgroups,
+            )?;
+        }
+        Ok(out)
+    }
+
+    fn mul(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    fn mul_conj(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        self.binary(BinaryOp::MulConj, a, b)
+    }
+
+    fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    fn scale(&self, a: &GpuTensor, s: f32) -> Result<GpuTensor> {
+        require_complex("scale", a)?;
+        check_u32("scale", a.len())?;
+        let out = self.alloc("scale", a.shape(), Dtype::C64)?;
+        self.elementwise("scale", a, None, s, &out)?;
+        Ok(out)
+    }
+
+    fn abs(&self, a: &GpuTensor) -> Result<GpuTensor> {
+        self.real(RealOp::Abs, a)
+    }
+
+    fn abs2(&self, a: &GpuTensor) -> Result<GpuTensor> {
+        self.real(RealOp::Abs2, a)
+    }
+
+    fn copy(&self, a: &GpuTensor) -> Result<GpuTensor> {
+        let out = self.alloc("copy", a.shape(), a.dtype())?;
+        let vec4s = a.size_bytes().div_ceil(16);
+        check_u32("copy", vec4s as usize)?;
+        let pipeline = self.pipeline("copy", "main", shaders::copy_source)?;
+        let (workgroups, row_invocations) = self.elementwise_grid(vec4s);
+        let params = CopyParams {
+            len: vec4s as u32,
+            row_invocations,
+            pad: [0; 2],
+        };
+        let bindings = [
+            Binding {
+                index: 0,
+                buffer: a.storage.buffer(),
+                size: binding_size(a),
+            },
+            Binding {
+                index: 1,
+                buffer: out.storage.buffer(),
+                size: binding_size(&out),
+            },
+        ];
+        self.dispatch(
+            "copy",
+            &pipeline,
+            &bindings,
+            2,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )?;
+        Ok(out)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.flush()?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(drop)
+            .map_err(|e| KernelError::Readback(e.to_string()))
+    }
+}

@@ -1,0 +1,121 @@
+//! WGSL sources and the variants the host composes from them. Sizes and flags are compile-time constants
+//! prepended to the kernel text, so every variant is a fully specialised pipeline.
+
+use crate::ops::fft::{FftDirection, SUPPORTED_FFT_SIZES};
+
+pub const COMPLEX_WGSL: &str = include_str!("../../../shaders/common/complex.wgsl");
+pub const FFT_WGSL: &str = include_str!("../../../shaders/fft.wgsl");
+pub const ELEMENTWISE_WGSL: &str = include_str!("../../../shaders/elementwise.wgsl");
+pub const COPY_WGSL: &str = include_str!("../../../shaders/copy.wgsl");
+
+/// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
+pub const SHADER_FILES: &[&str] = &[
+    "common/complex.wgsl",
+    "fft.wgsl",
+    "elementwise.wgsl",
+    "copy.wgsl",
+];
+
+/// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
+/// 16 KiB, the workgroup memory every WebGPU adapter must offer.
+pub const FFT_SHARED_ELEMENTS: usize = 1024;
+
+pub const ELEMENTWISE_ENTRY_POINTS: &[&str] = &["mul", "mul_conj", "add", "scale", "abs", "abs2"];
+
+/// One pass of the 2-D FFT: along rows or columns of every image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FftPass {
+    pub n: usize,
+    pub columns: bool,
+    pub direction: FftDirection,
+    pub shift_in: bool,
+    pub shift_out: bool,
+}
+
+impl FftPass {
+    /// Lines (rows or columns) one workgroup transforms.
+    pub fn lines_per_workgroup(&self) -> usize {
+        FFT_SHARED_ELEMENTS / self.n
+    }
+
+    pub fn name(&self) -> String {
+        format!(
+            "fft_n{}_{}_{}{}{}",
+            self.n,
+            if self.columns { "cols" } else { "rows" },
+            match self.direction {
+                FftDirection::Forward => "fwd",
+                FftDirection::Inverse => "inv",
+            },
+            if self.shift_in { "_shiftin" } else { "" },
+            if self.shift_out { "_shiftout" } else { "" },
+        )
+    }
+
+    pub fn source(&self) -> String {
+        let (sign, scale) = match self.direction {
+            FftDirection::Forward => (-1.0, 1.0),
+            FftDirection::Inverse => (1.0, 1.0 / self.n as f64),
+        };
+        let log2 = self.n.trailing_zeros();
+        format!(
+            "const N: u32 = {n}u;\nconst LINES: u32 = {lines}u;\nconst SHARED: u32 = {shared}u;\n\
+             const COLUMNS: bool = {columns};\nconst SIGN: f32 = {sign:.1};\nconst SCALE: f32 = {scale:e};\n\
+             const SHIFT_IN: bool = {shift_in};\nconst SHIFT_OUT: bool = {shift_out};\n\
+             const RADIX2_FIRST: bool = {radix2};\n{COMPLEX_WGSL}\n{FFT_WGSL}",
+            n = self.n,
+            lines = self.lines_per_workgroup(),
+            shared = FFT_SHARED_ELEMENTS,
+            columns = self.columns,
+            shift_in = self.shift_in,
+            shift_out = self.shift_out,
+            radix2 = log2 % 2 == 1,
+        )
+    }
+
+    /// Every pass variant the FFT can ask for.
+    pub fn all() -> Vec<FftPass> {
+        let mut out = Vec::new();
+        for &n in SUPPORTED_FFT_SIZES {
+            for columns in [false, true] {
+                for direction in [FftDirection::Forward, FftDirection::Inverse] {
+                    for shift_in in [false, true] {
+                        for shift_out in [false, true] {
+                            out.push(FftPass {
+                                n,
+                                columns,
+                                direction,
+                                shift_in,
+                                shift_out,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn elementwise_source() -> String {
+    format!("{COMPLEX_WGSL}\n{ELEMENTWISE_WGSL}")
+}
+
+pub fn copy_source() -> String {
+    COPY_WGSL.to_string()
+}
+
+/// (name, WGSL source, entry points) of every pipeline the GPU backend can create.
+pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
+    let mut out: Vec<_> = FftPass::all()
+        .into_iter()
+        .map(|p| (p.name(), p.source(), vec!["main"]))
+        .collect();
+    out.push((
+        "elementwise".into(),
+        elementwise_source(),
+        ELEMENTWISE_ENTRY_POINTS.to_vec(),
+    ));
+    out.push(("copy".into(), copy_source(), vec!["main"]));
+    out
+}

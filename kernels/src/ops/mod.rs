@@ -1,0 +1,94 @@
+//! The op set, one module per op family. Each module holds the op's parameters and the shape rules that
+//! both backends share; [`Backend`] is the one trait the GPU kernels and their CPU twins implement.
+
+pub mod elementwise;
+pub mod fft;
+
+use crate::{Complex32, Dtype, Result, Tensor};
+
+/// Which implementation a backend is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Gpu,
+    Cpu,
+}
+
+/// Work on one device. GPU ops are recorded and submitted in batches: an op returns as soon as its work
+/// is recorded, and reading a tensor back (or [`Backend::synchronize`]) waits for everything before it.
+pub trait Backend: Send + Sync {
+    type Storage: Send + Sync + std::fmt::Debug;
+
+    fn kind(&self) -> BackendKind;
+
+    /// One line naming the device, for logs and benchmark reports.
+    fn describe(&self) -> String;
+
+    fn upload_c64(&self, shape: &[usize], data: &[Complex32]) -> Result<Tensor<Self::Storage>>;
+    fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<Tensor<Self::Storage>>;
+    fn download_c64(&self, t: &Tensor<Self::Storage>) -> Result<Vec<Complex32>>;
+    fn download_f32(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>>;
+
+    /// Batched 2-D FFT over the last two axes (N x N, N in [`fft::SUPPORTED_FFT_SIZES`]), numpy
+    /// conventions: forward unnormalised with exp(-2 pi i k n / N), inverse scaled by 1/N^2.
+    fn fft2(
+        &self,
+        x: &Tensor<Self::Storage>,
+        direction: fft::FftDirection,
+        shift: fft::FftShift,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// a * b; `b` may be smaller than `a` and is then broadcast over a's leading axes.
+    fn mul(
+        &self,
+        a: &Tensor<Self::Storage>,
+        b: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// a * conj(b), broadcasting like [`Backend::mul`].
+    fn mul_conj(
+        &self,
+        a: &Tensor<Self::Storage>,
+        b: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// a + b, broadcasting like [`Backend::mul`].
+    fn add(
+        &self,
+        a: &Tensor<Self::Storage>,
+        b: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// s * a for a real scalar s.
+    fn scale(&self, a: &Tensor<Self::Storage>, s: f32) -> Result<Tensor<Self::Storage>>;
+    /// |a| as float32.
+    fn abs(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// |a|^2 as float32.
+    fn abs2(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
+    fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+
+    /// Submit recorded work and wait until the device has finished it.
+    fn synchronize(&self) -> Result<()>;
+}
+
+pub(crate) fn require_dtype<S>(op: &'static str, t: &Tensor<S>, dtype: Dtype) -> Result<()> {
+    if t.dtype() == dtype {
+        Ok(())
+    } else {
+        Err(crate::KernelError::Dtype {
+            op,
+            expected: dtype.name(),
+            found: t.dtype().name(),
+        })
+    }
+}
+
+pub(crate) fn check_host_len(shape: &[usize], found: usize) -> Result<()> {
+    let expected: usize = shape.iter().product();
+    if expected == found {
+        Ok(())
+    } else {
+        Err(crate::KernelError::HostLength {
+            shape: shape.to_vec(),
+            expected,
+            found,
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! Helpers shared by the kernel tests: the shared GPU backend (or a printed reason to skip), the
+//! backend-generic test macro, and error measures.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use ptycho_kernels::gpu::{GpuBackend, GpuSelection};
+use ptycho_kernels::Complex32;
+
+/// The GPU backend every GPU test shares, from PTYCHO_ADAPTER / PTYCHO_BACKEND. None (with the reason
+/// printed) when there is no adapter, unless PTYCHO_REQUIRE_GPU=1, which makes that a failure.
+pub fn gpu() -> Option<&'static GpuBackend> {
+    static GPU: OnceLock<Result<GpuBackend, String>> = OnceLock::new();
+    match GPU.get_or_init(|| GpuBackend::new(&GpuSelection::from_env()).map_err(|e| e.to_string()))
+    {
+        Ok(gpu) => Some(gpu),
+        Err(reason) => {
+            if std::env::var("PTYCHO_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("PTYCHO_REQUIRE_GPU=1 but no GPU backend could be opened: {reason}");
+            }
+            eprintln!("skipping GPU test: {reason}");
+            None
+        }
+    }
+}
+
+/// Instantiate backend-generic test functions once per backend: `cpu::name` and `gpu::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test]
+            fn $name() {
+                super::$name(&ptycho_kernels::cpu::CpuBackend::new());
+            })*
+        }
+        mod gpu {
+            $(#[test]
+            fn $name() {
+                if let Some(gpu) = $crate::common::gpu() {
+                    super::$name(gpu);
+                }
+            })*
+        }
+    };
+}
+
+/// sqrt(sum |x - y|^2 / sum |y|^2), accumulated in f64.
+pub fn rel_rms(x: &[Complex32], y: &[(f64, f64)]) -> f64 {
+    assert_eq!(x.len(), y.len());
+    let (mut num, mut den) = (0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dr, di) = (a.re as f64 - b.0, a.im as f64 - b.1);
+        num += dr * dr + di * di;
+        den += b.0 * b.0 + b.1 * b.1;
+    }
+    (num / den).sqrt()
+}
+
+pub fn to_f64(x: &[Complex32]) -> Vec<(f64, f64)> {
+    x.iter().map(|c| (c.re as f64, c.im as f64)).collect()
+}
