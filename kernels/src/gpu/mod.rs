@@ -588,3 +588,31 @@ impl Backend for GpuBackend {
             .map_err(|e| KernelError::Readback(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_kernel_is_an_error_naming_it() {
+        let gpu = match GpuBackend::new(&GpuSelection::from_env()) {
+            Ok(gpu) => gpu,
+            Err(e) if std::env::var("PTYCHO_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("no GPU: {e}")
+            }
+            Err(e) => return eprintln!("skipping GPU test: {e}"),
+        };
+        let broken = || "@compute @workgroup_size(64) fn main() { let x: u32 = 1.5; }".to_string();
+        let err = gpu.pipeline("broken_kernel", "main", broken).unwrap_err();
+        assert!(
+            matches!(&err, KernelError::Gpu { kernel, .. } if kernel.contains("broken_kernel")),
+            "{err}"
+        );
+        // The device is still usable afterwards.
+        let t = gpu.upload_f32(&[3], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(
+            gpu.download_f32(&gpu.copy(&t).unwrap()).unwrap(),
+            vec![1.0, 2.0, 3.0]
+        );
+    }
+}

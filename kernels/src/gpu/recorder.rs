@@ -169,3 +169,22 @@ pub fn grid(workgroups: u32, max_x: u32) -> (u32, u32) {
         (max_x, w.div_ceil(max_x))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::grid;
+
+    #[test]
+    fn grid_covers_every_workgroup_within_the_limit() {
+        assert_eq!(grid(0, 65535), (1, 1));
+        assert_eq!(grid(10, 65535), (10, 1));
+        assert_eq!(grid(65535, 65535), (65535, 1));
+        assert_eq!(grid(65536, 65535), (65535, 2));
+        let (x, y) = grid(1_000_000, 65535);
+        assert!(
+            x <= 65535
+                && x as u64 * y as u64 >= 1_000_000
+                && (x as u64 * (y as u64 - 1)) < 1_000_000
+        );
+    }
+}
