@@ -1,1 +1,8 @@
+//! ptycho-wgpu: physics-informed ptychographic reconstruction (the PtychoPINN method) on any GPU that
+//! wgpu reaches, with a CPU backend for machines without one. The compute layer is the
+//! `ptycho-kernels` crate; this crate holds the application: benchmarks and the `ptycho` command line.
 
+pub mod bench;
+pub mod cli;
+
+pub use ptycho_kernels as kernels;

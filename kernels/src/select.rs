@@ -29,6 +29,8 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// The backend a command opened. Not boxed: there is one per process.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyBackend {
     Gpu(GpuBackend),
     Cpu(CpuBackend),

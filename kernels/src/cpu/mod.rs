@@ -16,9 +16,11 @@ use crate::{Complex32, Dtype, Result, Tensor};
 
 pub type CpuTensor = Tensor<Vec<f32>>;
 
+type FftPlans = HashMap<(usize, FftDirection), Arc<dyn Fft<f32>>>;
+
 #[derive(Default)]
 pub struct CpuBackend {
-    plans: Mutex<HashMap<(usize, FftDirection), Arc<dyn Fft<f32>>>>,
+    plans: Mutex<FftPlans>,
 }
 
 impl CpuBackend {

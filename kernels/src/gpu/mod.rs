@@ -214,7 +214,7 @@ impl GpuBackend {
     }
 
     fn check_size(&self, op: &'static str, bytes: u64) -> Result<()> {
-        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
             return Err(KernelError::TooLarge {
                 op,

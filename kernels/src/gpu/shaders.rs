@@ -62,7 +62,8 @@ impl FftPass {
             "const N: u32 = {n}u;\nconst LINES: u32 = {lines}u;\nconst SHARED: u32 = {shared}u;\n\
              const COLUMNS: bool = {columns};\nconst SIGN: f32 = {sign:.1};\nconst SCALE: f32 = {scale:e};\n\
              const SHIFT_IN: bool = {shift_in};\nconst SHIFT_OUT: bool = {shift_out};\n\
-             const RADIX2_FIRST: bool = {radix2};\n{COMPLEX_WGSL}\n{FFT_WGSL}",
+             const RADIX2_FIRST: bool = {radix2};\nconst R4_STAGES: u32 = {r4}u;\nconst R4_NS0: u32 = {ns0}u;\n\
+             {COMPLEX_WGSL}\n{FFT_WGSL}",
             n = self.n,
             lines = self.lines_per_workgroup(),
             shared = FFT_SHARED_ELEMENTS,
@@ -70,6 +71,8 @@ impl FftPass {
             shift_in = self.shift_in,
             shift_out = self.shift_out,
             radix2 = log2 % 2 == 1,
+            r4 = log2 / 2,
+            ns0 = if log2 % 2 == 1 { 2 } else { 1 },
         )
     }
 

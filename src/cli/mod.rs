@@ -1,0 +1,100 @@
+//! The `ptycho` command line. Thin: parse, call the library, report.
+
+mod device;
+mod info;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::bench::fft::{self, FftBenchConfig};
+use device::{with_backend, DeviceArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "ptycho",
+    version,
+    about = "Physics-informed ptychographic reconstruction on any GPU (wgpu) or the CPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List GPU adapters, the one that would be chosen, its limits and features.
+    Info {
+        #[command(flatten)]
+        device: device::AdapterArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kernel benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Batched 2-D FFT against a copy kernel on the same adapter and against the CPU backend.
+    Fft {
+        /// Transform size N (N x N images): 32, 64, 128, 256 or 512.
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        /// Images per batch [default: 4096, or 256 with --quick].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Finish in seconds: shorter samples and, unless --batch is given, a smaller batch.
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Info { device, json } => info::run(&device, json),
+        Command::Bench {
+            which:
+                BenchCommand::Fft {
+                    n,
+                    batch,
+                    quick,
+                    json,
+                    device,
+                },
+        } => {
+            let config = FftBenchConfig {
+                n,
+                batch: batch.unwrap_or(if quick { 256 } else { 4096 }),
+                quick,
+            };
+            let report = with_backend!(device.open()?, backend => fft::run(&backend, &config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+    }
+}
