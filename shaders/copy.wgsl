@@ -1,6 +1,5 @@
 // Plain device copy, 16 bytes per element: the bandwidth yardstick that kernel benchmarks compare with.
-
-const ELEMENTS_PER_INVOCATION: u32 = 4u;
+// The host prepends the constants WORKGROUP_SIZE and ELEMENTS_PER_INVOCATION.
 
 struct Params {
     // vec4 elements to copy.
@@ -14,7 +13,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = params.row_invocations * nwg.y;
     var i = gid.x + gid.y * params.row_invocations;

@@ -1,15 +1,14 @@
-// Complex elementwise ops over flat arrays of vec2<f32> = (re, im). shaders/common/complex.wgsl is
-// prepended by the host. Each invocation handles ELEMENTS_PER_INVOCATION elements, strided by the total
-// number of invocations so that neighbouring invocations touch neighbouring addresses.
-
-const ELEMENTS_PER_INVOCATION: u32 = 4u;
+// Complex elementwise ops over flat arrays of vec2<f32> = (re, im). The host prepends
+// shaders/common/complex.wgsl and the constants WORKGROUP_SIZE and ELEMENTS_PER_INVOCATION. Each
+// invocation handles ELEMENTS_PER_INVOCATION elements, strided by the total number of invocations so that
+// neighbouring invocations touch neighbouring addresses.
 
 struct Params {
     // Elements of the output.
     len: u32,
     // Elements of `b`; b is indexed modulo b_len, which broadcasts a shared factor (a probe) over a batch.
     b_len: u32,
-    // Invocations per row of the dispatch grid (x workgroups * 64).
+    // Invocations per row of the dispatch grid (x workgroups * WORKGROUP_SIZE).
     row_invocations: u32,
     scale: f32,
 };
@@ -28,7 +27,7 @@ fn stride(nwg: vec3<u32>) -> u32 {
     return params.row_invocations * nwg.y;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = stride(nwg);
     var i = first_index(gid);
@@ -38,7 +37,7 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn mul_conj(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = stride(nwg);
     var i = first_index(gid);
@@ -48,7 +47,7 @@ fn mul_conj(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = stride(nwg);
     var i = first_index(gid);
@@ -58,7 +57,7 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = stride(nwg);
     var i = first_index(gid);
@@ -68,7 +67,7 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn abs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = stride(nwg);
     var i = first_index(gid);
@@ -78,7 +77,7 @@ fn abs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn abs2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = stride(nwg);
     var i = first_index(gid);

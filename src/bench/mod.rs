@@ -7,12 +7,14 @@ pub mod fft;
 use std::time::{Duration, Instant};
 
 /// Median seconds per repetition of `run(reps)`, with `reps` chosen so that one sample lasts about
-/// `target`. `run` must finish (synchronise) all the work it starts.
+/// `target`, after one untimed warm-up run (pipeline compilation, first allocations). `run` must finish
+/// (synchronise) all the work it starts.
 pub fn median_seconds_per_rep(
     target: Duration,
     samples: usize,
     mut run: impl FnMut(usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<(f64, usize)> {
+    run(1)?;
     let start = Instant::now();
     run(1)?;
     let once = start.elapsed().as_secs_f64().max(1e-6);

@@ -31,6 +31,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The main job on built-in defaults: for now the device report and the quick FFT benchmark.
+    Demo {
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Kernel benchmarks.
     Bench {
         #[command(subcommand)]
@@ -73,28 +78,25 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { device, json } => info::run(&device, json),
-        Command::Bench {
-            which:
-                BenchCommand::Fft {
-                    n,
-                    batch,
-                    quick,
-                    json,
-                    device,
-                },
-        } => {
-            let config = FftBenchConfig {
-                n,
-                batch: batch.unwrap_or(if quick { 256 } else { 4096 }),
-                quick,
-            };
-            let report = with_backend!(device.open()?, backend => fft::run(&backend, &config))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.to_text());
-            }
-            Ok(())
+        Command::Demo { device } => {
+            info::run(&device.adapter, false)?;
+            println!();
+            let config = FftBenchConfig { n: 64, batch: 256, quick: true };
+            bench_fft(&device, config, false)
+        }
+        Command::Bench { which: BenchCommand::Fft { n, batch, quick, json, device } } => {
+            let batch = batch.unwrap_or(if quick { 256 } else { 4096 });
+            bench_fft(&device, FftBenchConfig { n, batch, quick }, json)
         }
     }
+}
+
+fn bench_fft(device: &DeviceArgs, config: FftBenchConfig, json: bool) -> anyhow::Result<()> {
+    let report = with_backend!(device.open()?, backend => fft::run(&backend, &config))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }

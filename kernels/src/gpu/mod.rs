@@ -22,12 +22,9 @@ use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, KernelError, Result, Tensor};
 use pool::{BufferPool, STORAGE_USAGE};
 use recorder::{Binding, Recorder};
-use shaders::FftPass;
+use shaders::{FftPass, ELEMENTS_PER_INVOCATION, ELEMENTWISE_WORKGROUP_SIZE};
 
 pub type GpuTensor = Tensor<PooledBuffer>;
-
-const WORKGROUP_SIZE: u64 = 64;
-const ELEMENTS_PER_INVOCATION: u64 = 4;
 
 pub struct GpuBackend {
     device: wgpu::Device,
@@ -338,9 +335,9 @@ impl GpuBackend {
     /// Workgroups and invocations per grid row for a strided elementwise kernel over `len` elements.
     fn elementwise_grid(&self, len: u64) -> (u64, u32) {
         let invocations = len.div_ceil(ELEMENTS_PER_INVOCATION).max(1);
-        let workgroups = invocations.div_ceil(WORKGROUP_SIZE);
+        let workgroups = invocations.div_ceil(ELEMENTWISE_WORKGROUP_SIZE);
         let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
-        let row_invocations = (workgroups.min(max_x) * WORKGROUP_SIZE) as u32;
+        let row_invocations = (workgroups.min(max_x) * ELEMENTWISE_WORKGROUP_SIZE) as u32;
         (workgroups, row_invocations)
     }
 

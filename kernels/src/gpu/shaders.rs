@@ -100,12 +100,24 @@ impl FftPass {
     }
 }
 
+/// Invocations per workgroup of the elementwise and copy kernels.
+pub const ELEMENTWISE_WORKGROUP_SIZE: u64 = 256;
+/// Elements each invocation of the elementwise and copy kernels handles.
+pub const ELEMENTS_PER_INVOCATION: u64 = 4;
+
+fn elementwise_constants() -> String {
+    format!(
+        "const WORKGROUP_SIZE: u32 = {ELEMENTWISE_WORKGROUP_SIZE}u;\n\
+         const ELEMENTS_PER_INVOCATION: u32 = {ELEMENTS_PER_INVOCATION}u;\n"
+    )
+}
+
 pub fn elementwise_source() -> String {
-    format!("{COMPLEX_WGSL}\n{ELEMENTWISE_WGSL}")
+    format!("{}{COMPLEX_WGSL}\n{ELEMENTWISE_WGSL}", elementwise_constants())
 }
 
 pub fn copy_source() -> String {
-    COPY_WGSL.to_string()
+    format!("{}{COPY_WGSL}", elementwise_constants())
 }
 
 /// (name, WGSL source, entry points) of every pipeline the GPU backend can create.
