@@ -1,0 +1,191 @@
+//! A dataset: one NPZ file, a folder of NPZ shards, or a glob of them, concatenated along the scan axis.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::contract::{ContractOptions, DiffractionStats, ScanFile};
+use super::{DataError, Result};
+
+pub struct Dataset {
+    pub shards: Vec<ScanFile>,
+    /// First global pattern index of each shard.
+    starts: Vec<usize>,
+    pub m: usize,
+    pub n: usize,
+    pub stats: DiffractionStats,
+}
+
+/// Per-shard record, for manifests and `ptycho data inspect`.
+#[derive(Serialize)]
+pub struct ShardSummary {
+    pub path: String,
+    pub patterns: usize,
+    pub object_shape: Option<[usize; 2]>,
+}
+
+/// The files a dataset path names: the file itself, the `*.npz` in a folder (sorted), or the matches of a
+/// `*`/`?` pattern in the last path component (sorted).
+pub fn resolve(path: &Path) -> Result<Vec<PathBuf>> {
+    let shown = path.display();
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let (dir, pattern) = if path.is_dir() {
+        (path.to_path_buf(), "*.npz".to_string())
+    } else {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if !name.contains(['*', '?']) {
+            return Err(DataError::format(&shown, "no such file or folder"));
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        (dir.to_path_buf(), name)
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| DataError::io(dir.display(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| glob_match(&pattern, &n.to_string_lossy())))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(DataError::format(&shown, format!("no files match '{pattern}': an empty dataset")));
+    }
+    Ok(files)
+}
+
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+impl Dataset {
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, ContractOptions::default(), None)
+    }
+
+    pub fn open_with(path: &Path, options: ContractOptions, cache_dir: Option<&Path>) -> Result<Self> {
+        let files = resolve(path)?;
+        let shards = files
+            .iter()
+            .map(|f| ScanFile::open_with(f, options, cache_dir))
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_shards(shards)
+    }
+
+    pub fn from_shards(shards: Vec<ScanFile>) -> Result<Self> {
+        let first = shards.first().ok_or_else(|| DataError::format("dataset", "no shards: an empty dataset"))?;
+        let n = first.n;
+        for s in &shards[1..] {
+            if s.n != n {
+                return Err(DataError::format(s.path.display(), format!("pattern size {} differs from {} in {}", s.n, n, first.path.display())));
+            }
+            if s.probe != first.probe {
+                return Err(DataError::format(s.path.display(), format!("probeGuess differs from the one in {}: shards must share one probe", first.path.display())));
+            }
+        }
+        let mut starts = Vec::with_capacity(shards.len());
+        let mut m = 0;
+        let mut stats = DiffractionStats { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() };
+        let mut sum = 0.0;
+        for s in &shards {
+            starts.push(m);
+            m += s.m;
+            stats.min = stats.min.min(s.stats.min);
+            stats.max = stats.max.max(s.stats.max);
+            stats.sum_sq += s.stats.sum_sq;
+            stats.count += s.stats.count;
+            sum += s.stats.mean * s.stats.count as f64;
+        }
+        stats.mean = sum / stats.count.max(1) as f64;
+        Ok(Self { shards, starts, m, n, stats })
+    }
+
+    /// (shard, index within it) of global pattern `i`.
+    pub fn locate(&self, i: usize) -> (usize, usize) {
+        let shard = self.starts.partition_point(|&s| s <= i) - 1;
+        (shard, i - self.starts[shard])
+    }
+
+    pub fn read_pattern(&self, i: usize, out: &mut [f32]) -> Result<()> {
+        let (s, k) = self.locate(i);
+        self.shards[s].read_pattern(k, out)
+    }
+
+    pub fn xcoords(&self) -> Vec<f64> {
+        self.shards.iter().flat_map(|s| s.xcoords.iter().copied()).collect()
+    }
+
+    pub fn ycoords(&self) -> Vec<f64> {
+        self.shards.iter().flat_map(|s| s.ycoords.iter().copied()).collect()
+    }
+
+    pub fn xcoords_start(&self) -> Vec<f64> {
+        self.shards.iter().flat_map(|s| s.xcoords_start.iter().copied()).collect()
+    }
+
+    pub fn ycoords_start(&self) -> Vec<f64> {
+        self.shards.iter().flat_map(|s| s.ycoords_start.iter().copied()).collect()
+    }
+
+    pub fn probe(&self) -> &[ptycho_kernels::Complex32] {
+        &self.shards[0].probe
+    }
+
+    /// α = sqrt((N/2)² / mean over patterns of Σ amplitude²) (physics-and-model.md §3.4), in f64.
+    pub fn normalization(&self) -> f64 {
+        let half = self.n as f64 / 2.0;
+        let mean_per_pattern = self.stats.sum_sq / self.m as f64;
+        (half * half / mean_per_pattern).sqrt()
+    }
+
+    pub fn summaries(&self) -> Vec<ShardSummary> {
+        self.shards
+            .iter()
+            .map(|s| ShardSummary {
+                path: s.path.display().to_string(),
+                patterns: s.m,
+                object_shape: s.object.as_ref().map(|(h, w, _)| [*h, *w]),
+            })
+            .collect()
+    }
+}
+
+/// The intensity scale s = sqrt(nphotons) / (N/2) (physics-and-model.md §3.5).
+pub fn intensity_scale(nphotons: f64, n: usize) -> f64 {
+    nphotons.sqrt() / (n as f64 / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match() {
+        assert!(glob_match("*.npz", "shard_0001.npz"));
+        assert!(glob_match("shard_??.npz", "shard_07.npz"));
+        assert!(!glob_match("shard_??.npz", "shard_7.npz"));
+        assert!(!glob_match("*.npz", "notes.txt"));
+    }
+
+    #[test]
+    fn intensity_scale_matches_the_reference() {
+        assert!((intensity_scale(1e9, 64) - 988.211_768_8).abs() < 1e-6);
+    }
+}

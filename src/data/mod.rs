@@ -1,0 +1,44 @@
+//! The data layer: NPZ files (memory-mapped), the DATA-001 contract, datasets of shards, grouping and
+//! normalisation, and batch streaming.
+
+pub mod contract;
+pub mod dataset;
+pub mod grouping;
+pub mod npy;
+pub mod npz;
+pub mod pickle;
+pub mod stream;
+pub mod writer;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("{file}: {message}")]
+    Format { file: String, message: String },
+
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file}: key '{key}': expected {expected}, found {found} (keys present: {present})")]
+    Contract { file: String, key: String, expected: String, found: String, present: String },
+
+    #[error("{0}")]
+    Grouping(String),
+}
+
+impl DataError {
+    pub(crate) fn format(file: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        DataError::Format { file: file.to_string(), message: message.into() }
+    }
+
+    pub(crate) fn io(file: impl std::fmt::Display, source: std::io::Error) -> Self {
+        DataError::Io { file: file.to_string(), source }
+    }
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

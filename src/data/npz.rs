@@ -1,0 +1,369 @@
+//! Reading NPZ archives. Stored members are memory-mapped and sliced in place; deflated members are
+//! decompressed once, streaming, into a cache file that is then mapped. Nothing is read whole into RAM.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use ptycho_kernels::Complex32;
+
+use super::npy::{complex_at, decode_f32, real_at, Kind, NpyDtype, NpyHeader};
+use super::{DataError, Result};
+
+/// Largest .npy header we accept: numpy writes a few hundred bytes.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+#[derive(Clone, Debug)]
+struct Member {
+    index: usize,
+    compressed: bool,
+    data_start: u64,
+    size: u64,
+    compressed_size: u64,
+}
+
+/// An open NPZ archive.
+pub struct NpzFile {
+    path: PathBuf,
+    map: Arc<Mmap>,
+    members: BTreeMap<String, Member>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// One array of an archive: its header and its bytes, wherever they are mapped.
+#[derive(Clone)]
+pub struct ArrayView {
+    file: String,
+    key: String,
+    header: NpyHeader,
+    map: Arc<Mmap>,
+    /// Offset of the first data byte in `map`.
+    offset: usize,
+}
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).map_err(|e| DataError::io(path.display(), e))?;
+    // Safety: the map is read-only; a file truncated under us is a user error that can fault reads,
+    // as with every reader that maps (numpy's mmap_mode included).
+    unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path.display(), e))
+}
+
+impl NpzFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_cache(path, None)
+    }
+
+    /// Open with deflated members cached in `cache_dir` (default: `.ptycho-cache` beside the file, or the
+    /// system temp folder when that is not writable).
+    pub fn open_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Self> {
+        let shown = path.display();
+        let map = Arc::new(map_file(path)?);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&map[..]))
+            .map_err(|e| DataError::format(&shown, format!("not a readable NPZ (zip) archive: {e}")))?;
+        let mut members = BTreeMap::new();
+        for index in 0..archive.len() {
+            let entry = archive
+                .by_index_raw(index)
+                .map_err(|e| DataError::format(&shown, format!("zip entry {index} is corrupt: {e}")))?;
+            let name = entry.name().map_err(|e| DataError::format(&shown, e.to_string()))?.to_string();
+            let compressed = match entry.compression() {
+                zip::CompressionMethod::Stored => false,
+                zip::CompressionMethod::Deflated => true,
+                other => {
+                    return Err(DataError::format(&shown, format!("member '{name}' uses unsupported compression {other}")))
+                }
+            };
+            let data_start =
+                entry.data_start().ok_or_else(|| DataError::format(&shown, format!("member '{name}' has no data")))?;
+            let member = Member { index, compressed, data_start, size: entry.size(), compressed_size: entry.compressed_size() };
+            let stored_end = data_start.checked_add(member.compressed_size);
+            if stored_end.is_none_or(|end| end > map.len() as u64) {
+                return Err(DataError::format(&shown, format!("member '{name}' runs past the end of the file (truncated?)")));
+            }
+            let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
+            members.insert(key, member);
+        }
+        Ok(Self { path: path.to_path_buf(), map, members, cache_dir: cache_dir.map(Path::to_path_buf) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.members.contains_key(key)
+    }
+
+    pub fn is_compressed(&self, key: &str) -> bool {
+        self.members.get(key).is_some_and(|m| m.compressed)
+    }
+
+    /// The header of `key` without decompressing or mapping its data.
+    pub fn header(&self, key: &str) -> Result<NpyHeader> {
+        let shown = self.path.display();
+        let member = self.member(key)?;
+        if member.compressed {
+            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
+                .map_err(|e| DataError::format(&shown, e.to_string()))?;
+            let mut entry = archive.by_index(member.index).map_err(|e| DataError::format(&shown, e.to_string()))?;
+            let mut head = Vec::new();
+            (&mut entry)
+                .take(MAX_HEADER_BYTES as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| DataError::format(&shown, format!("member '{key}' does not inflate: {e}")))?;
+            return NpyHeader::parse(&head).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")));
+        }
+        let start = member.data_start as usize;
+        let end = (start + MAX_HEADER_BYTES).min(start + member.size as usize);
+        NpyHeader::parse(&self.map[start..end]).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))
+    }
+
+    /// The bytes after the .npy header of `key`, read into memory: for object arrays (a pickle), which
+    /// have no fixed element size. At most `limit` bytes.
+    pub fn object_payload(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        let shown = self.path.display();
+        let member = self.member(key)?;
+        if member.size > limit {
+            return Err(DataError::format(&shown, format!("'{key}' holds {} bytes; at most {limit} are read", member.size)));
+        }
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
+            .map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut entry = archive.by_index(member.index).map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut all = Vec::new();
+        (&mut entry)
+            .take(limit)
+            .read_to_end(&mut all)
+            .map_err(|e| DataError::format(&shown, format!("member '{key}' does not read: {e}")))?;
+        let header = NpyHeader::parse(&all).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
+        Ok(all.split_off(header.data_offset))
+    }
+
+    fn member(&self, key: &str) -> Result<&Member> {
+        self.members.get(key).ok_or_else(|| {
+            DataError::format(self.path.display(), format!("no key '{key}' (keys present: {})", self.keys().join(", ")))
+        })
+    }
+
+    /// The array `key`, mapped in place (stored) or through the decompression cache (deflated).
+    pub fn array(&self, key: &str) -> Result<ArrayView> {
+        let shown = self.path.display().to_string();
+        let member = self.member(key)?.clone();
+        let (map, base, available) = if member.compressed {
+            let cached = self.inflate_to_cache(key, &member)?;
+            let len = cached.len() as u64;
+            (Arc::new(cached), 0usize, len)
+        } else {
+            (self.map.clone(), member.data_start as usize, member.size)
+        };
+        let head_end = (base + MAX_HEADER_BYTES).min(base + available as usize);
+        let header =
+            NpyHeader::parse(&map[base..head_end]).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
+        let needed = header.data_bytes().map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
+        let have = available.saturating_sub(header.data_offset as u64);
+        if needed != have {
+            return Err(DataError::format(
+                &shown,
+                format!("'{key}': header claims shape {:?} of {} ({needed} bytes) but the member holds {have} bytes", header.shape, header.dtype.descr),
+            ));
+        }
+        Ok(ArrayView { file: shown, key: key.to_string(), offset: base + header.data_offset, header, map })
+    }
+
+    fn cache_path(&self, key: &str) -> Result<PathBuf> {
+        let meta = std::fs::metadata(&self.path).map_err(|e| DataError::io(self.path.display(), e))?;
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let stamp = format!("{}-{}", meta.len(), modified.map_or(0, |d| d.as_nanos()));
+        let stem = self.path.file_name().map_or("data".into(), |s| s.to_string_lossy().to_string());
+        let name = format!("{stem}.{key}.{stamp}.npy");
+        let dir = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let beside = self.path.parent().unwrap_or(Path::new(".")).join(".ptycho-cache");
+                if std::fs::create_dir_all(&beside).is_ok() && writable(&beside) {
+                    beside
+                } else {
+                    std::env::temp_dir().join("ptycho-cache")
+                }
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| DataError::io(dir.display(), e))?;
+        Ok(dir.join(name))
+    }
+
+    fn inflate_to_cache(&self, key: &str, member: &Member) -> Result<Mmap> {
+        let target = self.cache_path(key)?;
+        if std::fs::metadata(&target).is_ok_and(|m| m.len() == member.size) {
+            return map_file(&target);
+        }
+        let shown = self.path.display();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
+            .map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut entry = archive.by_index(member.index).map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let dir = target.parent().expect("cache files live in a folder");
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir.display(), e))?;
+        // Bounded copy: a member that inflates past its declared size is corrupt, not a reason to fill the disk.
+        let copied = std::io::copy(&mut (&mut entry).take(member.size + 1), tmp.as_file_mut())
+            .map_err(|e| DataError::format(&shown, format!("member '{key}' does not inflate: {e}")))?;
+        if copied != member.size {
+            return Err(DataError::format(&shown, format!("member '{key}' inflates to {copied} bytes, not the declared {}", member.size)));
+        }
+        tmp.as_file_mut().flush().and_then(|_| tmp.as_file().sync_all()).map_err(|e| DataError::io(dir.display(), e))?;
+        tmp.persist(&target).map_err(|e| DataError::io(target.display(), e.error))?;
+        map_file(&target)
+    }
+}
+
+fn writable(dir: &Path) -> bool {
+    tempfile::NamedTempFile::new_in(dir).is_ok()
+}
+
+impl ArrayView {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.header.shape
+    }
+
+    pub fn dtype(&self) -> &NpyDtype {
+        &self.header.dtype
+    }
+
+    pub fn fortran_order(&self) -> bool {
+        self.header.fortran_order
+    }
+
+    pub fn len(&self) -> usize {
+        self.header.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.header.is_empty()
+    }
+
+    /// The raw element bytes as stored (any alignment, the stored byte order and memory order).
+    pub fn bytes(&self) -> &[u8] {
+        let size = self.header.dtype.size * self.len();
+        &self.map[self.offset..self.offset + size]
+    }
+
+    /// The mapping this view lives in, and the byte range of its data.
+    pub fn mapping(&self) -> (&Arc<Mmap>, std::ops::Range<usize>) {
+        (&self.map, self.offset..self.offset + self.header.dtype.size * self.len())
+    }
+
+    /// Storage position of the element at C-order flat index `i`.
+    fn storage_index(&self, i: usize) -> usize {
+        if !self.header.fortran_order || self.shape().len() < 2 {
+            return i;
+        }
+        let shape = self.shape();
+        let mut rem = i;
+        let mut idx = vec![0usize; shape.len()];
+        for d in (0..shape.len()).rev() {
+            idx[d] = rem % shape[d];
+            rem /= shape[d];
+        }
+        let (mut offset, mut stride) = (0, 1);
+        for d in 0..shape.len() {
+            offset += idx[d] * stride;
+            stride *= shape[d];
+        }
+        offset
+    }
+
+    fn element(&self, i: usize) -> &[u8] {
+        let size = self.header.dtype.size;
+        let s = self.storage_index(i) * size;
+        &self.bytes()[s..s + size]
+    }
+
+    fn require(&self, ok: bool, expected: &str) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(DataError::format(&self.file, format!("'{}': expected {expected}, found dtype {}", self.key, self.header.dtype.descr)))
+        }
+    }
+
+    /// All elements as f64 in C order (numbers and booleans only).
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        self.require(self.header.dtype.is_real_number(), "a real number dtype")?;
+        Ok((0..self.len()).map(|i| real_at(&self.header.dtype, self.element(i))).collect())
+    }
+
+    pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
+        self.require(matches!(self.header.dtype.kind, Kind::Int | Kind::UInt | Kind::Bool), "an integer dtype")?;
+        Ok(self.to_f64_vec()?.into_iter().map(|v| v as i64).collect())
+    }
+
+    /// All elements as complex64 in C order (complex dtypes only).
+    pub fn to_c64_vec(&self) -> Result<Vec<Complex32>> {
+        self.require(self.header.dtype.kind == Kind::Complex, "a complex dtype")?;
+        Ok((0..self.len())
+            .map(|i| {
+                let (re, im) = complex_at(&self.header.dtype, self.element(i));
+                Complex32::new(re as f32, im as f32)
+            })
+            .collect())
+    }
+
+    /// Elements `[first, first + out.len())` in C order as f32 (real dtypes), with a fast path for
+    /// contiguous little-endian f32.
+    pub fn read_f32(&self, first: usize, out: &mut [f32]) -> Result<()> {
+        self.require(self.header.dtype.is_real_number(), "a real number dtype")?;
+        let end = first.checked_add(out.len()).filter(|&e| e <= self.len());
+        if end.is_none() {
+            return Err(DataError::format(&self.file, format!("'{}': read past the end", self.key)));
+        }
+        let size = self.header.dtype.size;
+        if !self.header.fortran_order || self.shape().len() < 2 {
+            decode_f32(&self.header.dtype, &self.bytes()[first * size..(first + out.len()) * size], out);
+        } else {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = real_at(&self.header.dtype, self.element(first + k)) as f32;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole array as f32 in C order.
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.len()];
+        self.read_f32(0, &mut out)?;
+        Ok(out)
+    }
+
+    /// A 0-d (or 1-element) unicode array as a String.
+    pub fn to_unicode_string(&self) -> Result<String> {
+        self.require(self.header.dtype.kind == Kind::Unicode, "a unicode string")?;
+        let big = self.header.dtype.big_endian;
+        let text: String = self
+            .bytes()
+            .chunks_exact(4)
+            .map(|c| {
+                let w = [c[0], c[1], c[2], c[3]];
+                if big {
+                    u32::from_be_bytes(w)
+                } else {
+                    u32::from_le_bytes(w)
+                }
+            })
+            .take_while(|&c| c != 0)
+            .map(|c| char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect();
+        Ok(text)
+    }
+}
