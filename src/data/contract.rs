@@ -44,6 +44,7 @@ pub struct ContractOptions {
 }
 
 /// One validated scan file.
+#[derive(Debug)]
 pub struct ScanFile {
     pub path: PathBuf,
     pub diffraction: ArrayView,

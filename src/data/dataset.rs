@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::contract::{ContractOptions, DiffractionStats, ScanFile};
 use super::{DataError, Result};
 
+#[derive(Debug)]
 pub struct Dataset {
     pub shards: Vec<ScanFile>,
     /// First global pattern index of each shard.

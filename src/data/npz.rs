@@ -224,6 +224,12 @@ fn writable(dir: &Path) -> bool {
     tempfile::NamedTempFile::new_in(dir).is_ok()
 }
 
+impl std::fmt::Debug for ArrayView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArrayView({}: '{}' {} {:?})", self.file, self.key, self.header.dtype.descr, self.header.shape)
+    }
+}
+
 impl ArrayView {
     pub fn key(&self) -> &str {
         &self.key
