@@ -18,7 +18,9 @@ fn bench_backend<B: Backend>(c: &mut Criterion, label: &str, backend: &B) {
         group.throughput(Throughput::Elements(BATCH as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
             bench.iter(|| {
-                let y = backend.fft2(&x, FftDirection::Forward, FftShift::OUTPUT).unwrap();
+                let y = backend
+                    .fft2(&x, FftDirection::Forward, FftShift::OUTPUT)
+                    .unwrap();
                 backend.synchronize().unwrap();
                 y
             })

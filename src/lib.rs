@@ -3,7 +3,7 @@
 //! `ptycho-kernels` crate; this crate holds the application: benchmarks and the `ptycho` command line.
 
 pub mod bench;
-pub mod data;
 pub mod cli;
+pub mod data;
 
 pub use ptycho_kernels as kernels;

@@ -3,11 +3,18 @@
 use std::process::{Command, Output};
 
 fn ptycho(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptycho")).args(args).output().expect("run ptycho")
+    Command::new(env!("CARGO_BIN_EXE_ptycho"))
+        .args(args)
+        .output()
+        .expect("run ptycho")
 }
 
 fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "ptycho failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ptycho failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
@@ -22,8 +29,18 @@ fn info_json_lists_adapters_and_the_chosen_one() {
     if gpu_required() {
         assert!(!adapters.is_empty());
         let chosen = &info["chosen"];
-        assert!(chosen["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() >= 128 << 20);
-        assert!(chosen["limits"]["max_compute_workgroup_storage_size"].as_u64().unwrap() >= 16384);
+        assert!(
+            chosen["limits"]["max_storage_buffer_binding_size"]
+                .as_u64()
+                .unwrap()
+                >= 128 << 20
+        );
+        assert!(
+            chosen["limits"]["max_compute_workgroup_storage_size"]
+                .as_u64()
+                .unwrap()
+                >= 16384
+        );
         assert_eq!(chosen["features"].as_array().unwrap().len(), 3);
     } else if info["chosen"].is_null() {
         assert!(info["note"].as_str().unwrap().contains("CPU backend"));
@@ -36,13 +53,18 @@ fn info_without_adapters_says_what_auto_does() {
     if cfg!(target_os = "linux") {
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("(none)") && text.contains("--device auto will use the CPU backend"), "{text}");
+        assert!(
+            text.contains("(none)") && text.contains("--device auto will use the CPU backend"),
+            "{text}"
+        );
     }
 }
 
 #[test]
 fn bench_fft_on_the_cpu_backend() {
-    let report = stdout_json(&ptycho(&["bench", "fft", "--quick", "--device", "cpu", "--n", "32", "--batch", "8", "--json"]));
+    let report = stdout_json(&ptycho(&[
+        "bench", "fft", "--quick", "--device", "cpu", "--n", "32", "--batch", "8", "--json",
+    ]));
     assert_eq!(report["n"], 32);
     assert_eq!(report["batch"], 8);
     assert_eq!(report["array_bytes"], 8 * 32 * 32 * 8);
@@ -52,9 +74,14 @@ fn bench_fft_on_the_cpu_backend() {
 
 #[test]
 fn bench_fft_on_the_gpu_reports_ratios() {
-    let out = ptycho(&["bench", "fft", "--quick", "--device", "gpu", "--n", "64", "--batch", "16", "--json"]);
+    let out = ptycho(&[
+        "bench", "fft", "--quick", "--device", "gpu", "--n", "64", "--batch", "16", "--json",
+    ]);
     if !out.status.success() && !gpu_required() {
-        eprintln!("skipping: no GPU ({})", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "skipping: no GPU ({})",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return;
     }
     let report = stdout_json(&out);
@@ -62,23 +89,38 @@ fn bench_fft_on_the_gpu_reports_ratios() {
         assert!(report[key].as_f64().unwrap() > 0.0, "{key}");
     }
     assert!(report["gpu_copy"]["effective_gb_per_s"].as_f64().unwrap() > 0.0);
-    assert!(report["cpu_fft"]["microseconds_per_transform"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["cpu_fft"]["microseconds_per_transform"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }
 
 #[test]
 fn bench_fft_text_output() {
-    let out = ptycho(&["bench", "fft", "--quick", "--device", "cpu", "--n", "32", "--batch", "4"]);
+    let out = ptycho(&[
+        "bench", "fft", "--quick", "--device", "cpu", "--n", "32", "--batch", "4",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FFT 32x32 complex64, batch 4") && text.contains("CPU backend FFT"), "{text}");
+    assert!(
+        text.contains("FFT 32x32 complex64, batch 4") && text.contains("CPU backend FFT"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unsupported_fft_size_is_a_clear_error() {
-    let out = ptycho(&["bench", "fft", "--quick", "--device", "cpu", "--n", "48", "--batch", "2"]);
+    let out = ptycho(&[
+        "bench", "fft", "--quick", "--device", "cpu", "--n", "48", "--batch", "2",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("FFT size 48 is not supported") && err.contains("[32, 64, 128, 256, 512]"), "{err}");
+    assert!(
+        err.contains("FFT size 48 is not supported") && err.contains("[32, 64, 128, 256, 512]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -86,12 +128,33 @@ fn device_gpu_without_adapter_says_how_to_get_one() {
     if !cfg!(target_os = "linux") {
         return;
     }
-    let out = ptycho(&["bench", "fft", "--quick", "--device", "gpu", "--backend", "metal"]);
+    let out = ptycho(&[
+        "bench",
+        "fft",
+        "--quick",
+        "--device",
+        "gpu",
+        "--backend",
+        "metal",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mesa-vulkan-drivers") && err.contains("--device cpu"), "{err}");
+    assert!(
+        err.contains("mesa-vulkan-drivers") && err.contains("--device cpu"),
+        "{err}"
+    );
 
-    let out = ptycho(&["bench", "fft", "--quick", "--backend", "metal", "--n", "32", "--batch", "2"]);
+    let out = ptycho(&[
+        "bench",
+        "fft",
+        "--quick",
+        "--backend",
+        "metal",
+        "--n",
+        "32",
+        "--batch",
+        "2",
+    ]);
     assert!(out.status.success(), "auto falls back to the CPU backend");
     assert!(String::from_utf8_lossy(&out.stderr).contains("running on the CPU backend"));
 }
@@ -106,7 +169,14 @@ fn unknown_device_is_rejected() {
 #[test]
 fn demo_runs_on_the_cpu_backend() {
     let out = ptycho(&["demo", "--device", "cpu"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("adapters:") && text.contains("FFT 64x64 complex64, batch 256"), "{text}");
+    assert!(
+        text.contains("adapters:") && text.contains("FFT 64x64 complex64, batch 256"),
+        "{text}"
+    );
 }

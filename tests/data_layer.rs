@@ -16,7 +16,10 @@ use ptycho_wgpu::kernels::Complex32;
 
 /// python3 with numpy, or None with the reason printed (CI installs numpy, so there it always runs).
 fn numpy() -> Option<()> {
-    let ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         if std::env::var("CI").is_ok() {
             panic!("python3 with numpy is required in CI");
@@ -28,8 +31,17 @@ fn numpy() -> Option<()> {
 }
 
 fn python(script: &str, dir: &Path) {
-    let out = Command::new("python3").arg("-c").arg(script).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A small valid scan file written by our writer: M patterns of N x N.
@@ -38,13 +50,20 @@ fn write_scan(path: &Path, m: usize, n: usize, key: &str, compress: bool) -> Vec
     let diffraction: Vec<f32> = (0..m * n * n).map(|_| rng.next_f64() as f32).collect();
     let x: Vec<f64> = (0..m).map(|i| 10.0 + (i % 5) as f64 * 3.0).collect();
     let y: Vec<f64> = (0..m).map(|i| 10.0 + (i / 5) as f64 * 3.0).collect();
-    let probe: Vec<Complex32> = (0..n * n).map(|i| Complex32::new(1.0, i as f32 * 0.01)).collect();
+    let probe: Vec<Complex32> = (0..n * n)
+        .map(|i| Complex32::new(1.0, i as f32 * 0.01))
+        .collect();
     let mut w = NpzWriter::create(path, compress).unwrap();
     w.add_f32(key, &[m, n, n], &diffraction).unwrap();
     w.add_f64("xcoords", &[m], &x).unwrap();
     w.add_f64("ycoords", &[m], &y).unwrap();
     w.add_c64("probeGuess", &[n, n], &probe).unwrap();
-    w.add_c64("objectGuess", &[40, 50], &vec![Complex32::new(1.0, 0.0); 2000]).unwrap();
+    w.add_c64(
+        "objectGuess",
+        &[40, 50],
+        &vec![Complex32::new(1.0, 0.0); 2000],
+    )
+    .unwrap();
     w.add_text("_metadata", r#"{"source": "test"}"#).unwrap();
     w.finish().unwrap();
     diffraction
@@ -76,24 +95,50 @@ np.save('expected.npy', d)
 "#,
         dir.path(),
     );
-    let expected = NpzFile::open(&dir.path().join("plain.npz")).unwrap().array("diffraction").unwrap().to_f32_vec().unwrap();
-    for name in ["plain", "compressed", "both", "legacy", "fortran", "bigendian", "float64", "unicode_meta"] {
+    let expected = NpzFile::open(&dir.path().join("plain.npz"))
+        .unwrap()
+        .array("diffraction")
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+    for name in [
+        "plain",
+        "compressed",
+        "both",
+        "legacy",
+        "fortran",
+        "bigendian",
+        "float64",
+        "unicode_meta",
+    ] {
         let path = dir.path().join(format!("{name}.npz"));
         let scan = ScanFile::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((scan.m, scan.n), (12, 8), "{name}");
         let mut all = vec![0f32; 12 * 64];
         for i in 0..12 {
-            scan.read_pattern(i, &mut all[i * 64..(i + 1) * 64]).unwrap();
+            scan.read_pattern(i, &mut all[i * 64..(i + 1) * 64])
+                .unwrap();
         }
         assert_eq!(all, expected, "{name}: patterns differ");
         assert_eq!(scan.layout == Layout::LegacyNnm, name == "legacy");
         assert_eq!(scan.object.as_ref().map(|o| (o.0, o.1)), Some((30, 40)));
-        assert!((scan.stats.max - expected.iter().cloned().fold(0.0, f32::max) as f64).abs() < 1e-7);
+        assert!(
+            (scan.stats.max - expected.iter().cloned().fold(0.0, f32::max) as f64).abs() < 1e-7
+        );
     }
-    let meta = ScanFile::open(&dir.path().join("compressed.npz")).unwrap().metadata.unwrap();
+    let meta = ScanFile::open(&dir.path().join("compressed.npz"))
+        .unwrap()
+        .metadata
+        .unwrap();
     assert_eq!(meta["dose"], 1000.0);
-    assert!(dir.path().join(".ptycho-cache").is_dir(), "deflated members are cached beside the data");
-    let meta = ScanFile::open(&dir.path().join("unicode_meta.npz")).unwrap().metadata.unwrap();
+    assert!(
+        dir.path().join(".ptycho-cache").is_dir(),
+        "deflated members are cached beside the data"
+    );
+    let meta = ScanFile::open(&dir.path().join("unicode_meta.npz"))
+        .unwrap()
+        .metadata
+        .unwrap();
     assert_eq!(meta["dose"], 10.0);
 }
 
@@ -105,7 +150,10 @@ fn our_files_load_in_numpy_and_round_trip() {
         let diffraction = write_scan(&path, 10, 32, "diffraction", compress);
         let npz = NpzFile::open(&path).unwrap();
         assert_eq!(npz.is_compressed("diffraction"), compress);
-        assert_eq!(npz.array("diffraction").unwrap().to_f32_vec().unwrap(), diffraction);
+        assert_eq!(
+            npz.array("diffraction").unwrap().to_f32_vec().unwrap(),
+            diffraction
+        );
         let scan = ScanFile::open(&path).unwrap();
         assert_eq!(scan.metadata.unwrap()["source"], "test");
         if numpy().is_some() {
@@ -164,11 +212,17 @@ c = dict(xcoords=np.arange(M, dtype=np.float64), ycoords=np.arange(M, dtype=np.f
     ];
     for (body, needle) in cases {
         let err = contract_error(dir.path(), &format!("{prelude}{body}"));
-        assert!(err.contains(needle), "{body}\n  error: {err}\n  wanted: {needle}");
+        assert!(
+            err.contains(needle),
+            "{body}\n  error: {err}\n  wanted: {needle}"
+        );
         assert!(err.contains("bad.npz"), "the error names the file: {err}");
     }
     let err = contract_error(dir.path(), &format!("{prelude}np.savez('bad.npz', **c)"));
-    assert!(err.contains("keys present: probeGuess, xcoords, ycoords"), "{err}");
+    assert!(
+        err.contains("keys present: probeGuess, xcoords, ycoords"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -180,23 +234,39 @@ fn corrupt_and_lying_archives_are_errors() {
 
     let truncated = dir.path().join("truncated.npz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(ScanFile::open(&truncated).unwrap_err().to_string().contains("truncated.npz"));
+    assert!(ScanFile::open(&truncated)
+        .unwrap_err()
+        .to_string()
+        .contains("truncated.npz"));
 
     let garbage = dir.path().join("garbage.npz");
     std::fs::write(&garbage, b"this is not a zip archive at all").unwrap();
-    assert!(ScanFile::open(&garbage).unwrap_err().to_string().contains("not a readable NPZ"));
+    assert!(ScanFile::open(&garbage)
+        .unwrap_err()
+        .to_string()
+        .contains("not a readable NPZ"));
 
     // A header that claims more data than the member holds.
     let needle = b"'shape': (10, 32, 32)";
-    let pos = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     let mut lying = bytes.clone();
     lying[pos..pos + needle.len()].copy_from_slice(b"'shape': (90, 32, 32)");
     let path = dir.path().join("lying.npz");
     std::fs::write(&path, &lying).unwrap();
-    let err = NpzFile::open(&path).unwrap().array("diffraction").unwrap_err().to_string();
+    let err = NpzFile::open(&path)
+        .unwrap()
+        .array("diffraction")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("header claims shape [90, 32, 32]"), "{err}");
 
-    assert!(Dataset::open(&dir.path().join("nothing_*.npz")).unwrap_err().to_string().contains("empty dataset"));
+    assert!(Dataset::open(&dir.path().join("nothing_*.npz"))
+        .unwrap_err()
+        .to_string()
+        .contains("empty dataset"));
 }
 
 /// Mutated archives (flipped bytes, truncations) must give Ok or an error, never a panic.
@@ -222,7 +292,12 @@ fn mutated_archives_never_panic() {
             let path = dir.path().join(format!("mutant_{compress}_{case}.npz"));
             std::fs::write(&path, &mutated).unwrap();
             let result = std::panic::catch_unwind(|| {
-                ptycho_wgpu::data::contract::ScanFile::open_with(&path, Default::default(), Some(&cache)).map(|_| ())
+                ptycho_wgpu::data::contract::ScanFile::open_with(
+                    &path,
+                    Default::default(),
+                    Some(&cache),
+                )
+                .map(|_| ())
             });
             assert!(result.is_ok(), "case {case} (compress {compress}) panicked");
             std::fs::remove_file(&path).unwrap();
@@ -233,7 +308,9 @@ fn mutated_archives_never_panic() {
 #[test]
 fn shards_concatenate_and_stream_in_bounded_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let shards: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("shard_{i}.npz"))).collect();
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("shard_{i}.npz")))
+        .collect();
     let mut all = Vec::new();
     for s in &shards {
         all.extend(write_scan(s, 10, 32, "diffraction", false));
@@ -246,26 +323,66 @@ fn shards_concatenate_and_stream_in_bounded_batches() {
     let mean_sq: f64 = all.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 30.0;
     assert!((alpha - (256.0 / mean_sq).sqrt()).abs() < 1e-9);
 
-    let groups = Arc::new(group(&dataset.xcoords(), &dataset.ycoords(), &GroupingConfig { gridsize: 2, neighbor_count: 4, ..Default::default() }).unwrap());
-    let config = StreamConfig { batch_size: 4, seed: 3, host_memory: 1 << 20, scale: 2.0, ..Default::default() };
+    let groups = Arc::new(
+        group(
+            &dataset.xcoords(),
+            &dataset.ycoords(),
+            &GroupingConfig {
+                gridsize: 2,
+                neighbor_count: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let config = StreamConfig {
+        batch_size: 4,
+        seed: 3,
+        host_memory: 1 << 20,
+        scale: 2.0,
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     for batch in BatchStream::epoch(dataset.clone(), groups.clone(), &config, 0).unwrap() {
         let batch = batch.unwrap();
         for (k, &p) in batch.indices.iter().enumerate() {
-            assert_eq!(batch.diffraction[k * 1024..(k + 1) * 1024], all[p * 1024..(p + 1) * 1024].iter().map(|v| v * 2.0).collect::<Vec<_>>()[..]);
+            assert_eq!(
+                batch.diffraction[k * 1024..(k + 1) * 1024],
+                all[p * 1024..(p + 1) * 1024]
+                    .iter()
+                    .map(|v| v * 2.0)
+                    .collect::<Vec<_>>()[..]
+            );
         }
         seen.extend(batch.group_ids);
     }
     let first_epoch = seen.clone();
     seen.sort();
-    assert_eq!(seen, (0..30).collect::<Vec<_>>(), "every group once per epoch");
-    let again: Vec<usize> = BatchStream::epoch(dataset.clone(), groups.clone(), &config, 0).unwrap().flat_map(|b| b.unwrap().group_ids).collect();
+    assert_eq!(
+        seen,
+        (0..30).collect::<Vec<_>>(),
+        "every group once per epoch"
+    );
+    let again: Vec<usize> = BatchStream::epoch(dataset.clone(), groups.clone(), &config, 0)
+        .unwrap()
+        .flat_map(|b| b.unwrap().group_ids)
+        .collect();
     assert_eq!(again, first_epoch, "same seed and epoch, same order");
-    let next: Vec<usize> = BatchStream::epoch(dataset.clone(), groups.clone(), &config, 1).unwrap().flat_map(|b| b.unwrap().group_ids).collect();
+    let next: Vec<usize> = BatchStream::epoch(dataset.clone(), groups.clone(), &config, 1)
+        .unwrap()
+        .flat_map(|b| b.unwrap().group_ids)
+        .collect();
     assert_ne!(next, first_epoch, "reshuffled per epoch");
 
-    let tiny = StreamConfig { host_memory: 10_000, ..config };
-    assert!(BatchStream::epoch(dataset, groups, &tiny, 0).err().unwrap().to_string().contains("--host-memory"));
+    let tiny = StreamConfig {
+        host_memory: 10_000,
+        ..config
+    };
+    assert!(BatchStream::epoch(dataset, groups, &tiny, 0)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("--host-memory"));
 }
 
 #[test]
@@ -280,6 +397,10 @@ fn an_unfinished_writer_leaves_nothing_and_keeps_the_old_file() {
         // Dropped without finish(): as if the process failed mid-write.
     }
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name() != "out.npz").collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "out.npz")
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

@@ -3,6 +3,7 @@
 //! software devices say little.
 
 pub mod fft;
+pub mod io;
 
 use std::time::{Duration, Instant};
 

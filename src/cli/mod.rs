@@ -1,5 +1,6 @@
 //! The `ptycho` command line. Thin: parse, call the library, report.
 
+mod data;
 mod device;
 mod info;
 
@@ -7,7 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
 use crate::bench::fft::{self, FftBenchConfig};
+use crate::bench::io::IoBenchConfig;
+use crate::data::canonical::parse_size;
 use device::{with_backend, DeviceArgs};
 
 #[derive(Parser)]
@@ -36,6 +41,11 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// NPZ datasets: inspect, shard, convert.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
     /// Kernel benchmarks.
     Bench {
         #[command(subcommand)]
@@ -45,6 +55,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Batch streaming from NPZ shards against a plain sequential read of the same files.
+    Io {
+        /// A dataset: NPZ file, folder of shards, or glob.
+        #[arg(long)]
+        data: PathBuf,
+        /// When --data names a folder without NPZ files, first fill it with synthetic shards of this much
+        /// diffraction (e.g. 4GiB).
+        #[arg(long, value_parser = parse_size)]
+        make: Option<u64>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Host memory the stream may hold in batches.
+        #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+        host_memory: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Batched 2-D FFT against a copy kernel on the same adapter and against the CPU backend.
     Fft {
         /// Transform size N (N x N images): 32, 64, 128, 256 or 512.
@@ -78,13 +105,57 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { device, json } => info::run(&device, json),
+        Command::Data { command } => {
+            if data::run(command)? {
+                Ok(())
+            } else {
+                anyhow::bail!("the dataset does not meet the contract")
+            }
+        }
         Command::Demo { device } => {
             info::run(&device.adapter, false)?;
             println!();
-            let config = FftBenchConfig { n: 64, batch: 256, quick: true };
+            let config = FftBenchConfig {
+                n: 64,
+                batch: 256,
+                quick: true,
+            };
             bench_fft(&device, config, false)
         }
-        Command::Bench { which: BenchCommand::Fft { n, batch, quick, json, device } } => {
+        Command::Bench {
+            which:
+                BenchCommand::Io {
+                    data,
+                    make,
+                    batch_size,
+                    host_memory,
+                    json,
+                },
+        } => {
+            let config = IoBenchConfig {
+                data,
+                make_bytes: make,
+                batch_size,
+                host_memory: host_memory as usize,
+            };
+            let report = crate::bench::io::run(&config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Fft {
+                    n,
+                    batch,
+                    quick,
+                    json,
+                    device,
+                },
+        } => {
             let batch = batch.unwrap_or(if quick { 256 } else { 4096 });
             bench_fft(&device, FftBenchConfig { n, batch, quick }, json)
         }

@@ -92,10 +92,20 @@ impl Ctx<'_> {
     fn floats(&self, key: &str, m: usize, name_for_len: &str) -> Result<Vec<f64>> {
         let view = self.npz.array(key)?;
         if view.dtype().kind != Kind::Float {
-            return Err(self.err(key, "a float array (positions in object pixels)", format!("dtype {}", view.dtype().descr)));
+            return Err(self.err(
+                key,
+                "a float array (positions in object pixels)",
+                format!("dtype {}", view.dtype().descr),
+            ));
         }
         if view.shape().len() != 1 || view.len() != m {
-            return Err(self.err(key, format!("shape ({m},): {name_for_len} length must equal the diffraction first axis {m}"), format!("shape {:?}", view.shape())));
+            return Err(self.err(
+                key,
+                format!(
+                    "shape ({m},): {name_for_len} length must equal the diffraction first axis {m}"
+                ),
+                format!("shape {:?}", view.shape()),
+            ));
         }
         let values = view.to_f64_vec()?;
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -107,11 +117,22 @@ impl Ctx<'_> {
     fn complex(&self, key: &str, what: &str) -> Result<(Vec<usize>, Vec<Complex32>)> {
         let view = self.npz.array(key)?;
         if view.dtype().kind != Kind::Complex {
-            return Err(self.err(key, format!("{what} of a complex dtype"), format!("dtype {}", view.dtype().descr)));
+            return Err(self.err(
+                key,
+                format!("{what} of a complex dtype"),
+                format!("dtype {}", view.dtype().descr),
+            ));
         }
         let values = view.to_c64_vec()?;
-        if let Some(i) = values.iter().position(|v| !v.re.is_finite() || !v.im.is_finite()) {
-            return Err(self.err(key, "finite values", format!("{} at flat index {i}", values[i])));
+        if let Some(i) = values
+            .iter()
+            .position(|v| !v.re.is_finite() || !v.im.is_finite())
+        {
+            return Err(self.err(
+                key,
+                "finite values",
+                format!("{} at flat index {i}", values[i]),
+            ));
         }
         Ok((view.shape().to_vec(), values))
     }
@@ -122,25 +143,46 @@ impl ScanFile {
         Self::open_with(path, ContractOptions::default(), None)
     }
 
-    pub fn open_with(path: &Path, options: ContractOptions, cache_dir: Option<&Path>) -> Result<Self> {
+    pub fn open_with(
+        path: &Path,
+        options: ContractOptions,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self> {
         let npz = NpzFile::open_with_cache(path, cache_dir)?;
-        let ctx = Ctx { file: path.display().to_string(), keys: npz.keys().join(", "), npz: &npz };
+        let ctx = Ctx {
+            file: path.display().to_string(),
+            keys: npz.keys().join(", "),
+            npz: &npz,
+        };
         let mut notices = Vec::new();
 
         for key in npz.keys() {
             if key != "_metadata" && npz.header(&key)?.dtype.kind == Kind::Object {
-                return Err(ctx.err(&key, "a numeric array (only _metadata may hold Python objects)", "an object array"));
+                return Err(ctx.err(
+                    &key,
+                    "a numeric array (only _metadata may hold Python objects)",
+                    "an object array",
+                ));
             }
         }
 
-        let present: Vec<&'static str> = DIFFRACTION_KEYS.into_iter().filter(|k| npz.has(k)).collect();
-        let diffraction_key = *present
-            .first()
-            .ok_or_else(|| ctx.missing("diffraction", "(M, N, N) float32 amplitudes under 'diffraction' (or the legacy 'diff3d')"))?;
+        let present: Vec<&'static str> = DIFFRACTION_KEYS
+            .into_iter()
+            .filter(|k| npz.has(k))
+            .collect();
+        let diffraction_key = *present.first().ok_or_else(|| {
+            ctx.missing(
+                "diffraction",
+                "(M, N, N) float32 amplitudes under 'diffraction' (or the legacy 'diff3d')",
+            )
+        })?;
         let diffraction = npz.array(diffraction_key)?;
         if present.len() == 2 {
             check_same(&ctx, &diffraction, &npz.array("diff3d")?)?;
-            notices.push("both 'diffraction' and 'diff3d' are present and identical; using 'diffraction'".into());
+            notices.push(
+                "both 'diffraction' and 'diff3d' are present and identical; using 'diffraction'"
+                    .into(),
+            );
         }
         let kind = diffraction.dtype().kind;
         let from_counts = match kind {
@@ -157,7 +199,9 @@ impl ScanFile {
             _ => return Err(ctx.err(diffraction_key, "float amplitudes", format!("dtype {}", diffraction.dtype().descr))),
         };
 
-        let xview = npz.array("xcoords").map_err(|_| ctx.missing("xcoords", "(M,) float positions"))?;
+        let xview = npz
+            .array("xcoords")
+            .map_err(|_| ctx.missing("xcoords", "(M,) float positions"))?;
         if !npz.has("ycoords") {
             return Err(ctx.missing("ycoords", "(M,) float positions"));
         }
@@ -166,33 +210,60 @@ impl ScanFile {
         if shape.len() == 4 && shape[3] == 1 {
             shape.pop();
         }
-        let (layout, n) = match shape.as_slice() {
-            &[a, b, c] if a == m && b == c => (Layout::Canonical, b),
-            &[a, b, c] if c == m && a == b => {
+        let (layout, n) = match *shape.as_slice() {
+            [a, b, c] if a == m && b == c => (Layout::Canonical, b),
+            [a, b, c] if c == m && a == b => {
                 notices.push(format!("'{diffraction_key}' has the legacy (N, N, M) layout {shape:?}; reading it transposed (FORMAT-001)"));
                 (Layout::LegacyNnm, a)
             }
             _ => {
                 return Err(ctx.err(
                     diffraction_key,
-                    format!("shape (M, N, N) with M = {m} (the xcoords length) and square patterns"),
-                    format!("shape {:?}; xcoords length {m} != diffraction first axis", diffraction.shape()),
+                    format!(
+                        "shape (M, N, N) with M = {m} (the xcoords length) and square patterns"
+                    ),
+                    format!(
+                        "shape {:?}; xcoords length {m} != diffraction first axis",
+                        diffraction.shape()
+                    ),
                 ))
             }
         };
         if m == 0 {
-            return Err(ctx.err(diffraction_key, "at least one pattern", "an empty dataset (M = 0)"));
+            return Err(ctx.err(
+                diffraction_key,
+                "at least one pattern",
+                "an empty dataset (M = 0)",
+            ));
         }
         let xcoords = ctx.floats("xcoords", m, "xcoords")?;
         let ycoords = ctx.floats("ycoords", m, "ycoords")?;
-        let xcoords_start = if npz.has("xcoords_start") { ctx.floats("xcoords_start", m, "xcoords_start")? } else { xcoords.clone() };
-        let ycoords_start = if npz.has("ycoords_start") { ctx.floats("ycoords_start", m, "ycoords_start")? } else { ycoords.clone() };
+        let xcoords_start = if npz.has("xcoords_start") {
+            ctx.floats("xcoords_start", m, "xcoords_start")?
+        } else {
+            xcoords.clone()
+        };
+        let ycoords_start = if npz.has("ycoords_start") {
+            ctx.floats("ycoords_start", m, "ycoords_start")?
+        } else {
+            ycoords.clone()
+        };
         let scan_index = if npz.has("scan_index") {
             let v = npz.array("scan_index")?;
             if v.len() != m {
-                return Err(ctx.err("scan_index", format!("shape ({m},)"), format!("shape {:?}", v.shape())));
+                return Err(ctx.err(
+                    "scan_index",
+                    format!("shape ({m},)"),
+                    format!("shape {:?}", v.shape()),
+                ));
             }
-            v.to_i64_vec().map_err(|_| ctx.err("scan_index", "an integer array", format!("dtype {}", v.dtype().descr)))?
+            v.to_i64_vec().map_err(|_| {
+                ctx.err(
+                    "scan_index",
+                    "an integer array",
+                    format!("dtype {}", v.dtype().descr),
+                )
+            })?
         } else {
             vec![0; m]
         };
@@ -201,14 +272,26 @@ impl ScanFile {
             return Err(ctx.missing("probeGuess", "(N, N) complex probe"));
         }
         let (probe_shape, probe) = ctx.complex("probeGuess", "probeGuess")?;
-        let probe_shape: Vec<usize> = probe_shape.into_iter().filter(|&d| d != 1 || n == 1).collect();
+        let probe_shape: Vec<usize> = probe_shape
+            .into_iter()
+            .filter(|&d| d != 1 || n == 1)
+            .collect();
         if probe_shape != [n, n] {
-            return Err(ctx.err("probeGuess", format!("shape ({n}, {n}) matching the pattern size"), format!("shape {probe_shape:?}")));
+            return Err(ctx.err(
+                "probeGuess",
+                format!("shape ({n}, {n}) matching the pattern size"),
+                format!("shape {probe_shape:?}"),
+            ));
         }
         let object = if npz.has("objectGuess") {
-            let (shape, values) = ctx.complex("objectGuess", "objectGuess must be complex: an array")?;
+            let (shape, values) =
+                ctx.complex("objectGuess", "objectGuess must be complex: an array")?;
             if shape.len() != 2 {
-                return Err(ctx.err("objectGuess", "a 2-D (H, W) array", format!("shape {shape:?}")));
+                return Err(ctx.err(
+                    "objectGuess",
+                    "a 2-D (H, W) array",
+                    format!("shape {shape:?}"),
+                ));
             }
             Some((shape[0], shape[1], values))
         } else {
@@ -216,16 +299,26 @@ impl ScanFile {
         };
         let patches = if npz.has("Y") {
             let y = npz.array("Y")?;
-            if y.shape().first() == Some(&m) && y.len() == m * n * n && y.dtype().kind == Kind::Complex {
+            if y.shape().first() == Some(&m)
+                && y.len() == m * n * n
+                && y.dtype().kind == Kind::Complex
+            {
                 Some(y)
             } else {
-                notices.push(format!("ignoring 'Y' of shape {:?} (not one (N, N) complex patch per pattern)", y.shape()));
+                notices.push(format!(
+                    "ignoring 'Y' of shape {:?} (not one (N, N) complex patch per pattern)",
+                    y.shape()
+                ));
                 None
             }
         } else {
             None
         };
-        let metadata = if npz.has("_metadata") { Some(read_metadata(&ctx)?) } else { None };
+        let metadata = if npz.has("_metadata") {
+            Some(read_metadata(&ctx)?)
+        } else {
+            None
+        };
 
         let mut scan = Self {
             path: path.to_path_buf(),
@@ -279,14 +372,30 @@ impl ScanFile {
             .into_par_iter()
             .map(|c| {
                 let mut buf = vec![0f32; nn];
-                let mut s = DiffractionStats { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() };
+                let mut s = DiffractionStats {
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    ..Default::default()
+                };
                 let mut sum = 0.0;
                 for i in c * chunk..((c + 1) * chunk).min(self.m) {
                     self.read_pattern(i, &mut buf)?;
                     for (p, &v) in buf.iter().enumerate() {
                         if !v.is_finite() || v < 0.0 {
-                            let what = if v.is_finite() { "a negative amplitude" } else { "a non-finite value" };
-                            return Err(ctx.err(key, "finite, non-negative amplitudes", format!("{what} {v} in pattern {i} at pixel ({}, {})", p / self.n, p % self.n)));
+                            let what = if v.is_finite() {
+                                "a negative amplitude"
+                            } else {
+                                "a non-finite value"
+                            };
+                            return Err(ctx.err(
+                                key,
+                                "finite, non-negative amplitudes",
+                                format!(
+                                    "{what} {v} in pattern {i} at pixel ({}, {})",
+                                    p / self.n,
+                                    p % self.n
+                                ),
+                            ));
                         }
                         let v = v as f64;
                         s.min = s.min.min(v);
@@ -296,11 +405,20 @@ impl ScanFile {
                     }
                     s.count += nn as u64;
                 }
+                if self.layout == Layout::Canonical {
+                    let first = c * chunk;
+                    self.diffraction
+                        .release(first * nn, (((c + 1) * chunk).min(self.m) - first) * nn);
+                }
                 s.mean = sum;
                 Ok(s)
             })
             .collect();
-        let mut total = DiffractionStats { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() };
+        let mut total = DiffractionStats {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            ..Default::default()
+        };
         let mut sum = 0.0;
         for p in partials {
             let p = p?;
@@ -327,7 +445,14 @@ pub fn release_pages(view: &ArrayView) {
 
 fn check_same(ctx: &Ctx<'_>, a: &ArrayView, b: &ArrayView) -> Result<()> {
     if a.shape() != b.shape() {
-        return Err(ctx.err("diff3d", format!("the same shape as 'diffraction' {:?} when both are present", a.shape()), format!("shape {:?}", b.shape())));
+        return Err(ctx.err(
+            "diff3d",
+            format!(
+                "the same shape as 'diffraction' {:?} when both are present",
+                a.shape()
+            ),
+            format!("shape {:?}", b.shape()),
+        ));
     }
     let same = if a.dtype() == b.dtype() && a.fortran_order() == b.fortran_order() {
         a.bytes() == b.bytes()
@@ -337,7 +462,11 @@ fn check_same(ctx: &Ctx<'_>, a: &ArrayView, b: &ArrayView) -> Result<()> {
     if same {
         Ok(())
     } else {
-        Err(ctx.err("diff3d", "the same contents as 'diffraction' when both are present", "different values"))
+        Err(ctx.err(
+            "diff3d",
+            "the same contents as 'diffraction' when both are present",
+            "different values",
+        ))
     }
 }
 
@@ -349,8 +478,20 @@ fn read_metadata(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
             .map_err(|e| ctx.err("_metadata", "a pickled JSON string", e))?
             .into_iter()
             .find(|s| s.trim_start().starts_with('{'))
-            .ok_or_else(|| ctx.err("_metadata", "a pickled JSON string", "a pickle without a JSON object"))?,
-        _ => return Err(ctx.err("_metadata", "a JSON string (unicode or pickled object)", format!("dtype {}", header.dtype.descr))),
+            .ok_or_else(|| {
+                ctx.err(
+                    "_metadata",
+                    "a pickled JSON string",
+                    "a pickle without a JSON object",
+                )
+            })?,
+        _ => {
+            return Err(ctx.err(
+                "_metadata",
+                "a JSON string (unicode or pickled object)",
+                format!("dtype {}", header.dtype.descr),
+            ))
+        }
     };
     serde_json::from_str(&text).map_err(|e| ctx.err("_metadata", "valid JSON", e.to_string()))
 }

@@ -35,21 +35,34 @@ pub fn resolve(path: &Path) -> Result<Vec<PathBuf>> {
     let (dir, pattern) = if path.is_dir() {
         (path.to_path_buf(), "*.npz".to_string())
     } else {
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if !name.contains(['*', '?']) {
             return Err(DataError::format(&shown, "no such file or folder"));
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         (dir.to_path_buf(), name)
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| DataError::io(dir.display(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| glob_match(&pattern, &n.to_string_lossy())))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .is_some_and(|n| glob_match(&pattern, &n.to_string_lossy()))
+        })
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(DataError::format(&shown, format!("no files match '{pattern}': an empty dataset")));
+        return Err(DataError::format(
+            &shown,
+            format!("no files match '{pattern}': an empty dataset"),
+        ));
     }
     Ok(files)
 }
@@ -81,7 +94,11 @@ impl Dataset {
         Self::open_with(path, ContractOptions::default(), None)
     }
 
-    pub fn open_with(path: &Path, options: ContractOptions, cache_dir: Option<&Path>) -> Result<Self> {
+    pub fn open_with(
+        path: &Path,
+        options: ContractOptions,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self> {
         let files = resolve(path)?;
         let shards = files
             .iter()
@@ -91,19 +108,39 @@ impl Dataset {
     }
 
     pub fn from_shards(shards: Vec<ScanFile>) -> Result<Self> {
-        let first = shards.first().ok_or_else(|| DataError::format("dataset", "no shards: an empty dataset"))?;
+        let first = shards
+            .first()
+            .ok_or_else(|| DataError::format("dataset", "no shards: an empty dataset"))?;
         let n = first.n;
         for s in &shards[1..] {
             if s.n != n {
-                return Err(DataError::format(s.path.display(), format!("pattern size {} differs from {} in {}", s.n, n, first.path.display())));
+                return Err(DataError::format(
+                    s.path.display(),
+                    format!(
+                        "pattern size {} differs from {} in {}",
+                        s.n,
+                        n,
+                        first.path.display()
+                    ),
+                ));
             }
             if s.probe != first.probe {
-                return Err(DataError::format(s.path.display(), format!("probeGuess differs from the one in {}: shards must share one probe", first.path.display())));
+                return Err(DataError::format(
+                    s.path.display(),
+                    format!(
+                        "probeGuess differs from the one in {}: shards must share one probe",
+                        first.path.display()
+                    ),
+                ));
             }
         }
         let mut starts = Vec::with_capacity(shards.len());
         let mut m = 0;
-        let mut stats = DiffractionStats { min: f64::INFINITY, max: f64::NEG_INFINITY, ..Default::default() };
+        let mut stats = DiffractionStats {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            ..Default::default()
+        };
         let mut sum = 0.0;
         for s in &shards {
             starts.push(m);
@@ -115,7 +152,13 @@ impl Dataset {
             sum += s.stats.mean * s.stats.count as f64;
         }
         stats.mean = sum / stats.count.max(1) as f64;
-        Ok(Self { shards, starts, m, n, stats })
+        Ok(Self {
+            shards,
+            starts,
+            m,
+            n,
+            stats,
+        })
     }
 
     /// (shard, index within it) of global pattern `i`.
@@ -130,19 +173,31 @@ impl Dataset {
     }
 
     pub fn xcoords(&self) -> Vec<f64> {
-        self.shards.iter().flat_map(|s| s.xcoords.iter().copied()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.xcoords.iter().copied())
+            .collect()
     }
 
     pub fn ycoords(&self) -> Vec<f64> {
-        self.shards.iter().flat_map(|s| s.ycoords.iter().copied()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.ycoords.iter().copied())
+            .collect()
     }
 
     pub fn xcoords_start(&self) -> Vec<f64> {
-        self.shards.iter().flat_map(|s| s.xcoords_start.iter().copied()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.xcoords_start.iter().copied())
+            .collect()
     }
 
     pub fn ycoords_start(&self) -> Vec<f64> {
-        self.shards.iter().flat_map(|s| s.ycoords_start.iter().copied()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.ycoords_start.iter().copied())
+            .collect()
     }
 
     pub fn probe(&self) -> &[ptycho_kernels::Complex32] {

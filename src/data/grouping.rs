@@ -22,7 +22,13 @@ pub struct GroupingConfig {
 
 impl Default for GroupingConfig {
     fn default() -> Self {
-        Self { gridsize: 1, n_groups: None, neighbor_count: 4, enable_oversampling: false, seed: 42 }
+        Self {
+            gridsize: 1,
+            n_groups: None,
+            neighbor_count: 4,
+            enable_oversampling: false,
+            seed: 42,
+        }
     }
 }
 
@@ -63,17 +69,26 @@ pub fn group(x: &[f64], y: &[f64], config: &GroupingConfig) -> Result<Groups> {
     let m = x.len();
     let g = config.gridsize;
     if g == 0 || y.len() != m {
-        return Err(DataError::Grouping(format!("gridsize must be ≥ 1 and x/y of equal length (got {g}, {m}, {})", y.len())));
+        return Err(DataError::Grouping(format!(
+            "gridsize must be ≥ 1 and x/y of equal length (got {g}, {m}, {})",
+            y.len()
+        )));
     }
     if m == 0 {
-        return Err(DataError::Grouping("no scan positions: an empty dataset".into()));
+        return Err(DataError::Grouping(
+            "no scan positions: an empty dataset".into(),
+        ));
     }
     let c = g * g;
     let mut rng = SplitMix64::new(config.seed);
     let wanted = config.n_groups.unwrap_or(m);
     let members: Vec<Vec<usize>> = if c == 1 {
         // The reference caps the count at M for gridsize 1.
-        let seeds = if wanted >= m { (0..m).collect() } else { choose(&mut rng, m, wanted) };
+        let seeds = if wanted >= m {
+            (0..m).collect()
+        } else {
+            choose(&mut rng, m, wanted)
+        };
         seeds.into_iter().map(|s| vec![s]).collect()
     } else {
         let k = config.neighbor_count;
@@ -83,7 +98,9 @@ pub fn group(x: &[f64], y: &[f64], config: &GroupingConfig) -> Result<Groups> {
             )));
         }
         if k >= m {
-            return Err(DataError::Grouping(format!("neighbor_count={k} needs more than {k} scan positions; the dataset has {m}")));
+            return Err(DataError::Grouping(format!(
+                "neighbor_count={k} needs more than {k} scan positions; the dataset has {m}"
+            )));
         }
         let tree = KdTree::new(x, y);
         let neighbours = |s: usize| tree.nearest(x[s], y[s], k, s);
@@ -109,17 +126,29 @@ pub fn group(x: &[f64], y: &[f64], config: &GroupingConfig) -> Result<Groups> {
                 })
                 .collect()
         } else {
-            let seeds = if wanted == m { (0..m).collect() } else { choose(&mut rng, m, wanted) };
+            let seeds = if wanted == m {
+                (0..m).collect()
+            } else {
+                choose(&mut rng, m, wanted)
+            };
             seeds
                 .into_iter()
                 .map(|s| {
                     let near = neighbours(s);
-                    choose(&mut rng, k, c).into_iter().map(|i| near[i]).collect()
+                    choose(&mut rng, k, c)
+                        .into_iter()
+                        .map(|i| near[i])
+                        .collect()
                 })
                 .collect()
         }
     };
-    let mut groups = Groups { c, indices: Vec::new(), centroids: Vec::new(), relative: Vec::new() };
+    let mut groups = Groups {
+        c,
+        indices: Vec::new(),
+        centroids: Vec::new(),
+        relative: Vec::new(),
+    };
     for member in members {
         let cx = member.iter().map(|&i| x[i]).sum::<f64>() / c as f64;
         let cy = member.iter().map(|&i| y[i]).sum::<f64>() / c as f64;
@@ -138,7 +167,9 @@ fn combinations(k: usize, c: usize) -> Vec<Vec<usize>> {
     let mut cur: Vec<usize> = (0..c).collect();
     loop {
         out.push(cur.clone());
-        let Some(i) = (0..c).rev().find(|&i| cur[i] < k - c + i) else { return out };
+        let Some(i) = (0..c).rev().find(|&i| cur[i] < k - c + i) else {
+            return out;
+        };
         cur[i] += 1;
         for j in i + 1..c {
             cur[j] = cur[j - 1] + 1;
@@ -157,7 +188,11 @@ struct KdTree<'a> {
 impl<'a> KdTree<'a> {
     fn new(x: &'a [f64], y: &'a [f64]) -> Self {
         let mut order: Vec<usize> = (0..x.len()).collect();
-        let mut tree = Self { x, y, order: Vec::new() };
+        let mut tree = Self {
+            x,
+            y,
+            order: Vec::new(),
+        };
         tree.build(&mut order, 0);
         tree.order = order;
         tree
@@ -177,7 +212,9 @@ impl<'a> KdTree<'a> {
         }
         let axis = depth % 2;
         let mid = range.len() / 2;
-        range.select_nth_unstable_by(mid, |&a, &b| self.coord(a, axis).total_cmp(&self.coord(b, axis)));
+        range.select_nth_unstable_by(mid, |&a, &b| {
+            self.coord(a, axis).total_cmp(&self.coord(b, axis))
+        });
         let (left, right) = range.split_at_mut(mid);
         self.build(left, depth + 1);
         self.build(&mut right[1..], depth + 1);
@@ -191,7 +228,17 @@ impl<'a> KdTree<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn search(&self, lo: usize, hi: usize, depth: usize, qx: f64, qy: f64, k: usize, exclude: usize, best: &mut Vec<(f64, usize)>) {
+    fn search(
+        &self,
+        lo: usize,
+        hi: usize,
+        depth: usize,
+        qx: f64,
+        qy: f64,
+        k: usize,
+        exclude: usize,
+        best: &mut Vec<(f64, usize)>,
+    ) {
         if lo >= hi {
             return;
         }
@@ -206,8 +253,16 @@ impl<'a> KdTree<'a> {
             }
         }
         let axis = depth % 2;
-        let diff = if axis == 0 { qx - self.x[p] } else { qy - self.y[p] };
-        let (near, far) = if diff < 0.0 { ((lo, mid), (mid + 1, hi)) } else { ((mid + 1, hi), (lo, mid)) };
+        let diff = if axis == 0 {
+            qx - self.x[p]
+        } else {
+            qy - self.y[p]
+        };
+        let (near, far) = if diff < 0.0 {
+            ((lo, mid), (mid + 1, hi))
+        } else {
+            ((mid + 1, hi), (lo, mid))
+        };
         self.search(near.0, near.1, depth + 1, qx, qy, k, exclude, best);
         if best.len() < k || diff * diff <= best[best.len() - 1].0 {
             self.search(far.0, far.1, depth + 1, qx, qy, k, exclude, best);
@@ -220,8 +275,10 @@ mod tests {
     use super::*;
 
     fn brute_force(x: &[f64], y: &[f64], s: usize, k: usize) -> Vec<usize> {
-        let mut d: Vec<(f64, usize)> =
-            (0..x.len()).filter(|&i| i != s).map(|i| ((x[i] - x[s]).powi(2) + (y[i] - y[s]).powi(2), i)).collect();
+        let mut d: Vec<(f64, usize)> = (0..x.len())
+            .filter(|&i| i != s)
+            .map(|i| ((x[i] - x[s]).powi(2) + (y[i] - y[s]).powi(2), i))
+            .collect();
         d.sort_by(|a, b| a.partial_cmp(b).unwrap());
         d.into_iter().take(k).map(|(_, i)| i).collect()
     }
@@ -233,14 +290,24 @@ mod tests {
         let y: Vec<f64> = (0..500).map(|_| rng.next_f64() * 100.0).collect();
         let tree = KdTree::new(&x, &y);
         for s in 0..500 {
-            assert_eq!(tree.nearest(x[s], y[s], 7, s), brute_force(&x, &y, s, 7), "seed {s}");
+            assert_eq!(
+                tree.nearest(x[s], y[s], 7, s),
+                brute_force(&x, &y, s, 7),
+                "seed {s}"
+            );
         }
     }
 
     #[test]
     fn raster_interior_groups_are_the_plus_around_the_seed() {
-        let (x, y): (Vec<f64>, Vec<f64>) = (0..100).map(|i| ((i % 10) as f64 * 5.0, (i / 10) as f64 * 5.0)).unzip();
-        let config = GroupingConfig { gridsize: 2, n_groups: None, ..Default::default() };
+        let (x, y): (Vec<f64>, Vec<f64>) = (0..100)
+            .map(|i| ((i % 10) as f64 * 5.0, (i / 10) as f64 * 5.0))
+            .unzip();
+        let config = GroupingConfig {
+            gridsize: 2,
+            n_groups: None,
+            ..Default::default()
+        };
         let groups = group(&x, &y, &config).unwrap();
         assert_eq!(groups.len(), 100);
         let b = 55;
@@ -251,7 +318,10 @@ mod tests {
         for g in 0..groups.len() {
             let sx: f64 = (0..4).map(|c| groups.relative[g * 4 + c][0]).sum();
             let sy: f64 = (0..4).map(|c| groups.relative[g * 4 + c][1]).sum();
-            assert!(sx.abs() < 1e-9 && sy.abs() < 1e-9, "relative offsets sum to zero");
+            assert!(
+                sx.abs() < 1e-9 && sy.abs() < 1e-9,
+                "relative offsets sum to zero"
+            );
         }
         let i = groups.indices[b * 4];
         assert_eq!(groups.relative[b * 4], [-(x[i] - 25.0), -(y[i] - 25.0)]);
@@ -260,24 +330,59 @@ mod tests {
     #[test]
     fn gridsize_one_samples_without_replacement_and_caps_at_m() {
         let x: Vec<f64> = (0..10).map(|i| i as f64).collect();
-        let config = GroupingConfig { n_groups: Some(10), ..Default::default() };
+        let config = GroupingConfig {
+            n_groups: Some(10),
+            ..Default::default()
+        };
         let groups = group(&x, &x, &config).unwrap();
         let mut ids = groups.indices.clone();
         ids.sort();
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
         assert!(groups.relative.iter().all(|r| *r == [0.0, 0.0]));
-        let capped = group(&x, &x, &GroupingConfig { n_groups: Some(50), ..Default::default() }).unwrap();
+        let capped = group(
+            &x,
+            &x,
+            &GroupingConfig {
+                n_groups: Some(50),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(capped.len(), 10);
-        let some = group(&x, &x, &GroupingConfig { n_groups: Some(4), ..Default::default() }).unwrap();
+        let some = group(
+            &x,
+            &x,
+            &GroupingConfig {
+                n_groups: Some(4),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(some.len(), 4);
-        assert_eq!(some, group(&x, &x, &GroupingConfig { n_groups: Some(4), ..Default::default() }).unwrap(), "seeded");
+        assert_eq!(
+            some,
+            group(
+                &x,
+                &x,
+                &GroupingConfig {
+                    n_groups: Some(4),
+                    ..Default::default()
+                }
+            )
+            .unwrap(),
+            "seeded"
+        );
     }
 
     #[test]
     fn gridsize_two_with_fifty_points_and_ten_groups() {
         let x: Vec<f64> = (0..50).map(|i| i as f64 * 3.0).collect();
         let y: Vec<f64> = (0..50).map(|i| (i % 7) as f64).collect();
-        let config = GroupingConfig { gridsize: 2, n_groups: Some(10), ..Default::default() };
+        let config = GroupingConfig {
+            gridsize: 2,
+            n_groups: Some(10),
+            ..Default::default()
+        };
         let groups = group(&x, &y, &config).unwrap();
         assert_eq!(groups.indices.len(), 40);
         assert_eq!(groups.len(), 10);
@@ -287,18 +392,44 @@ mod tests {
     fn oversampling_needs_the_opt_in() {
         let x: Vec<f64> = (0..20).map(|i| (i % 5) as f64).collect();
         let y: Vec<f64> = (0..20).map(|i| (i / 5) as f64).collect();
-        let mut config = GroupingConfig { gridsize: 2, n_groups: Some(30), neighbor_count: 6, ..Default::default() };
+        let mut config = GroupingConfig {
+            gridsize: 2,
+            n_groups: Some(30),
+            neighbor_count: 6,
+            ..Default::default()
+        };
         let err = group(&x, &y, &config).unwrap_err().to_string();
-        assert!(err.contains("OVERSAMPLING-001") && err.contains("n_groups=30 > 20"), "{err}");
+        assert!(
+            err.contains("OVERSAMPLING-001") && err.contains("n_groups=30 > 20"),
+            "{err}"
+        );
         config.enable_oversampling = true;
         let groups = group(&x, &y, &config).unwrap();
         assert_eq!(groups.len(), 30);
-        let mut seen: Vec<Vec<usize>> = groups.indices.chunks(4).map(|g| { let mut g = g.to_vec(); g.sort(); g }).collect();
+        let mut seen: Vec<Vec<usize>> = groups
+            .indices
+            .chunks(4)
+            .map(|g| {
+                let mut g = g.to_vec();
+                g.sort();
+                g
+            })
+            .collect();
         seen.sort();
         seen.dedup();
-        assert!(seen.len() >= 25, "groups are drawn without replacement from the combinations");
-        let few = GroupingConfig { gridsize: 2, neighbor_count: 3, ..Default::default() };
-        assert!(group(&x, &y, &few).unwrap_err().to_string().contains("neighbor_count=3 < C=4"));
+        assert!(
+            seen.len() >= 25,
+            "groups are drawn without replacement from the combinations"
+        );
+        let few = GroupingConfig {
+            gridsize: 2,
+            neighbor_count: 3,
+            ..Default::default()
+        };
+        assert!(group(&x, &y, &few)
+            .unwrap_err()
+            .to_string()
+            .contains("neighbor_count=3 < C=4"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The data layer: NPZ files (memory-mapped), the DATA-001 contract, datasets of shards, grouping and
 //! normalisation, and batch streaming.
 
+pub mod canonical;
 pub mod contract;
 pub mod dataset;
 pub mod grouping;
@@ -25,7 +26,13 @@ pub enum DataError {
     },
 
     #[error("{file}: key '{key}': expected {expected}, found {found} (keys present: {present})")]
-    Contract { file: String, key: String, expected: String, found: String, present: String },
+    Contract {
+        file: String,
+        key: String,
+        expected: String,
+        found: String,
+        present: String,
+    },
 
     #[error("{0}")]
     Grouping(String),
@@ -33,11 +40,17 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn format(file: impl std::fmt::Display, message: impl Into<String>) -> Self {
-        DataError::Format { file: file.to_string(), message: message.into() }
+        DataError::Format {
+            file: file.to_string(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn io(file: impl std::fmt::Display, source: std::io::Error) -> Self {
-        DataError::Io { file: file.to_string(), source }
+        DataError::Io {
+            file: file.to_string(),
+            source,
+        }
     }
 }
 

@@ -32,12 +32,16 @@ impl NpyDtype {
             _ => ('|', descr),
         };
         let mut rest_chars = rest.chars();
-        let kind_char = rest_chars.next().ok_or_else(|| format!("empty dtype '{descr}'"))?;
+        let kind_char = rest_chars
+            .next()
+            .ok_or_else(|| format!("empty dtype '{descr}'"))?;
         let digits = rest_chars.as_str();
         let count: usize = if digits.is_empty() && kind_char == 'O' {
             8
         } else {
-            digits.parse().map_err(|_| format!("unsupported dtype '{descr}'"))?
+            digits
+                .parse()
+                .map_err(|_| format!("unsupported dtype '{descr}'"))?
         };
         let (kind, size) = match kind_char {
             'f' if matches!(count, 2 | 4 | 8) => (Kind::Float, count),
@@ -45,11 +49,19 @@ impl NpyDtype {
             'i' if matches!(count, 1 | 2 | 4 | 8) => (Kind::Int, count),
             'u' if matches!(count, 1 | 2 | 4 | 8) => (Kind::UInt, count),
             'b' if count == 1 => (Kind::Bool, 1),
-            'U' => (Kind::Unicode, count.checked_mul(4).ok_or("absurd unicode width")?),
+            'U' => (
+                Kind::Unicode,
+                count.checked_mul(4).ok_or("absurd unicode width")?,
+            ),
             'O' => (Kind::Object, 8),
             _ => return Err(format!("unsupported dtype '{descr}'")),
         };
-        Ok(Self { kind, size, big_endian: order == '>', descr: descr.to_string() })
+        Ok(Self {
+            kind,
+            size,
+            big_endian: order == '>',
+            descr: descr.to_string(),
+        })
     }
 
     pub fn little(kind: Kind, size: usize) -> Self {
@@ -62,9 +74,18 @@ impl NpyDtype {
             Kind::Unicode => 'U',
             Kind::Object => 'O',
         };
-        let count = if kind == Kind::Unicode { size / 4 } else { size };
+        let count = if kind == Kind::Unicode {
+            size / 4
+        } else {
+            size
+        };
         let order = if size == 1 { '|' } else { '<' };
-        Self { kind, size, big_endian: false, descr: format!("{order}{code}{count}") }
+        Self {
+            kind,
+            size,
+            big_endian: false,
+            descr: format!("{order}{code}{count}"),
+        }
     }
 
     pub fn is_real_number(&self) -> bool {
@@ -118,9 +139,14 @@ impl NpyHeader {
         } else {
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
         };
-        let end = start.checked_add(header_len).ok_or("absurd header length")?;
+        let end = start
+            .checked_add(header_len)
+            .ok_or("absurd header length")?;
         if bytes.len() < end {
-            return Err(format!("truncated .npy header: needs {end} bytes, has {}", bytes.len()));
+            return Err(format!(
+                "truncated .npy header: needs {end} bytes, has {}",
+                bytes.len()
+            ));
         }
         let text = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
         let descr = dict_value(text, "descr")?;
@@ -143,9 +169,18 @@ impl NpyHeader {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad shape '{shape_text}'")))
+            .map(|s| {
+                s.trim_end_matches('L')
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad shape '{shape_text}'"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let header = Self { dtype, shape, fortran_order, data_offset: end };
+        let header = Self {
+            dtype,
+            shape,
+            fortran_order,
+            data_offset: end,
+        };
         header.data_bytes()?;
         Ok(header)
     }
@@ -155,9 +190,19 @@ impl NpyHeader {
     pub fn encode(dtype: &NpyDtype, shape: &[usize]) -> Vec<u8> {
         let shape_text = match shape {
             [d] => format!("({d},)"),
-            _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+            _ => format!(
+                "({})",
+                shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
-        let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape_text}, }}", dtype.descr);
+        let dict = format!(
+            "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_text}, }}",
+            dtype.descr
+        );
         for (major, prefix) in [(1u8, 10usize), (2, 12)] {
             let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
             let header_len = total - prefix;
@@ -190,7 +235,10 @@ fn dict_value(text: &str, key: &str) -> Result<String, String> {
         .or_else(|| text.find(&needle_b))
         .ok_or_else(|| format!("header has no '{key}'"))?;
     let after = text[pos + key.len() + 2..].trim_start();
-    let after = after.strip_prefix(':').ok_or_else(|| format!("bad header near '{key}'"))?.trim_start();
+    let after = after
+        .strip_prefix(':')
+        .ok_or_else(|| format!("bad header near '{key}'"))?
+        .trim_start();
     let end = match after.chars().next() {
         Some('(') => after.find(')').map(|i| i + 1),
         Some('[') => after.find(']').map(|i| i + 1),
@@ -233,8 +281,14 @@ pub fn real_at(dtype: &NpyDtype, b: &[u8]) -> f64 {
 pub fn complex_at(dtype: &NpyDtype, b: &[u8]) -> (f64, f64) {
     let big = dtype.big_endian;
     match (dtype.kind, dtype.size) {
-        (Kind::Complex, 8) => (f32::from_le_bytes(word(b, big)) as f64, f32::from_le_bytes(word(&b[4..], big)) as f64),
-        (Kind::Complex, 16) => (f64::from_le_bytes(word(b, big)), f64::from_le_bytes(word(&b[8..], big))),
+        (Kind::Complex, 8) => (
+            f32::from_le_bytes(word(b, big)) as f64,
+            f32::from_le_bytes(word(&b[4..], big)) as f64,
+        ),
+        (Kind::Complex, 16) => (
+            f64::from_le_bytes(word(b, big)),
+            f64::from_le_bytes(word(&b[8..], big)),
+        ),
         _ => (real_at(dtype, b), 0.0),
     }
 }
@@ -270,7 +324,10 @@ mod tests {
 
     #[test]
     fn dtypes_parse() {
-        assert_eq!(NpyDtype::parse("<f4").unwrap(), NpyDtype::little(Kind::Float, 4));
+        assert_eq!(
+            NpyDtype::parse("<f4").unwrap(),
+            NpyDtype::little(Kind::Float, 4)
+        );
         assert!(NpyDtype::parse(">c16").unwrap().big_endian);
         assert_eq!(NpyDtype::parse("<U5").unwrap().size, 20);
         assert_eq!(NpyDtype::parse("|O").unwrap().kind, Kind::Object);
@@ -283,17 +340,28 @@ mod tests {
         let bytes = NpyHeader::encode(&dtype, &[3, 64, 64]);
         assert_eq!(bytes.len() % 64, 0);
         let h = NpyHeader::parse(&bytes).unwrap();
-        assert_eq!((h.dtype, h.shape, h.fortran_order, h.data_offset), (dtype, vec![3, 64, 64], false, bytes.len()));
-        let scalar = NpyHeader::parse(&NpyHeader::encode(&NpyDtype::little(Kind::Unicode, 8), &[])).unwrap();
+        assert_eq!(
+            (h.dtype, h.shape, h.fortran_order, h.data_offset),
+            (dtype, vec![3, 64, 64], false, bytes.len())
+        );
+        let scalar =
+            NpyHeader::parse(&NpyHeader::encode(&NpyDtype::little(Kind::Unicode, 8), &[])).unwrap();
         assert!(scalar.shape.is_empty() && scalar.len() == 1);
     }
 
     #[test]
     fn absurd_and_broken_headers_are_errors() {
-        let bytes = NpyHeader::encode(&NpyDtype::little(Kind::Float, 8), &[99_999_999_999, 99_999_999_999]);
+        let bytes = NpyHeader::encode(
+            &NpyDtype::little(Kind::Float, 8),
+            &[99_999_999_999, 99_999_999_999],
+        );
         assert!(NpyHeader::parse(&bytes).unwrap_err().contains("overflows"));
-        assert!(NpyHeader::parse(b"\x93NUMPY\x01\x00\xff\x00{").unwrap_err().contains("truncated"));
-        assert!(NpyHeader::parse(b"PK\x03\x04").unwrap_err().contains("magic"));
+        assert!(NpyHeader::parse(b"\x93NUMPY\x01\x00\xff\x00{")
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(NpyHeader::parse(b"PK\x03\x04")
+            .unwrap_err()
+            .contains("magic"));
     }
 
     #[test]

@@ -61,32 +61,54 @@ impl NpzFile {
     pub fn open_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Self> {
         let shown = path.display();
         let map = Arc::new(map_file(path)?);
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&map[..]))
-            .map_err(|e| DataError::format(&shown, format!("not a readable NPZ (zip) archive: {e}")))?;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&map[..])).map_err(|e| {
+            DataError::format(&shown, format!("not a readable NPZ (zip) archive: {e}"))
+        })?;
         let mut members = BTreeMap::new();
         for index in 0..archive.len() {
-            let entry = archive
-                .by_index_raw(index)
-                .map_err(|e| DataError::format(&shown, format!("zip entry {index} is corrupt: {e}")))?;
-            let name = entry.name().map_err(|e| DataError::format(&shown, e.to_string()))?.to_string();
+            let entry = archive.by_index_raw(index).map_err(|e| {
+                DataError::format(&shown, format!("zip entry {index} is corrupt: {e}"))
+            })?;
+            let name = entry
+                .name()
+                .map_err(|e| DataError::format(&shown, e.to_string()))?
+                .to_string();
             let compressed = match entry.compression() {
                 zip::CompressionMethod::Stored => false,
                 zip::CompressionMethod::Deflated => true,
                 other => {
-                    return Err(DataError::format(&shown, format!("member '{name}' uses unsupported compression {other}")))
+                    return Err(DataError::format(
+                        &shown,
+                        format!("member '{name}' uses unsupported compression {other}"),
+                    ))
                 }
             };
-            let data_start =
-                entry.data_start().ok_or_else(|| DataError::format(&shown, format!("member '{name}' has no data")))?;
-            let member = Member { index, compressed, data_start, size: entry.size(), compressed_size: entry.compressed_size() };
+            let data_start = entry
+                .data_start()
+                .ok_or_else(|| DataError::format(&shown, format!("member '{name}' has no data")))?;
+            let member = Member {
+                index,
+                compressed,
+                data_start,
+                size: entry.size(),
+                compressed_size: entry.compressed_size(),
+            };
             let stored_end = data_start.checked_add(member.compressed_size);
             if stored_end.is_none_or(|end| end > map.len() as u64) {
-                return Err(DataError::format(&shown, format!("member '{name}' runs past the end of the file (truncated?)")));
+                return Err(DataError::format(
+                    &shown,
+                    format!("member '{name}' runs past the end of the file (truncated?)"),
+                ));
             }
             let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
             members.insert(key, member);
         }
-        Ok(Self { path: path.to_path_buf(), map, members, cache_dir: cache_dir.map(Path::to_path_buf) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            members,
+            cache_dir: cache_dir.map(Path::to_path_buf),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -112,17 +134,23 @@ impl NpzFile {
         if member.compressed {
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
                 .map_err(|e| DataError::format(&shown, e.to_string()))?;
-            let mut entry = archive.by_index(member.index).map_err(|e| DataError::format(&shown, e.to_string()))?;
+            let mut entry = archive
+                .by_index(member.index)
+                .map_err(|e| DataError::format(&shown, e.to_string()))?;
             let mut head = Vec::new();
             (&mut entry)
                 .take(MAX_HEADER_BYTES as u64)
                 .read_to_end(&mut head)
-                .map_err(|e| DataError::format(&shown, format!("member '{key}' does not inflate: {e}")))?;
-            return NpyHeader::parse(&head).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")));
+                .map_err(|e| {
+                    DataError::format(&shown, format!("member '{key}' does not inflate: {e}"))
+                })?;
+            return NpyHeader::parse(&head)
+                .map_err(|m| DataError::format(&shown, format!("'{key}': {m}")));
         }
         let start = member.data_start as usize;
         let end = (start + MAX_HEADER_BYTES).min(start + member.size as usize);
-        NpyHeader::parse(&self.map[start..end]).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))
+        NpyHeader::parse(&self.map[start..end])
+            .map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))
     }
 
     /// The bytes after the .npy header of `key`, read into memory: for object arrays (a pickle), which
@@ -131,23 +159,35 @@ impl NpzFile {
         let shown = self.path.display();
         let member = self.member(key)?;
         if member.size > limit {
-            return Err(DataError::format(&shown, format!("'{key}' holds {} bytes; at most {limit} are read", member.size)));
+            return Err(DataError::format(
+                &shown,
+                format!(
+                    "'{key}' holds {} bytes; at most {limit} are read",
+                    member.size
+                ),
+            ));
         }
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
             .map_err(|e| DataError::format(&shown, e.to_string()))?;
-        let mut entry = archive.by_index(member.index).map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut entry = archive
+            .by_index(member.index)
+            .map_err(|e| DataError::format(&shown, e.to_string()))?;
         let mut all = Vec::new();
         (&mut entry)
             .take(limit)
             .read_to_end(&mut all)
             .map_err(|e| DataError::format(&shown, format!("member '{key}' does not read: {e}")))?;
-        let header = NpyHeader::parse(&all).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
+        let header = NpyHeader::parse(&all)
+            .map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
         Ok(all.split_off(header.data_offset))
     }
 
     fn member(&self, key: &str) -> Result<&Member> {
         self.members.get(key).ok_or_else(|| {
-            DataError::format(self.path.display(), format!("no key '{key}' (keys present: {})", self.keys().join(", ")))
+            DataError::format(
+                self.path.display(),
+                format!("no key '{key}' (keys present: {})", self.keys().join(", ")),
+            )
         })
     }
 
@@ -163,9 +203,11 @@ impl NpzFile {
             (self.map.clone(), member.data_start as usize, member.size)
         };
         let head_end = (base + MAX_HEADER_BYTES).min(base + available as usize);
-        let header =
-            NpyHeader::parse(&map[base..head_end]).map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
-        let needed = header.data_bytes().map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
+        let header = NpyHeader::parse(&map[base..head_end])
+            .map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
+        let needed = header
+            .data_bytes()
+            .map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
         let have = available.saturating_sub(header.data_offset as u64);
         if needed != have {
             return Err(DataError::format(
@@ -173,19 +215,36 @@ impl NpzFile {
                 format!("'{key}': header claims shape {:?} of {} ({needed} bytes) but the member holds {have} bytes", header.shape, header.dtype.descr),
             ));
         }
-        Ok(ArrayView { file: shown, key: key.to_string(), offset: base + header.data_offset, header, map })
+        Ok(ArrayView {
+            file: shown,
+            key: key.to_string(),
+            offset: base + header.data_offset,
+            header,
+            map,
+        })
     }
 
     fn cache_path(&self, key: &str) -> Result<PathBuf> {
-        let meta = std::fs::metadata(&self.path).map_err(|e| DataError::io(self.path.display(), e))?;
-        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let meta =
+            std::fs::metadata(&self.path).map_err(|e| DataError::io(self.path.display(), e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         let stamp = format!("{}-{}", meta.len(), modified.map_or(0, |d| d.as_nanos()));
-        let stem = self.path.file_name().map_or("data".into(), |s| s.to_string_lossy().to_string());
+        let stem = self
+            .path
+            .file_name()
+            .map_or("data".into(), |s| s.to_string_lossy().to_string());
         let name = format!("{stem}.{key}.{stamp}.npy");
         let dir = match &self.cache_dir {
             Some(dir) => dir.clone(),
             None => {
-                let beside = self.path.parent().unwrap_or(Path::new(".")).join(".ptycho-cache");
+                let beside = self
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(".ptycho-cache");
                 if std::fs::create_dir_all(&beside).is_ok() && writable(&beside) {
                     beside
                 } else {
@@ -205,17 +264,32 @@ impl NpzFile {
         let shown = self.path.display();
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
             .map_err(|e| DataError::format(&shown, e.to_string()))?;
-        let mut entry = archive.by_index(member.index).map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut entry = archive
+            .by_index(member.index)
+            .map_err(|e| DataError::format(&shown, e.to_string()))?;
         let dir = target.parent().expect("cache files live in a folder");
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir.display(), e))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir.display(), e))?;
         // Bounded copy: a member that inflates past its declared size is corrupt, not a reason to fill the disk.
         let copied = std::io::copy(&mut (&mut entry).take(member.size + 1), tmp.as_file_mut())
-            .map_err(|e| DataError::format(&shown, format!("member '{key}' does not inflate: {e}")))?;
+            .map_err(|e| {
+                DataError::format(&shown, format!("member '{key}' does not inflate: {e}"))
+            })?;
         if copied != member.size {
-            return Err(DataError::format(&shown, format!("member '{key}' inflates to {copied} bytes, not the declared {}", member.size)));
+            return Err(DataError::format(
+                &shown,
+                format!(
+                    "member '{key}' inflates to {copied} bytes, not the declared {}",
+                    member.size
+                ),
+            ));
         }
-        tmp.as_file_mut().flush().and_then(|_| tmp.as_file().sync_all()).map_err(|e| DataError::io(dir.display(), e))?;
-        tmp.persist(&target).map_err(|e| DataError::io(target.display(), e.error))?;
+        tmp.as_file_mut()
+            .flush()
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(|e| DataError::io(dir.display(), e))?;
+        tmp.persist(&target)
+            .map_err(|e| DataError::io(target.display(), e.error))?;
         map_file(&target)
     }
 }
@@ -226,7 +300,11 @@ fn writable(dir: &Path) -> bool {
 
 impl std::fmt::Debug for ArrayView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ArrayView({}: '{}' {} {:?})", self.file, self.key, self.header.dtype.descr, self.header.shape)
+        write!(
+            f,
+            "ArrayView({}: '{}' {} {:?})",
+            self.file, self.key, self.header.dtype.descr, self.header.shape
+        )
     }
 }
 
@@ -267,7 +345,30 @@ impl ArrayView {
 
     /// The mapping this view lives in, and the byte range of its data.
     pub fn mapping(&self) -> (&Arc<Mmap>, std::ops::Range<usize>) {
-        (&self.map, self.offset..self.offset + self.header.dtype.size * self.len())
+        (
+            &self.map,
+            self.offset..self.offset + self.header.dtype.size * self.len(),
+        )
+    }
+
+    /// Drop this process's mapping of the pages holding elements `[first, first + count)` (storage
+    /// order); they stay in the page cache and fault back in if read again. Keeps the resident memory of
+    /// a pass over a large array bounded.
+    pub fn release(&self, first: usize, count: usize) {
+        const PAGE: usize = 4096;
+        let size = self.header.dtype.size;
+        let start = (self.offset + first * size) / PAGE * PAGE;
+        let end = (self.offset + (first + count) * size).min(self.map.len());
+        if end > start {
+            // Safety: a read-only file mapping; released pages are read back from the file when touched.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
     }
 
     /// Storage position of the element at C-order flat index `i`.
@@ -300,18 +401,29 @@ impl ArrayView {
         if ok {
             Ok(())
         } else {
-            Err(DataError::format(&self.file, format!("'{}': expected {expected}, found dtype {}", self.key, self.header.dtype.descr)))
+            Err(DataError::format(
+                &self.file,
+                format!(
+                    "'{}': expected {expected}, found dtype {}",
+                    self.key, self.header.dtype.descr
+                ),
+            ))
         }
     }
 
     /// All elements as f64 in C order (numbers and booleans only).
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         self.require(self.header.dtype.is_real_number(), "a real number dtype")?;
-        Ok((0..self.len()).map(|i| real_at(&self.header.dtype, self.element(i))).collect())
+        Ok((0..self.len())
+            .map(|i| real_at(&self.header.dtype, self.element(i)))
+            .collect())
     }
 
     pub fn to_i64_vec(&self) -> Result<Vec<i64>> {
-        self.require(matches!(self.header.dtype.kind, Kind::Int | Kind::UInt | Kind::Bool), "an integer dtype")?;
+        self.require(
+            matches!(self.header.dtype.kind, Kind::Int | Kind::UInt | Kind::Bool),
+            "an integer dtype",
+        )?;
         Ok(self.to_f64_vec()?.into_iter().map(|v| v as i64).collect())
     }
 
@@ -326,17 +438,40 @@ impl ArrayView {
             .collect())
     }
 
+    /// Elements `[first, first + out.len())` in C order as complex64 (complex dtypes only).
+    pub fn read_c64(&self, first: usize, out: &mut [Complex32]) -> Result<()> {
+        self.require(self.header.dtype.kind == Kind::Complex, "a complex dtype")?;
+        if first.checked_add(out.len()).is_none_or(|e| e > self.len()) {
+            return Err(DataError::format(
+                &self.file,
+                format!("'{}': read past the end", self.key),
+            ));
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            let (re, im) = complex_at(&self.header.dtype, self.element(first + k));
+            *o = Complex32::new(re as f32, im as f32);
+        }
+        Ok(())
+    }
+
     /// Elements `[first, first + out.len())` in C order as f32 (real dtypes), with a fast path for
     /// contiguous little-endian f32.
     pub fn read_f32(&self, first: usize, out: &mut [f32]) -> Result<()> {
         self.require(self.header.dtype.is_real_number(), "a real number dtype")?;
         let end = first.checked_add(out.len()).filter(|&e| e <= self.len());
         if end.is_none() {
-            return Err(DataError::format(&self.file, format!("'{}': read past the end", self.key)));
+            return Err(DataError::format(
+                &self.file,
+                format!("'{}': read past the end", self.key),
+            ));
         }
         let size = self.header.dtype.size;
         if !self.header.fortran_order || self.shape().len() < 2 {
-            decode_f32(&self.header.dtype, &self.bytes()[first * size..(first + out.len()) * size], out);
+            decode_f32(
+                &self.header.dtype,
+                &self.bytes()[first * size..(first + out.len()) * size],
+                out,
+            );
         } else {
             for (k, o) in out.iter_mut().enumerate() {
                 *o = real_at(&self.header.dtype, self.element(first + k)) as f32;

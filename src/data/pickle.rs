@@ -7,19 +7,27 @@ pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let take = |pos: &mut usize, n: usize| -> Result<&[u8], String> {
-        let end = pos.checked_add(n).filter(|&e| e <= bytes.len()).ok_or("pickle is truncated")?;
+        let end = pos
+            .checked_add(n)
+            .filter(|&e| e <= bytes.len())
+            .ok_or("pickle is truncated")?;
         let slice = &bytes[*pos..end];
         *pos = end;
         Ok(slice)
     };
-    let len_le = |b: &[u8]| -> usize { b.iter().rev().fold(0usize, |acc, &x| acc.saturating_mul(256).saturating_add(x as usize)) };
+    let len_le = |b: &[u8]| -> usize {
+        b.iter().rev().fold(0usize, |acc, &x| {
+            acc.saturating_mul(256).saturating_add(x as usize)
+        })
+    };
     loop {
         let op = *take(&mut pos, 1)?.first().expect("one byte");
         match op {
             b'.' => return Ok(out),
             // No argument.
-            b'(' | b't' | 0x85 | 0x86 | 0x87 | b')' | b']' | b'}' | b'a' | b'e' | b's' | b'u' | 0x88 | 0x89
-            | b'N' | b'R' | b'b' | 0x81 | 0x93 | 0x94 | b'0' | b'2' | b'l' | b'd' => {}
+            b'(' | b't' | 0x85 | 0x86 | 0x87 | b')' | b']' | b'}' | b'a' | b'e' | b's' | b'u'
+            | 0x88 | 0x89 | b'N' | b'R' | b'b' | 0x81 | 0x93 | 0x94 | b'0' | b'2' | b'l' | b'd' => {
+            }
             0x80 | b'q' | b'h' | b'K' => {
                 take(&mut pos, 1)?;
             }
@@ -40,7 +48,10 @@ pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
             b'c' => {
                 for _ in 0..2 {
                     let rest = &bytes[pos..];
-                    let nl = rest.iter().position(|&b| b == b'\n').ok_or("pickle is truncated")?;
+                    let nl = rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .ok_or("pickle is truncated")?;
                     pos += nl + 1;
                 }
             }
@@ -52,7 +63,9 @@ pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
                 };
                 let n = len_le(take(&mut pos, width)?);
                 let text = take(&mut pos, n)?;
-                out.push(String::from_utf8(text.to_vec()).map_err(|_| "pickle string is not UTF-8")?);
+                out.push(
+                    String::from_utf8(text.to_vec()).map_err(|_| "pickle string is not UTF-8")?,
+                );
             }
             b'C' | b'U' | b'B' | b'T' | 0x8e => {
                 let width = match op {
@@ -63,7 +76,12 @@ pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
                 let n = len_le(take(&mut pos, width)?);
                 take(&mut pos, n)?;
             }
-            other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", pos - 1)),
+            other => {
+                return Err(format!(
+                    "unsupported pickle opcode 0x{other:02x} at byte {}",
+                    pos - 1
+                ))
+            }
         }
     }
 }
@@ -77,7 +95,9 @@ mod tests {
         // pickle.dumps(np.array('{"a": 1}', dtype=object), protocol=3) has this shape.
         let mut p = vec![0x80, 3, b'c'];
         p.extend_from_slice(b"numpy.core.multiarray\n_reconstruct\nq\x00");
-        p.extend_from_slice(b"cnumpy\nndarray\nq\x01K\x00\x85q\x02C\x01bq\x03\x87q\x04Rq\x05(K\x01)");
+        p.extend_from_slice(
+            b"cnumpy\nndarray\nq\x01K\x00\x85q\x02C\x01bq\x03\x87q\x04Rq\x05(K\x01)",
+        );
         p.extend_from_slice(b"cnumpy\ndtype\nq\x06X\x02\x00\x00\x00O8q\x07\x89\x88\x87q\x08Rq\x09(K\x03X\x01\x00\x00\x00|q\x0aNNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tq\x0bb\x89]q\x0c");
         p.extend_from_slice(b"X\x08\x00\x00\x00{\"a\": 1}q\x0da");
         p.extend_from_slice(b"tq\x0eb.");
@@ -86,7 +106,11 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_pickles_are_errors() {
-        assert!(strings(&[0x80, 3, b'X', 9, 0, 0, 0, b'a']).unwrap_err().contains("truncated"));
-        assert!(strings(&[0x80, 3, 0xff]).unwrap_err().contains("unsupported pickle opcode"));
+        assert!(strings(&[0x80, 3, b'X', 9, 0, 0, 0, b'a'])
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(strings(&[0x80, 3, 0xff])
+            .unwrap_err()
+            .contains("unsupported pickle opcode"));
     }
 }

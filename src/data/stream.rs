@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use ptycho_kernels::rng::SplitMix64;
+use rayon::prelude::*;
 
 use super::contract::release_pages;
 use super::dataset::Dataset;
@@ -29,7 +30,13 @@ pub struct StreamConfig {
 
 impl Default for StreamConfig {
     fn default() -> Self {
-        Self { batch_size: 16, shuffle: true, seed: 42, host_memory: DEFAULT_HOST_MEMORY, scale: 1.0 }
+        Self {
+            batch_size: 16,
+            shuffle: true,
+            seed: 42,
+            host_memory: DEFAULT_HOST_MEMORY,
+            scale: 1.0,
+        }
     }
 }
 
@@ -68,7 +75,12 @@ pub fn batch_bytes(batch_size: usize, c: usize, n: usize) -> usize {
 
 impl BatchStream {
     /// Stream epoch `epoch` of `groups` over `dataset`.
-    pub fn epoch(dataset: Arc<Dataset>, groups: Arc<Groups>, config: &StreamConfig, epoch: usize) -> Result<Self> {
+    pub fn epoch(
+        dataset: Arc<Dataset>,
+        groups: Arc<Groups>,
+        config: &StreamConfig,
+        epoch: usize,
+    ) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(DataError::Grouping("batch size must be at least 1".into()));
         }
@@ -83,7 +95,8 @@ impl BatchStream {
         }
         let mut order: Vec<usize> = (0..groups.len()).collect();
         if config.shuffle {
-            let mut rng = SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             for i in (1..order.len()).rev() {
                 order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
             }
@@ -100,7 +113,10 @@ impl BatchStream {
                     let batch = fill(&dataset, &groups, ids, &config, epoch, index);
                     read_since_release += one;
                     if read_since_release >= release_every {
-                        dataset.shards.iter().for_each(|s| release_pages(&s.diffraction));
+                        dataset
+                            .shards
+                            .iter()
+                            .for_each(|s| release_pages(&s.diffraction));
                         read_since_release = 0;
                     }
                     let failed = batch.is_err();
@@ -110,11 +126,22 @@ impl BatchStream {
                 }
             })
             .map_err(|e| DataError::io("prefetch thread", e))?;
-        Ok(Self { receiver, worker: Some(worker), prefetch })
+        Ok(Self {
+            receiver,
+            worker: Some(worker),
+            prefetch,
+        })
     }
 }
 
-fn fill(dataset: &Dataset, groups: &Groups, ids: &[usize], config: &StreamConfig, epoch: usize, index: usize) -> Result<Batch> {
+fn fill(
+    dataset: &Dataset,
+    groups: &Groups,
+    ids: &[usize],
+    config: &StreamConfig,
+    epoch: usize,
+    index: usize,
+) -> Result<Batch> {
     let (c, n) = (groups.c, dataset.n);
     let nn = n * n;
     let mut batch = Batch {
@@ -129,20 +156,27 @@ fn fill(dataset: &Dataset, groups: &Groups, ids: &[usize], config: &StreamConfig
         indices: Vec::with_capacity(ids.len() * c),
         group_ids: ids.to_vec(),
     };
-    for (b, &g) in ids.iter().enumerate() {
+    for &g in ids {
         batch.centroids.extend_from_slice(&groups.centroids[g]);
-        for ch in 0..c {
-            let row = g * c + ch;
-            let pattern = groups.indices[row];
-            let out = &mut batch.diffraction[(b * c + ch) * nn..(b * c + ch + 1) * nn];
+        for row in g * c..(g + 1) * c {
+            batch
+                .relative_offsets
+                .extend(groups.relative[row].iter().map(|&v| v as f32));
+            batch.indices.push(groups.indices[row]);
+        }
+    }
+    // Patterns are copied in parallel: one thread alone does not keep up with the page cache.
+    batch
+        .diffraction
+        .par_chunks_mut(nn)
+        .zip(batch.indices.par_iter())
+        .try_for_each(|(out, &pattern)| {
             dataset.read_pattern(pattern, out)?;
             if config.scale != 1.0 {
                 out.iter_mut().for_each(|v| *v *= config.scale);
             }
-            batch.relative_offsets.extend(groups.relative[row].iter().map(|&v| v as f32));
-            batch.indices.push(pattern);
-        }
-    }
+            Ok::<(), DataError>(())
+        })?;
     Ok(batch)
 }
 

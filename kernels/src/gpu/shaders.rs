@@ -113,7 +113,10 @@ fn elementwise_constants() -> String {
 }
 
 pub fn elementwise_source() -> String {
-    format!("{}{COMPLEX_WGSL}\n{ELEMENTWISE_WGSL}", elementwise_constants())
+    format!(
+        "{}{COMPLEX_WGSL}\n{ELEMENTWISE_WGSL}",
+        elementwise_constants()
+    )
 }
 
 pub fn copy_source() -> String {
