@@ -152,7 +152,7 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
                 "layout": s.layout,
                 "patterns": d.m,
                 "n": d.n,
-                "diffraction": { "min": d.stats.min, "mean": d.stats.mean, "max": d.stats.max },
+                "diffraction": { "min": d.stats.min, "mean": d.stats.mean(), "max": d.stats.max },
                 "normalization_alpha": d.normalization(),
                 "object_shape": s.object.as_ref().map(|o| [o.0, o.1]),
                 "metadata": s.metadata,
@@ -189,7 +189,7 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
             Ok(d) => {
                 println!(
                     "diffraction: {} patterns of {}x{} under '{}'; min {:.6} mean {:.6} max {:.6}; alpha {:.6}",
-                    d.m, d.n, d.n, d.shards[0].diffraction_key, d.stats.min, d.stats.mean, d.stats.max, d.normalization()
+                    d.m, d.n, d.n, d.shards[0].diffraction_key, d.stats.min, d.stats.mean(), d.stats.max, d.normalization()
                 );
                 for notice in &d.shards[0].notices {
                     println!("note: {notice}");

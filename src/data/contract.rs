@@ -26,14 +26,40 @@ pub enum Layout {
 }
 
 /// Streaming statistics of the diffraction amplitudes, accumulated in f64.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize)]
 pub struct DiffractionStats {
     pub min: f64,
     pub max: f64,
-    pub mean: f64,
+    pub sum: f64,
     /// Σ over every pattern and pixel of amplitude², for the normalisation α.
     pub sum_sq: f64,
     pub count: u64,
+}
+
+impl Default for DiffractionStats {
+    fn default() -> Self {
+        Self {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            sum_sq: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl DiffractionStats {
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count.max(1) as f64
+    }
+
+    pub fn merge(&mut self, other: &DiffractionStats) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+        self.count += other.count;
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -372,12 +398,7 @@ impl ScanFile {
             .into_par_iter()
             .map(|c| {
                 let mut buf = vec![0f32; nn];
-                let mut s = DiffractionStats {
-                    min: f64::INFINITY,
-                    max: f64::NEG_INFINITY,
-                    ..Default::default()
-                };
-                let mut sum = 0.0;
+                let mut s = DiffractionStats::default();
                 for i in c * chunk..((c + 1) * chunk).min(self.m) {
                     self.read_pattern(i, &mut buf)?;
                     for (p, &v) in buf.iter().enumerate() {
@@ -400,7 +421,7 @@ impl ScanFile {
                         let v = v as f64;
                         s.min = s.min.min(v);
                         s.max = s.max.max(v);
-                        sum += v;
+                        s.sum += v;
                         s.sum_sq += v * v;
                     }
                     s.count += nn as u64;
@@ -410,25 +431,13 @@ impl ScanFile {
                     self.diffraction
                         .release(first * nn, (((c + 1) * chunk).min(self.m) - first) * nn);
                 }
-                s.mean = sum;
                 Ok(s)
             })
             .collect();
-        let mut total = DiffractionStats {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            ..Default::default()
-        };
-        let mut sum = 0.0;
+        let mut total = DiffractionStats::default();
         for p in partials {
-            let p = p?;
-            total.min = total.min.min(p.min);
-            total.max = total.max.max(p.max);
-            total.sum_sq += p.sum_sq;
-            total.count += p.count;
-            sum += p.mean;
+            total.merge(&p?);
         }
-        total.mean = sum / total.count.max(1) as f64;
         release_pages(&self.diffraction);
         Ok(total)
     }

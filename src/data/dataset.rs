@@ -136,22 +136,12 @@ impl Dataset {
         }
         let mut starts = Vec::with_capacity(shards.len());
         let mut m = 0;
-        let mut stats = DiffractionStats {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            ..Default::default()
-        };
-        let mut sum = 0.0;
+        let mut stats = DiffractionStats::default();
         for s in &shards {
             starts.push(m);
             m += s.m;
-            stats.min = stats.min.min(s.stats.min);
-            stats.max = stats.max.max(s.stats.max);
-            stats.sum_sq += s.stats.sum_sq;
-            stats.count += s.stats.count;
-            sum += s.stats.mean * s.stats.count as f64;
+            stats.merge(&s.stats);
         }
-        stats.mean = sum / stats.count.max(1) as f64;
         Ok(Self {
             shards,
             starts,
