@@ -404,3 +404,30 @@ fn an_unfinished_writer_leaves_nothing_and_keeps_the_old_file() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn shards_must_share_pattern_size_and_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    write_scan(&dir.path().join("a.npz"), 5, 32, "diffraction", false);
+    let other = dir.path().join("b.npz");
+    let mut w = NpzWriter::create(&other, false).unwrap();
+    w.add_f32("diffraction", &[2, 32, 32], &[0.5; 2 * 32 * 32])
+        .unwrap();
+    w.add_f64("xcoords", &[2], &[1.0, 2.0]).unwrap();
+    w.add_f64("ycoords", &[2], &[1.0, 2.0]).unwrap();
+    w.add_c64(
+        "probeGuess",
+        &[32, 32],
+        &[Complex32::new(0.0, 1.0); 32 * 32],
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let err = Dataset::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("b.npz") && err.contains("probeGuess differs"),
+        "{err}"
+    );
+    write_scan(&other, 5, 64, "diffraction", false);
+    let err = Dataset::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("pattern size 64 differs from 32"), "{err}");
+}
