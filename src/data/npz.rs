@@ -132,11 +132,8 @@ impl NpzFile {
         let shown = self.path.display();
         let member = self.member(key)?;
         if member.compressed {
-            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
-                .map_err(|e| DataError::format(&shown, e.to_string()))?;
-            let mut entry = archive
-                .by_index(member.index)
-                .map_err(|e| DataError::format(&shown, e.to_string()))?;
+            let mut archive = self.archive()?;
+            let mut entry = self.entry(&mut archive, member.index)?;
             let mut head = Vec::new();
             (&mut entry)
                 .take(MAX_HEADER_BYTES as u64)
@@ -167,11 +164,8 @@ impl NpzFile {
                 ),
             ));
         }
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
-            .map_err(|e| DataError::format(&shown, e.to_string()))?;
-        let mut entry = archive
-            .by_index(member.index)
-            .map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut archive = self.archive()?;
+        let mut entry = self.entry(&mut archive, member.index)?;
         let mut all = Vec::new();
         (&mut entry)
             .take(limit)
@@ -180,6 +174,22 @@ impl NpzFile {
         let header = NpyHeader::parse(&all)
             .map_err(|m| DataError::format(&shown, format!("'{key}': {m}")))?;
         Ok(all.split_off(header.data_offset))
+    }
+
+    fn archive(&self) -> Result<zip::ZipArchive<std::io::Cursor<&[u8]>>> {
+        zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
+            .map_err(|e| DataError::format(self.path.display(), e.to_string()))
+    }
+
+    /// The decompressing reader of member `index`.
+    fn entry<'a, 'm>(
+        &self,
+        archive: &'a mut zip::ZipArchive<std::io::Cursor<&'m [u8]>>,
+        index: usize,
+    ) -> Result<zip::read::ZipFile<'a, std::io::Cursor<&'m [u8]>>> {
+        archive
+            .by_index(index)
+            .map_err(|e| DataError::format(self.path.display(), e.to_string()))
     }
 
     fn member(&self, key: &str) -> Result<&Member> {
@@ -262,11 +272,8 @@ impl NpzFile {
             return map_file(&target);
         }
         let shown = self.path.display();
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.map[..]))
-            .map_err(|e| DataError::format(&shown, e.to_string()))?;
-        let mut entry = archive
-            .by_index(member.index)
-            .map_err(|e| DataError::format(&shown, e.to_string()))?;
+        let mut archive = self.archive()?;
+        let mut entry = self.entry(&mut archive, member.index)?;
         let dir = target.parent().expect("cache files live in a folder");
         let mut tmp =
             tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir.display(), e))?;
