@@ -363,9 +363,11 @@ impl ArrayView {
     /// a pass over a large array bounded.
     pub fn release(&self, first: usize, count: usize) {
         const PAGE: usize = 4096;
+        // The kernel maps up to 64 KiB around a faulting page (fault-around); release those too.
+        const AROUND: usize = 64 << 10;
         let size = self.header.dtype.size;
-        let start = (self.offset + first * size) / PAGE * PAGE;
-        let end = (self.offset + (first + count) * size).min(self.map.len());
+        let start = (self.offset + first * size).saturating_sub(AROUND) / PAGE * PAGE;
+        let end = (self.offset + (first + count) * size + AROUND).min(self.map.len());
         if end > start {
             // Safety: a read-only file mapping; released pages are read back from the file when touched.
             let _ = unsafe {

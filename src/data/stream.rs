@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use ptycho_kernels::rng::SplitMix64;
-use rayon::prelude::*;
 
 use super::contract::release_pages;
+use rayon::prelude::*;
+
 use super::dataset::Dataset;
 use super::grouping::Groups;
 use super::{DataError, Result};
@@ -106,8 +107,10 @@ impl BatchStream {
         let worker = std::thread::Builder::new()
             .name("ptycho-prefetch".into())
             .spawn(move || {
-                // Release mapped pages after about a quarter of the budget has been read through them.
-                let release_every = (config.host_memory / 4).max(1);
+                // Mapped pages read so far are released every `release_every` bytes: with the kernel's
+                // fault-around (up to 16 pages per fault), at most about 16 x that stays mapped. Releasing
+                // per pattern instead bounds it tighter but halves the rate (a TLB flush per call).
+                let release_every = (config.host_memory / 64).clamp(1 << 20, 16 << 20);
                 let mut read_since_release = 0usize;
                 for (index, ids) in order.chunks(config.batch_size).enumerate() {
                     let batch = fill(&dataset, &groups, ids, &config, epoch, index);
