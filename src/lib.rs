@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod eval;
 
 pub use ptycho_kernels as kernels;
