@@ -1,5 +1,6 @@
 //! The `ptycho` command line. Thin: parse, call the library, report.
 
+mod compare;
 mod data;
 mod device;
 mod info;
@@ -41,6 +42,8 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
+    Compare(compare::CompareArgs),
     /// NPZ datasets: inspect, shard, convert.
     Data {
         #[command(subcommand)]
@@ -105,6 +108,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { device, json } => info::run(&device, json),
+        Command::Compare(args) => compare::run(args),
         Command::Data { command } => {
             if data::run(command)? {
                 Ok(())

@@ -82,9 +82,15 @@ impl Real {
 pub fn fft2(img: &Complex, inverse: bool) -> Complex {
     let mut planner = FftPlanner::<f64>::new();
     let (row, col) = if inverse {
-        (planner.plan_fft_inverse(img.w), planner.plan_fft_inverse(img.h))
+        (
+            planner.plan_fft_inverse(img.w),
+            planner.plan_fft_inverse(img.h),
+        )
     } else {
-        (planner.plan_fft_forward(img.w), planner.plan_fft_forward(img.h))
+        (
+            planner.plan_fft_forward(img.w),
+            planner.plan_fft_forward(img.h),
+        )
     };
     let mut data = img.data.clone();
     for r in data.chunks_mut(img.w) {
@@ -120,6 +126,10 @@ pub fn fftshift<T: Copy>(img: &Image<T>) -> Image<T> {
 
 /// numpy.fft.fftfreq(n)[k]: cycles per sample of bin k.
 pub fn fftfreq(k: usize, n: usize) -> f64 {
-    let k = if k < n.div_ceil(2) { k as f64 } else { k as f64 - n as f64 };
+    let k = if k < n.div_ceil(2) {
+        k as f64
+    } else {
+        k as f64 - n as f64
+    };
     k / n as f64
 }

@@ -54,18 +54,30 @@ pub fn uniform_filter(img: &Real, size: usize) -> Real {
 /// scipy.ndimage.gaussian_filter(img, sigma) with its default truncate = 4.
 pub fn gaussian_filter(img: &Real, sigma: f64) -> Real {
     let radius = (4.0 * sigma + 0.5) as isize;
-    let mut kernel: Vec<f64> = (-radius..=radius).map(|x| (-0.5 * (x as f64 / sigma).powi(2)).exp()).collect();
+    let mut kernel: Vec<f64> = (-radius..=radius)
+        .map(|x| (-0.5 * (x as f64 / sigma).powi(2)).exp())
+        .collect();
     let total: f64 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= total);
     filter(img, &kernel)
 }
 
 pub fn mae(a: &Real, b: &Real) -> f64 {
-    a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.data.len() as f64
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .sum::<f64>()
+        / a.data.len() as f64
 }
 
 pub fn mse(a: &Real, b: &Real) -> f64 {
-    a.data.iter().zip(&b.data).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.data.len() as f64
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        / a.data.len() as f64
 }
 
 /// 10 log10(peak² / MSE).
@@ -80,12 +92,28 @@ fn ssim_maps(a: &Real, b: &Real, data_range: f64) -> (Real, Real) {
     let cov_norm = n / (n - 1.0);
     let ux = uniform_filter(a, SSIM_WINDOW);
     let uy = uniform_filter(b, SSIM_WINDOW);
-    let uxx = uniform_filter(&Real::new(a.h, a.w, a.data.iter().map(|v| v * v).collect()), SSIM_WINDOW);
-    let uyy = uniform_filter(&Real::new(b.h, b.w, b.data.iter().map(|v| v * v).collect()), SSIM_WINDOW);
-    let uxy = uniform_filter(&Real::new(a.h, a.w, a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect()), SSIM_WINDOW);
+    let uxx = uniform_filter(
+        &Real::new(a.h, a.w, a.data.iter().map(|v| v * v).collect()),
+        SSIM_WINDOW,
+    );
+    let uyy = uniform_filter(
+        &Real::new(b.h, b.w, b.data.iter().map(|v| v * v).collect()),
+        SSIM_WINDOW,
+    );
+    let uxy = uniform_filter(
+        &Real::new(
+            a.h,
+            a.w,
+            a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect(),
+        ),
+        SSIM_WINDOW,
+    );
     let c1 = (0.01 * data_range).powi(2);
     let c2 = (0.03 * data_range).powi(2);
-    let (mut s, mut cs) = (Vec::with_capacity(a.data.len()), Vec::with_capacity(a.data.len()));
+    let (mut s, mut cs) = (
+        Vec::with_capacity(a.data.len()),
+        Vec::with_capacity(a.data.len()),
+    );
     for i in 0..a.data.len() {
         let (mx, my) = (ux.data[i], uy.data[i]);
         let vx = cov_norm * (uxx.data[i] - mx * mx);
@@ -97,7 +125,10 @@ fn ssim_maps(a: &Real, b: &Real, data_range: f64) -> (Real, Real) {
         cs.push(a2 / b2);
     }
     let pad = (SSIM_WINDOW - 1) / 2;
-    (Real::new(a.h, a.w, s).trim(pad), Real::new(a.h, a.w, cs).trim(pad))
+    (
+        Real::new(a.h, a.w, s).trim(pad),
+        Real::new(a.h, a.w, cs).trim(pad),
+    )
 }
 
 /// Mean SSIM as `skimage.metrics.structural_similarity(a, b, data_range=data_range)`.
@@ -119,7 +150,13 @@ fn average_2x2(img: &Real) -> Real {
     let mut data = Vec::with_capacity(h * w);
     for r in 0..h {
         for c in 0..w {
-            data.push((img.at(2 * r, 2 * c) + img.at(2 * r + 1, 2 * c) + img.at(2 * r, 2 * c + 1) + img.at(2 * r + 1, 2 * c + 1)) / 4.0);
+            data.push(
+                (img.at(2 * r, 2 * c)
+                    + img.at(2 * r + 1, 2 * c)
+                    + img.at(2 * r, 2 * c + 1)
+                    + img.at(2 * r + 1, 2 * c + 1))
+                    / 4.0,
+            );
         }
     }
     Real::new(h, w, data)
@@ -208,7 +245,9 @@ pub fn align_phase(phase: &Real, how: PhaseAlign) -> Real {
 /// Solve a 3x3 system by Gaussian elimination with partial pivoting (a zero pivot gives 0 for that unknown).
 fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> [f64; 3] {
     for col in 0..3 {
-        let pivot = (col..3).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs())).expect("rows");
+        let pivot = (col..3)
+            .max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))
+            .expect("rows");
         m.swap(col, pivot);
         v.swap(col, pivot);
         if m[col][col].abs() < 1e-300 {
@@ -216,8 +255,9 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> [f64; 3] {
         }
         for row in col + 1..3 {
             let f = m[row][col] / m[col][col];
-            for k in col..3 {
-                m[row][k] -= f * m[col][k];
+            let pivot_row = m[col];
+            for (target, p) in m[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                *target -= f * p;
             }
             v[row] -= f * v[col];
         }
@@ -271,7 +311,9 @@ pub fn frc(a: &Real, b: &Real, elliptical: bool) -> Frc {
             }
         }
     }
-    let curve: Vec<f64> = (0..rings).map(|i| num[i] / (da[i] * db[i]).sqrt()).collect();
+    let curve: Vec<f64> = (0..rings)
+        .map(|i| num[i] / (da[i] * db[i]).sqrt())
+        .collect();
     let crossing = |t: f64| -> Option<f64> {
         let i = curve.iter().position(|&v| v < t)?;
         if i == 0 {
@@ -280,7 +322,12 @@ pub fn frc(a: &Real, b: &Real, elliptical: bool) -> Frc {
         let (prev, cur) = (curve[i - 1], curve[i]);
         Some((i - 1) as f64 + (prev - t) / (prev - cur))
     };
-    Frc { frc50: crossing(0.5), frc1over7: crossing(1.0 / 7.0), curve, cycles_per_ring: 1.0 / side as f64 }
+    Frc {
+        frc50: crossing(0.5),
+        frc1over7: crossing(1.0 / 7.0),
+        curve,
+        cycles_per_ring: 1.0 / side as f64,
+    }
 }
 
 #[cfg(test)]
@@ -309,16 +356,32 @@ mod tests {
         assert!((MS_SSIM_WEIGHTS.iter().sum::<f64>() - 1.0001).abs() < 1e-12);
         let (a, b) = (noise(20, 20, 3), noise(20, 20, 4));
         // 20 -> 10 -> 5: two levels.
-        let expected = ssim(&a, &b, a.range().max(b.range())).max(1e-4).powf(MS_SSIM_WEIGHTS[0])
-            * ssim(&a.decimate(), &b.decimate(), a.range().max(b.range())).max(1e-4).powf(MS_SSIM_WEIGHTS[1]);
+        let expected = ssim(&a, &b, a.range().max(b.range()))
+            .max(1e-4)
+            .powf(MS_SSIM_WEIGHTS[0])
+            * ssim(&a.decimate(), &b.decimate(), a.range().max(b.range()))
+                .max(1e-4)
+                .powf(MS_SSIM_WEIGHTS[1]);
         assert!((ms_ssim(&a, &b, MsSsimForm::Reference) - expected).abs() < 1e-12);
-        assert_eq!(ms_ssim(&noise(6, 6, 1), &noise(6, 6, 2), MsSsimForm::Reference), 0.0);
+        assert_eq!(
+            ms_ssim(&noise(6, 6, 1), &noise(6, 6, 2), MsSsimForm::Reference),
+            0.0
+        );
     }
 
     #[test]
     fn removing_a_plane_from_a_plane_leaves_zeros() {
-        let plane = Real::new(12, 17, (0..12 * 17).map(|i| 0.3 * (i % 17) as f64 - 0.7 * (i / 17) as f64 + 2.0).collect());
-        assert!(align_phase(&plane, PhaseAlign::Plane).data.iter().all(|v| v.abs() < 1e-10));
+        let plane = Real::new(
+            12,
+            17,
+            (0..12 * 17)
+                .map(|i| 0.3 * (i % 17) as f64 - 0.7 * (i / 17) as f64 + 2.0)
+                .collect(),
+        );
+        assert!(align_phase(&plane, PhaseAlign::Plane)
+            .data
+            .iter()
+            .all(|v| v.abs() < 1e-10));
         let m = align_phase(&plane, PhaseAlign::Mean);
         assert!(m.mean().abs() < 1e-12);
     }
@@ -335,7 +398,7 @@ mod tests {
         assert!(e.curve.iter().all(|v| (v - 1.0).abs() < 1e-12));
         let g = frc(&a, &noise(32, 32, 7), false);
         let t = g.frc50.unwrap();
-        assert!(t >= 0.0 && t < 16.0);
+        assert!((0.0..16.0).contains(&t));
     }
 
     #[test]

@@ -22,7 +22,13 @@ pub fn phase_cross_correlation(reference: &Complex, moving: &Complex, upsample: 
     let product = Complex::new(h, w, product);
     let cc = fft2(&product, true);
     let peak = argmax(&cc.data);
-    let unwrap = |m: usize, n: usize| if m > n / 2 { m as f64 - n as f64 } else { m as f64 };
+    let unwrap = |m: usize, n: usize| {
+        if m > n / 2 {
+            m as f64 - n as f64
+        } else {
+            m as f64
+        }
+    };
     let mut shift = [unwrap(peak / w, h), unwrap(peak % w, w)];
     if upsample <= 1 {
         return shift;
@@ -35,7 +41,10 @@ pub fn phase_cross_correlation(reference: &Complex, moving: &Complex, upsample: 
     let conj = product.map(|v| v.conj());
     let up = upsampled_dft(&conj, region, u, offset).map(|v| v.conj());
     let peak = argmax(&up.data);
-    [shift[0] + ((peak / region) as f64 - centre) / u, shift[1] + ((peak % region) as f64 - centre) / u]
+    [
+        shift[0] + ((peak / region) as f64 - centre) / u,
+        shift[1] + ((peak % region) as f64 - centre) / u,
+    ]
 }
 
 fn argmax(values: &[Complex64]) -> usize {
@@ -67,13 +76,17 @@ fn upsampled_dft(data: &Complex, region: usize, u: f64, offset: [f64; 2]) -> Com
     let mut tmp = vec![Complex64::default(); region * data.h];
     for ux in 0..region {
         for r in 0..data.h {
-            tmp[ux * data.h + r] = (0..data.w).map(|c| kx[ux * data.w + c] * data.at(r, c)).sum();
+            tmp[ux * data.h + r] = (0..data.w)
+                .map(|c| kx[ux * data.w + c] * data.at(r, c))
+                .sum();
         }
     }
     let mut out = vec![Complex64::default(); region * region];
     for uy in 0..region {
         for ux in 0..region {
-            out[uy * region + ux] = (0..data.h).map(|r| ky[uy * data.h + r] * tmp[ux * data.h + r]).sum();
+            out[uy * region + ux] = (0..data.h)
+                .map(|r| ky[uy * data.h + r] * tmp[ux * data.h + r])
+                .sum();
         }
     }
     Complex::new(region, region, out)
@@ -118,9 +131,17 @@ mod tests {
         for applied in [[1.3, -2.7], [-0.42, 0.18], [3.0, 0.0]] {
             let moving = fourier_shift(&reference, applied);
             let found = phase_cross_correlation(&reference, &moving, 50);
-            assert!((found[0] + applied[0]).abs() < 0.05 && (found[1] + applied[1]).abs() < 0.05, "{applied:?} -> {found:?}");
+            assert!(
+                (found[0] + applied[0]).abs() < 0.05 && (found[1] + applied[1]).abs() < 0.05,
+                "{applied:?} -> {found:?}"
+            );
             let back = fourier_shift(&moving, found);
-            let err: f64 = back.data.iter().zip(&reference.data).map(|(a, b)| (a - b).norm_sqr()).sum::<f64>()
+            let err: f64 = back
+                .data
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| (a - b).norm_sqr())
+                .sum::<f64>()
                 / reference.data.iter().map(|v| v.norm_sqr()).sum::<f64>();
             assert!(err < 1e-3, "registered image differs: {err}");
         }

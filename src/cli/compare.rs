@@ -1,0 +1,187 @@
+//! `ptycho compare`: reconstructions against ground truth with the reference's metrics.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use rustfft::num_complex::Complex64;
+
+use crate::data::npz::NpzFile;
+use crate::eval::compare::{compare, Align, CompareOptions, Positions};
+use crate::eval::image::Complex;
+use crate::eval::metrics::{MsSsimForm, PhaseAlign};
+use crate::eval::{plot, report};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AlignArg {
+    None,
+    Crop,
+    Register,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PhaseAlignArg {
+    Plane,
+    Mean,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MsSsimArg {
+    Reference,
+    Standard,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Reconstruction NPZ holding `object` (or `reconstructed_object`, or `objectGuess`); repeatable.
+    #[arg(long, required = true)]
+    recon: Vec<PathBuf>,
+    /// Label of each --recon, in order [default: the file stem].
+    #[arg(long)]
+    recon_label: Vec<String>,
+    /// Ground-truth NPZ holding `objectGuess` (or `object`).
+    #[arg(long)]
+    truth: PathBuf,
+    #[arg(long)]
+    output_dir: PathBuf,
+    /// crop: truth cut to the scanned region (when the reconstruction has xcoords/ycoords) and both
+    /// centre-cropped to a common size (the reference's choice for network results); register: then
+    /// sub-pixel registration (its choice for iterative results); none: centre-crop only.
+    #[arg(long, value_enum, default_value = "crop")]
+    align: AlignArg,
+    /// Pixels trimmed from every edge before the metrics (the reference's offset // 2).
+    #[arg(long, default_value_t = 2)]
+    trim: usize,
+    #[arg(long, value_enum, default_value = "plane")]
+    phase_align: PhaseAlignArg,
+    /// reference: Π of per-level mean SSIM (the reference's simplification); standard: Wang et al.
+    #[arg(long, value_enum, default_value = "reference")]
+    ms_ssim: MsSsimArg,
+    /// σ of the Gaussian smoothing of amplitudes before MS-SSIM (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    ms_ssim_sigma: f64,
+    /// FRC on the whole non-square image with elliptical rings instead of a centred square crop.
+    #[arg(long)]
+    frc_no_crop: bool,
+    /// M of the stitching crop: the scanned region is positions ± M/2.
+    #[arg(long, default_value_t = 20)]
+    stitch_crop: usize,
+}
+
+fn load_complex(path: &Path, keys: &[&str]) -> anyhow::Result<Complex> {
+    let npz = NpzFile::open(path)?;
+    let key = keys.iter().find(|k| npz.has(k)).with_context(|| {
+        format!(
+            "{}: none of the keys {keys:?} (keys present: {})",
+            path.display(),
+            npz.keys().join(", ")
+        )
+    })?;
+    let view = npz.array(key)?;
+    let shape: Vec<usize> = view.shape().iter().copied().filter(|&d| d != 1).collect();
+    let [h, w] = shape[..] else {
+        bail!(
+            "{}: '{key}' must be a 2-D image, found shape {:?}",
+            path.display(),
+            view.shape()
+        );
+    };
+    let values = view
+        .to_c64_vec()
+        .with_context(|| format!("{}: '{key}' must be complex", path.display()))?;
+    if let Some(i) = values
+        .iter()
+        .position(|v| !v.re.is_finite() || !v.im.is_finite())
+    {
+        bail!(
+            "{}: '{key}' holds a non-finite value at flat index {i}",
+            path.display()
+        );
+    }
+    Ok(Complex::new(
+        h,
+        w,
+        values
+            .iter()
+            .map(|v| Complex64::new(v.re as f64, v.im as f64))
+            .collect(),
+    ))
+}
+
+fn load_positions(path: &Path) -> anyhow::Result<Option<Positions>> {
+    let npz = NpzFile::open(path)?;
+    if npz.has("xcoords") && npz.has("ycoords") {
+        return Ok(Some((
+            npz.array("xcoords")?.to_f64_vec()?,
+            npz.array("ycoords")?.to_f64_vec()?,
+        )));
+    }
+    Ok(None)
+}
+
+pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    if !args.recon_label.is_empty() && args.recon_label.len() != args.recon.len() {
+        bail!(
+            "{} --recon-label for {} --recon: give one label per reconstruction, or none",
+            args.recon_label.len(),
+            args.recon.len()
+        );
+    }
+    let options = CompareOptions {
+        align: match args.align {
+            AlignArg::None => Align::None,
+            AlignArg::Crop => Align::Crop,
+            AlignArg::Register => Align::Register,
+        },
+        trim: args.trim,
+        phase_align: match args.phase_align {
+            PhaseAlignArg::Plane => PhaseAlign::Plane,
+            PhaseAlignArg::Mean => PhaseAlign::Mean,
+            PhaseAlignArg::None => PhaseAlign::None,
+        },
+        ms_ssim_sigma: args.ms_ssim_sigma,
+        ms_ssim: match args.ms_ssim {
+            MsSsimArg::Reference => MsSsimForm::Reference,
+            MsSsimArg::Standard => MsSsimForm::Standard,
+        },
+        frc_crop: !args.frc_no_crop,
+        stitch_crop: args.stitch_crop,
+    };
+    let truth = load_complex(&args.truth, &["objectGuess", "object"])?;
+    let mut results = Vec::new();
+    for (k, path) in args.recon.iter().enumerate() {
+        let label = args.recon_label.get(k).cloned().unwrap_or_else(|| {
+            path.file_stem()
+                .map_or(format!("recon{k}"), |s| s.to_string_lossy().to_string())
+        });
+        let recon = load_complex(path, &["object", "reconstructed_object", "objectGuess"])?;
+        let positions = load_positions(path)?;
+        let comparison = compare(&recon, &truth, positions.as_ref(), &options);
+        if comparison.shape[0] < 7 || comparison.shape[1] < 7 {
+            bail!("{label}: only {:?} pixels remain after cropping and trimming; SSIM needs at least 7x7", comparison.shape);
+        }
+        println!(
+            "{label}: amplitude SSIM {:.4} MS-SSIM {:.4} MAE {:.6} | phase SSIM {:.4} MS-SSIM {:.4} MAE {:.6}",
+            comparison.amplitude.ssim, comparison.amplitude.ms_ssim, comparison.amplitude.mae,
+            comparison.phase.ssim, comparison.phase.ms_ssim, comparison.phase.mae
+        );
+        results.push((label, comparison));
+    }
+    for line in report::delta_lines(&results) {
+        println!("{line}");
+    }
+    let png = plot::compare_png(&results);
+    report::write_all(
+        &args.output_dir,
+        &results,
+        &args.truth.display().to_string(),
+        &png,
+    )
+    .with_context(|| format!("writing to {}", args.output_dir.display()))?;
+    println!(
+        "wrote metrics.json, metrics.csv, report.md and compare.png to {}",
+        args.output_dir.display()
+    );
+    Ok(())
+}

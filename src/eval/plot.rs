@@ -1,0 +1,314 @@
+//! compare.png: truth and reconstructions (amplitude and phase, each with a colour bar) and the FRC
+//! curves, drawn into an RGB canvas and encoded with the png crate. Text uses a built-in 5x7 font, so no
+//! system fonts are needed.
+
+use super::compare::Comparison;
+use super::image::Real;
+
+const PANEL: usize = 200;
+const BAR: usize = 14;
+const MARGIN: usize = 16;
+const TEXT_SCALE: usize = 2;
+const LINE_H: usize = 8 * TEXT_SCALE + 4;
+
+struct Canvas {
+    w: usize,
+    h: usize,
+    rgb: Vec<u8>,
+}
+
+impl Canvas {
+    fn new(w: usize, h: usize) -> Self {
+        Self {
+            w,
+            h,
+            rgb: vec![255; w * h * 3],
+        }
+    }
+
+    fn put(&mut self, x: usize, y: usize, c: [u8; 3]) {
+        if x < self.w && y < self.h {
+            let i = (y * self.w + x) * 3;
+            self.rgb[i..i + 3].copy_from_slice(&c);
+        }
+    }
+
+    fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.put(xx, yy, c);
+            }
+        }
+    }
+
+    fn line(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: [u8; 3]) {
+        let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
+        for s in 0..=steps {
+            let t = s as f64 / steps as f64;
+            let (x, y) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
+            if x >= 0.0 && y >= 0.0 {
+                self.put(x.round() as usize, y.round() as usize, c);
+                self.put(x.round() as usize, y.round() as usize + 1, c);
+            }
+        }
+    }
+
+    fn text(&mut self, x: usize, y: usize, s: &str, c: [u8; 3]) {
+        for (k, ch) in s.chars().enumerate() {
+            let rows = glyph(ch.to_ascii_uppercase());
+            for (r, bits) in rows.iter().enumerate() {
+                for col in 0..5 {
+                    if bits & (0x10 >> col) != 0 {
+                        let (px, py) = (
+                            x + k * 6 * TEXT_SCALE + col * TEXT_SCALE,
+                            y + r * TEXT_SCALE,
+                        );
+                        self.rect(px, py, TEXT_SCALE, TEXT_SCALE, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `img` scaled to fit a PANEL x PANEL box at (x, y), coloured by `map` over [lo, hi].
+    fn image(&mut self, x: usize, y: usize, img: &Real, lo: f64, hi: f64, map: fn(f64) -> [u8; 3]) {
+        let scale = PANEL as f64 / img.h.max(img.w).max(1) as f64;
+        let (pw, ph) = (
+            (img.w as f64 * scale) as usize,
+            (img.h as f64 * scale) as usize,
+        );
+        for py in 0..ph {
+            for px in 0..pw {
+                let v = img.at(
+                    ((py as f64 / scale) as usize).min(img.h - 1),
+                    ((px as f64 / scale) as usize).min(img.w - 1),
+                );
+                self.put(x + px, y + py, map(normalise(v, lo, hi)));
+            }
+        }
+    }
+
+    fn colour_bar(&mut self, x: usize, y: usize, lo: f64, hi: f64, map: fn(f64) -> [u8; 3]) {
+        for py in 0..PANEL {
+            let t = 1.0 - py as f64 / (PANEL - 1) as f64;
+            for px in 0..BAR {
+                self.put(x + px, y + py, map(t));
+            }
+        }
+        self.text(x + BAR + 4, y, &format!("{hi:.3}"), BLACK);
+        self.text(
+            x + BAR + 4,
+            y + PANEL - 7 * TEXT_SCALE,
+            &format!("{lo:.3}"),
+            BLACK,
+        );
+    }
+
+    fn png(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, self.w as u32, self.h as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().expect("in-memory PNG header");
+        writer
+            .write_image_data(&self.rgb)
+            .expect("in-memory PNG data");
+        writer.finish().expect("in-memory PNG end");
+        out
+    }
+}
+
+const BLACK: [u8; 3] = [0, 0, 0];
+const GREY: [u8; 3] = [150, 150, 150];
+const LINE_COLOURS: [[u8; 3]; 6] = [
+    [31, 119, 180],
+    [214, 39, 40],
+    [44, 160, 44],
+    [148, 103, 189],
+    [255, 127, 14],
+    [23, 190, 207],
+];
+
+fn normalise(v: f64, lo: f64, hi: f64) -> f64 {
+    if hi > lo {
+        ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+    } else {
+        0.5
+    }
+}
+
+fn interpolate(stops: &[[u8; 3]], t: f64) -> [u8; 3] {
+    let x = t.clamp(0.0, 1.0) * (stops.len() - 1) as f64;
+    let i = (x.floor() as usize).min(stops.len() - 2);
+    let f = x - i as f64;
+    let mut c = [0u8; 3];
+    for k in 0..3 {
+        c[k] = (stops[i][k] as f64 * (1.0 - f) + stops[i + 1][k] as f64 * f).round() as u8;
+    }
+    c
+}
+
+/// Viridis, from its published anchor colours.
+fn viridis(t: f64) -> [u8; 3] {
+    interpolate(
+        &[
+            [68, 1, 84],
+            [59, 82, 139],
+            [33, 145, 140],
+            [94, 201, 98],
+            [253, 231, 37],
+        ],
+        t,
+    )
+}
+
+/// A cyclic map for phase (twilight-like): the ends meet.
+fn cyclic(t: f64) -> [u8; 3] {
+    interpolate(
+        &[
+            [226, 217, 226],
+            [96, 126, 188],
+            [47, 20, 70],
+            [176, 72, 56],
+            [226, 217, 226],
+        ],
+        t,
+    )
+}
+
+/// Draw the comparison picture; returns PNG bytes.
+pub fn compare_png(results: &[(String, Comparison)]) -> Vec<u8> {
+    let cell = PANEL + BAR + 80;
+    let rows = results.len() + 1;
+    let width = MARGIN * 2 + 2 * cell;
+    let frc_h = PANEL + 2 * LINE_H;
+    let height = MARGIN + rows * (PANEL + LINE_H + MARGIN) + frc_h + 2 * MARGIN;
+    let mut c = Canvas::new(width, height);
+    let Some((_, first)) = results.first() else {
+        return c.png();
+    };
+    let [truth_amp, _, truth_phase, _] = &first.prepared;
+    // Shared colour ranges: the truth's, so that every row reads on one scale.
+    let (alo, ahi) = (truth_amp.min(), truth_amp.max());
+    let plo = results
+        .iter()
+        .map(|(_, r)| r.prepared[2].min().min(r.prepared[3].min()))
+        .fold(f64::INFINITY, f64::min);
+    let phi = results
+        .iter()
+        .map(|(_, r)| r.prepared[2].max().max(r.prepared[3].max()))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut y = MARGIN;
+    let row = |c: &mut Canvas, label: &str, amp: &Real, phase: &Real, y: usize| {
+        c.text(MARGIN, y, &format!("{label} AMPLITUDE"), BLACK);
+        c.text(MARGIN + cell, y, &format!("{label} PHASE"), BLACK);
+        c.image(MARGIN, y + LINE_H, amp, alo, ahi, viridis);
+        c.colour_bar(MARGIN + PANEL + 6, y + LINE_H, alo, ahi, viridis);
+        c.image(MARGIN + cell, y + LINE_H, phase, plo, phi, cyclic);
+        c.colour_bar(MARGIN + cell + PANEL + 6, y + LINE_H, plo, phi, cyclic);
+    };
+    row(&mut c, "TRUTH", truth_amp, truth_phase, y);
+    for (label, r) in results {
+        y += PANEL + LINE_H + MARGIN;
+        row(&mut c, label, &r.prepared[1], &r.prepared[3], y);
+    }
+    y += PANEL + LINE_H + MARGIN;
+    for (part, x0) in [(0usize, MARGIN), (1, MARGIN + cell)] {
+        let name = if part == 0 {
+            "FRC AMPLITUDE"
+        } else {
+            "FRC PHASE"
+        };
+        c.text(x0, y, name, BLACK);
+        let (px, py, pw, ph) = (
+            x0 as f64,
+            (y + LINE_H) as f64,
+            (cell - 40) as f64,
+            PANEL as f64,
+        );
+        c.line((px, py), (px, py + ph), BLACK);
+        c.line((px, py + ph), (px + pw, py + ph), BLACK);
+        for threshold in [0.5, 1.0 / 7.0] {
+            let ty = py + ph * (1.0 - threshold);
+            c.line((px, ty), (px + pw, ty), GREY);
+        }
+        for (k, (label, r)) in results.iter().enumerate() {
+            let curve = &r.frc_curves[part];
+            let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
+            let n = curve.len().max(2) - 1;
+            let point = |i: usize| {
+                (
+                    px + pw * i as f64 / n as f64,
+                    py + ph * (1.0 - curve[i].clamp(0.0, 1.0)),
+                )
+            };
+            for i in 1..curve.len() {
+                c.line(point(i - 1), point(i), colour);
+            }
+            c.text(
+                x0 + (cell - 40) / 2,
+                y + LINE_H + PANEL / 3 + k * LINE_H,
+                label,
+                colour,
+            );
+        }
+        c.text(
+            x0,
+            y + LINE_H + PANEL + 4,
+            "0      RING      NYQUIST",
+            BLACK,
+        );
+    }
+    c.png()
+}
+
+/// 5x7 glyphs, one byte per row, bit 4 = leftmost column. Unknown characters draw as blanks.
+fn glyph(ch: char) -> [u8; 7] {
+    match ch {
+        'A' => [0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11],
+        'B' => [0x1e, 0x11, 0x11, 0x1e, 0x11, 0x11, 0x1e],
+        'C' => [0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e],
+        'D' => [0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e],
+        'E' => [0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f],
+        'F' => [0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10],
+        'G' => [0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f],
+        'H' => [0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11],
+        'I' => [0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e],
+        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0c],
+        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
+        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f],
+        'M' => [0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11],
+        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
+        'O' => [0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e],
+        'P' => [0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10],
+        'Q' => [0x0e, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0d],
+        'R' => [0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11],
+        'S' => [0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e],
+        'T' => [0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
+        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e],
+        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04],
+        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a],
+        'X' => [0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11],
+        'Y' => [0x11, 0x11, 0x0a, 0x04, 0x04, 0x04, 0x04],
+        'Z' => [0x1f, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1f],
+        '0' => [0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e],
+        '1' => [0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e],
+        '2' => [0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f],
+        '3' => [0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e],
+        '4' => [0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02],
+        '5' => [0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e],
+        '6' => [0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e],
+        '7' => [0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e],
+        '9' => [0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c],
+        '.' => [0, 0, 0, 0, 0, 0x0c, 0x0c],
+        '-' => [0, 0, 0, 0x1f, 0, 0, 0],
+        '+' => [0, 0x04, 0x04, 0x1f, 0x04, 0x04, 0],
+        '_' => [0, 0, 0, 0, 0, 0, 0x1f],
+        ':' => [0, 0x0c, 0x0c, 0, 0x0c, 0x0c, 0],
+        '/' => [0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10],
+        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
+        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
+        _ => [0; 7],
+    }
+}
