@@ -431,3 +431,18 @@ fn shards_must_share_pattern_size_and_probe() {
     let err = Dataset::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("pattern size 64 differs from 32"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_are_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.npz");
+    write_scan(&path, 3, 32, "diffraction", false);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o044,
+        0o044,
+        "mode {mode:o}: group and others can read"
+    );
+}

@@ -12,6 +12,20 @@ use zip::write::SimpleFileOptions;
 use super::npy::{Kind, NpyDtype, NpyHeader};
 use super::{DataError, Result};
 
+/// A temporary file in `dir` for an output named `name`, readable by others as a normal output would be
+/// (tempfile's default is owner-only); it becomes the output by `persist`.
+pub fn temp_output(dir: &Path, name: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    builder.tempfile_in(dir)
+}
+
 pub struct NpzWriter {
     target: PathBuf,
     tmp: tempfile::NamedTempFile,
@@ -29,11 +43,7 @@ impl NpzWriter {
         let name = target
             .file_name()
             .map_or("out".into(), |n| n.to_string_lossy().to_string());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|e| DataError::io(dir.display(), e))?;
+        let tmp = temp_output(&dir, &name).map_err(|e| DataError::io(dir.display(), e))?;
         let file = tmp
             .as_file()
             .try_clone()
