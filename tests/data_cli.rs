@@ -118,6 +118,12 @@ fn convert_counts_and_legacy_layout_then_shard() {
         (4, m),
         "5 patterns of 4 KiB per 20 KiB shard"
     );
+    let out = ptycho(&["data", "inspect", shards.to_str().unwrap(), "--json"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["patterns"], m);
+    assert_eq!(report["shards"].as_array().unwrap().len(), 4);
+    assert_eq!(report["shards"][3]["patterns"], 5);
     let mut again = vec![0f32; n * n];
     dataset.read_pattern(7, &mut again).unwrap();
     assert_eq!(again, pattern);

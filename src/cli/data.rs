@@ -7,13 +7,13 @@ use serde_json::json;
 
 use crate::data::canonical::{parse_size, write_range, write_shards};
 use crate::data::contract::ContractOptions;
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{resolve, Dataset};
 use crate::data::npz::NpzFile;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
-    /// Keys, shapes and dtypes of an NPZ, diffraction statistics, and the contract verdict (exit 1 when
-    /// the file breaks the contract).
+    /// Keys, shapes and dtypes of an NPZ (the first file of a folder or glob), diffraction statistics of
+    /// the whole dataset, and the contract verdict (exit 1 when it breaks the contract).
     Inspect {
         path: PathBuf,
         #[arg(long)]
@@ -128,7 +128,8 @@ fn report_notices(dataset: &Dataset) {
 }
 
 fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Result<bool> {
-    let npz = NpzFile::open_with_cache(path, cache_dir)?;
+    let files = resolve(path)?;
+    let npz = NpzFile::open_with_cache(&files[0], cache_dir)?;
     let mut arrays = Vec::new();
     for key in npz.keys() {
         let header = npz.header(&key)?;
@@ -157,6 +158,7 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
                 "object_shape": s.object.as_ref().map(|o| [o.0, o.1]),
                 "metadata": s.metadata,
                 "notices": s.notices,
+                "shards": d.summaries(),
             })
         }
         Err(e) => {
@@ -166,7 +168,14 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", path.display());
+        match files.len() {
+            1 => println!("{}", files[0].display()),
+            n => println!(
+                "{} ({n} files; keys of {})",
+                path.display(),
+                files[0].display()
+            ),
+        }
         for a in &arrays {
             println!(
                 "  {:<16} {:<8} {:<18} {}{}",
