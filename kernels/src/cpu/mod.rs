@@ -3,6 +3,7 @@
 
 mod elementwise;
 mod fft;
+mod translate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use rustfft::{Fft, FftPlanner};
 
 use crate::ops::elementwise::{BinaryGeometry, BinaryOp, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, Result, Tensor};
 
@@ -115,6 +117,25 @@ impl Backend for CpuBackend {
 
     fn abs2(&self, a: &CpuTensor) -> Result<CpuTensor> {
         self.real(RealOp::Abs2, a)
+    }
+
+    fn translate(
+        &self,
+        x: &CpuTensor,
+        shifts: &CpuTensor,
+        direction: TranslateDirection,
+    ) -> Result<CpuTensor> {
+        let geometry = TranslateGeometry::of(x, shifts)?;
+        let storage = match x.dtype() {
+            Dtype::F32 => translate::translate(&x.storage, &shifts.storage, geometry, direction),
+            Dtype::C64 => bytemuck::cast_vec(translate::translate(
+                complex(x),
+                &shifts.storage,
+                geometry,
+                direction,
+            )),
+        };
+        Ok(Tensor::new(x.shape().to_vec(), x.dtype(), storage))
     }
 
     fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {

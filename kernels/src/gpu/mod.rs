@@ -18,6 +18,7 @@ pub use recorder::RecorderStats;
 
 use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, KernelError, Result, Tensor};
 use pool::{BufferPool, STORAGE_USAGE};
@@ -52,6 +53,15 @@ struct ElementwiseParams {
     b_len: u32,
     row_invocations: u32,
     scale: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct TranslateParams {
+    h: u32,
+    w: u32,
+    len: u32,
+    row_invocations: u32,
 }
 
 #[repr(C)]
@@ -332,13 +342,18 @@ impl GpuBackend {
         })
     }
 
-    /// Workgroups and invocations per grid row for a strided elementwise kernel over `len` elements.
-    fn elementwise_grid(&self, len: u64) -> (u64, u32) {
-        let invocations = len.div_ceil(ELEMENTS_PER_INVOCATION).max(1);
-        let workgroups = invocations.div_ceil(ELEMENTWISE_WORKGROUP_SIZE);
+    /// Workgroups, and invocations per grid row, for `invocations` invocations of a kernel with
+    /// ELEMENTWISE_WORKGROUP_SIZE invocations per workgroup.
+    fn grid(&self, invocations: u64) -> (u64, u32) {
+        let workgroups = invocations.max(1).div_ceil(ELEMENTWISE_WORKGROUP_SIZE);
         let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
         let row_invocations = (workgroups.min(max_x) * ELEMENTWISE_WORKGROUP_SIZE) as u32;
         (workgroups, row_invocations)
+    }
+
+    /// The grid for a strided kernel where each invocation handles ELEMENTS_PER_INVOCATION of `len`.
+    fn elementwise_grid(&self, len: u64) -> (u64, u32) {
+        self.grid(len.div_ceil(ELEMENTS_PER_INVOCATION))
     }
 
     fn elementwise(
@@ -541,6 +556,60 @@ impl Backend for GpuBackend {
 
     fn abs2(&self, a: &GpuTensor) -> Result<GpuTensor> {
         self.real(RealOp::Abs2, a)
+    }
+
+    fn translate(
+        &self,
+        x: &GpuTensor,
+        shifts: &GpuTensor,
+        direction: TranslateDirection,
+    ) -> Result<GpuTensor> {
+        let geometry = TranslateGeometry::of(x, shifts)?;
+        check_u32("translate", x.len())?;
+        let complex = x.dtype() == Dtype::C64;
+        let entry = match (direction, complex) {
+            (TranslateDirection::Forward, true) => "forward_complex",
+            (TranslateDirection::Forward, false) => "forward_real",
+            (TranslateDirection::Backward, true) => "backward_complex",
+            (TranslateDirection::Backward, false) => "backward_real",
+        };
+        let out = self.alloc("translate", x.shape(), x.dtype())?;
+        let pipeline = self.pipeline("translate", entry, shaders::translate_source)?;
+        let len = x.len() as u64;
+        let (workgroups, row_invocations) = self.grid(len);
+        let params = TranslateParams {
+            h: geometry.h as u32,
+            w: geometry.w as u32,
+            len: len as u32,
+            row_invocations,
+        };
+        let (src_index, out_index) = if complex { (0, 3) } else { (1, 4) };
+        let bindings = [
+            Binding {
+                index: src_index,
+                buffer: x.storage.buffer(),
+                size: binding_size(x),
+            },
+            Binding {
+                index: 2,
+                buffer: shifts.storage.buffer(),
+                size: binding_size(shifts),
+            },
+            Binding {
+                index: out_index,
+                buffer: out.storage.buffer(),
+                size: binding_size(&out),
+            },
+        ];
+        self.dispatch(
+            entry,
+            &pipeline,
+            &bindings,
+            5,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )?;
+        Ok(out)
     }
 
     fn copy(&self, a: &GpuTensor) -> Result<GpuTensor> {

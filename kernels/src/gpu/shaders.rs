@@ -7,6 +7,7 @@ pub const COMPLEX_WGSL: &str = include_str!("../../../shaders/common/complex.wgs
 pub const FFT_WGSL: &str = include_str!("../../../shaders/fft.wgsl");
 pub const ELEMENTWISE_WGSL: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const COPY_WGSL: &str = include_str!("../../../shaders/copy.wgsl");
+pub const TRANSLATE_WGSL: &str = include_str!("../../../shaders/translate.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -14,6 +15,7 @@ pub const SHADER_FILES: &[&str] = &[
     "fft.wgsl",
     "elementwise.wgsl",
     "copy.wgsl",
+    "translate.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -119,6 +121,20 @@ pub fn elementwise_source() -> String {
     )
 }
 
+pub const TRANSLATE_ENTRY_POINTS: &[&str] = &[
+    "forward_complex",
+    "forward_real",
+    "backward_complex",
+    "backward_real",
+];
+
+pub fn translate_source() -> String {
+    format!(
+        "{}{COMPLEX_WGSL}\n{TRANSLATE_WGSL}",
+        elementwise_constants()
+    )
+}
+
 pub fn copy_source() -> String {
     format!("{}{COPY_WGSL}", elementwise_constants())
 }
@@ -135,5 +151,10 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
         ELEMENTWISE_ENTRY_POINTS.to_vec(),
     ));
     out.push(("copy".into(), copy_source(), vec!["main"]));
+    out.push((
+        "translate".into(),
+        translate_source(),
+        TRANSLATE_ENTRY_POINTS.to_vec(),
+    ));
     out
 }

@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod fft;
+pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
 
@@ -61,6 +62,15 @@ pub trait Backend: Send + Sync {
     fn abs(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
     /// |a|^2 as float32.
     fn abs2(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// Bilinear translation of each H x W image of `x` (float32 or complex64) by its shift (tx, ty) from
+    /// `shifts` (images, 2), zero outside; `Backward` applies the transpose (the input gradient).
+    fn translate(
+        &self,
+        x: &Tensor<Self::Storage>,
+        shifts: &Tensor<Self::Storage>,
+        direction: translate::TranslateDirection,
+    ) -> Result<Tensor<Self::Storage>>;
+
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
     fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
 
