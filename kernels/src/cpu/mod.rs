@@ -3,6 +3,7 @@
 
 mod elementwise;
 mod fft;
+mod layout;
 mod translate;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use rustfft::{Fft, FftPlanner};
 
 use crate::ops::elementwise::{BinaryGeometry, BinaryOp, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -47,6 +49,19 @@ impl CpuBackend {
 
 fn complex(t: &CpuTensor) -> &[Complex32] {
     bytemuck::cast_slice(&t.storage)
+}
+
+/// Apply the real or the complex form of an op, whichever matches x's dtype.
+fn by_dtype(
+    x: &CpuTensor,
+    shape: Vec<usize>,
+    real: impl FnOnce(&[f32]) -> Vec<f32>,
+    complex_op: impl FnOnce(&[Complex32]) -> Vec<Complex32>,
+) -> CpuTensor {
+    match x.dtype() {
+        Dtype::F32 => Tensor::new(shape, Dtype::F32, real(&x.storage)),
+        Dtype::C64 => complex_tensor(&shape, complex_op(complex(x))),
+    }
 }
 
 fn complex_tensor(shape: &[usize], data: Vec<Complex32>) -> CpuTensor {
@@ -126,16 +141,48 @@ impl Backend for CpuBackend {
         direction: TranslateDirection,
     ) -> Result<CpuTensor> {
         let geometry = TranslateGeometry::of(x, shifts)?;
-        let storage = match x.dtype() {
-            Dtype::F32 => translate::translate(&x.storage, &shifts.storage, geometry, direction),
-            Dtype::C64 => bytemuck::cast_vec(translate::translate(
-                complex(x),
-                &shifts.storage,
-                geometry,
-                direction,
-            )),
-        };
-        Ok(Tensor::new(x.shape().to_vec(), x.dtype(), storage))
+        let t = &shifts.storage;
+        Ok(by_dtype(
+            x,
+            x.shape().to_vec(),
+            |v| translate::translate(v, t, geometry, direction),
+            |v| translate::translate(v, t, geometry, direction),
+        ))
+    }
+
+    fn recenter(&self, x: &CpuTensor, out_h: usize, out_w: usize) -> Result<CpuTensor> {
+        let geometry = RecenterGeometry::of(x, out_h, out_w)?;
+        let shape = geometry.out_shape(x.shape());
+        Ok(by_dtype(
+            x,
+            shape,
+            |v| layout::recenter(v, geometry),
+            |v| layout::recenter(v, geometry),
+        ))
+    }
+
+    fn sum_channels(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let geometry = ChannelGeometry::of_sum(x)?;
+        let mut shape = x.shape().to_vec();
+        shape.remove(shape.len() - 3);
+        Ok(by_dtype(
+            x,
+            shape,
+            |v| layout::sum_channels(v, geometry),
+            |v| layout::sum_channels(v, geometry),
+        ))
+    }
+
+    fn repeat_channels(&self, x: &CpuTensor, channels: usize) -> Result<CpuTensor> {
+        let geometry = ChannelGeometry::of_repeat(x, channels)?;
+        let mut shape = x.shape().to_vec();
+        shape.insert(shape.len() - 2, channels);
+        Ok(by_dtype(
+            x,
+            shape,
+            |v| layout::repeat_channels(v, geometry),
+            |v| layout::repeat_channels(v, geometry),
+        ))
     }
 
     fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {

@@ -18,6 +18,7 @@ pub use recorder::RecorderStats;
 
 use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, KernelError, Result, Tensor};
@@ -62,6 +63,36 @@ struct TranslateParams {
     w: u32,
     len: u32,
     row_invocations: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LayoutParams {
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    len: u32,
+    channels: u32,
+    row_invocations: u32,
+    pad: u32,
+}
+
+impl LayoutParams {
+    /// [in_h, in_w, out_h, out_w], output elements, channels; the grid is filled in at dispatch.
+    fn new(sizes: [usize; 4], len: usize, channels: usize) -> Self {
+        let [in_h, in_w, out_h, out_w] = sizes.map(|v| v as u32);
+        Self {
+            in_h,
+            in_w,
+            out_h,
+            out_w,
+            len: len as u32,
+            channels: channels as u32,
+            row_invocations: 0,
+            pad: 0,
+        }
+    }
 }
 
 #[repr(C)]
@@ -402,6 +433,43 @@ impl GpuBackend {
         )
     }
 
+    /// One dispatch of a shaders/layout.wgsl kernel `op` (its complex or real entry) from x to out.
+    fn layout(
+        &self,
+        op: &'static str,
+        x: &GpuTensor,
+        out: &GpuTensor,
+        mut params: LayoutParams,
+    ) -> Result<()> {
+        check_u32(op, x.len().max(out.len()))?;
+        let complex = x.dtype() == Dtype::C64;
+        let entry = format!("{op}_{}", if complex { "complex" } else { "real" });
+        let pipeline = self.pipeline("layout", &entry, shaders::layout_source)?;
+        let (workgroups, row_invocations) = self.grid(out.len() as u64);
+        params.row_invocations = row_invocations;
+        let (src_index, out_index) = if complex { (0, 2) } else { (1, 3) };
+        let bindings = [
+            Binding {
+                index: src_index,
+                buffer: x.storage.buffer(),
+                size: binding_size(x),
+            },
+            Binding {
+                index: out_index,
+                buffer: out.storage.buffer(),
+                size: binding_size(out),
+            },
+        ];
+        self.dispatch(
+            &entry,
+            &pipeline,
+            &bindings,
+            4,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )
+    }
+
     fn binary(&self, op: BinaryOp, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         let geometry = BinaryGeometry::of(op, a, b)?;
         let out = self.alloc(op.name(), a.shape(), Dtype::C64)?;
@@ -609,6 +677,34 @@ impl Backend for GpuBackend {
             bytemuck::bytes_of(&params),
             workgroups,
         )?;
+        Ok(out)
+    }
+
+    fn recenter(&self, x: &GpuTensor, out_h: usize, out_w: usize) -> Result<GpuTensor> {
+        let g = RecenterGeometry::of(x, out_h, out_w)?;
+        let out = self.alloc("recenter", &g.out_shape(x.shape()), x.dtype())?;
+        let params = LayoutParams::new([g.in_h, g.in_w, g.out_h, g.out_w], out.len(), 1);
+        self.layout("recenter", x, &out, params)?;
+        Ok(out)
+    }
+
+    fn sum_channels(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let g = ChannelGeometry::of_sum(x)?;
+        let mut shape = x.shape().to_vec();
+        shape.remove(shape.len() - 3);
+        let out = self.alloc("sum_channels", &shape, x.dtype())?;
+        let params = LayoutParams::new([g.h, g.w, g.h, g.w], out.len(), g.channels);
+        self.layout("sum_channels", x, &out, params)?;
+        Ok(out)
+    }
+
+    fn repeat_channels(&self, x: &GpuTensor, channels: usize) -> Result<GpuTensor> {
+        let g = ChannelGeometry::of_repeat(x, channels)?;
+        let mut shape = x.shape().to_vec();
+        shape.insert(shape.len() - 2, channels);
+        let out = self.alloc("repeat_channels", &shape, x.dtype())?;
+        let params = LayoutParams::new([g.h, g.w, g.h, g.w], out.len(), channels);
+        self.layout("repeat_channels", x, &out, params)?;
         Ok(out)
     }
 

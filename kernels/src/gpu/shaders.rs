@@ -8,6 +8,7 @@ pub const FFT_WGSL: &str = include_str!("../../../shaders/fft.wgsl");
 pub const ELEMENTWISE_WGSL: &str = include_str!("../../../shaders/elementwise.wgsl");
 pub const COPY_WGSL: &str = include_str!("../../../shaders/copy.wgsl");
 pub const TRANSLATE_WGSL: &str = include_str!("../../../shaders/translate.wgsl");
+pub const LAYOUT_WGSL: &str = include_str!("../../../shaders/layout.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -16,6 +17,7 @@ pub const SHADER_FILES: &[&str] = &[
     "elementwise.wgsl",
     "copy.wgsl",
     "translate.wgsl",
+    "layout.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -135,6 +137,19 @@ pub fn translate_source() -> String {
     )
 }
 
+pub const LAYOUT_ENTRY_POINTS: &[&str] = &[
+    "recenter_complex",
+    "recenter_real",
+    "sum_channels_complex",
+    "sum_channels_real",
+    "repeat_channels_complex",
+    "repeat_channels_real",
+];
+
+pub fn layout_source() -> String {
+    format!("{}{COMPLEX_WGSL}\n{LAYOUT_WGSL}", elementwise_constants())
+}
+
 pub fn copy_source() -> String {
     format!("{}{COPY_WGSL}", elementwise_constants())
 }
@@ -155,6 +170,11 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
         "translate".into(),
         translate_source(),
         TRANSLATE_ENTRY_POINTS.to_vec(),
+    ));
+    out.push((
+        "layout".into(),
+        layout_source(),
+        LAYOUT_ENTRY_POINTS.to_vec(),
     ));
     out
 }

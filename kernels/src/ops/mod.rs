@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod fft;
+pub mod layout;
 pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -69,6 +70,25 @@ pub trait Backend: Send + Sync {
         x: &Tensor<Self::Storage>,
         shifts: &Tensor<Self::Storage>,
         direction: translate::TranslateDirection,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// Each H x W image of `x` centred in an out_h x out_w one: a zero pad when larger, a centre crop when
+    /// smaller (sizes must differ by even numbers). Its transpose is the recenter back.
+    fn recenter(
+        &self,
+        x: &Tensor<Self::Storage>,
+        out_h: usize,
+        out_w: usize,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// (..., C, H, W) -> (..., H, W): the sum over the channel axis.
+    fn sum_channels(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+
+    /// (..., H, W) -> (..., C, H, W): each image repeated `channels` times (the sum's transpose).
+    fn repeat_channels(
+        &self,
+        x: &Tensor<Self::Storage>,
+        channels: usize,
     ) -> Result<Tensor<Self::Storage>>;
 
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
