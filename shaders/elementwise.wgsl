@@ -18,6 +18,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out_complex: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> out_real: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> a_real: array<f32>;
 
 fn first_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row_invocations;
@@ -83,6 +84,33 @@ fn abs2(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var i = first_index(gid);
     for (var e = 0u; e < ELEMENTS_PER_INVOCATION && i < params.len; e++) {
         out_real[i] = c_abs2(a[i]);
+        i += s;
+    }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn scale_real(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = stride(nwg);
+    var i = first_index(gid);
+    for (var e = 0u; e < ELEMENTS_PER_INVOCATION && i < params.len; e++) {
+        out_real[i] = a_real[i] * params.scale;
+        i += s;
+    }
+}
+
+// The gradient of scale * |a| for an upstream real gradient g (in a_real): scale * g * a / |a|, and 0
+// where a = 0 (the subgradient |a| has there).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn modulus_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = stride(nwg);
+    var i = first_index(gid);
+    for (var e = 0u; e < ELEMENTS_PER_INVOCATION && i < params.len; e++) {
+        let m = length(a[i]);
+        var v = vec2<f32>(0.0);
+        if m > 0.0 {
+            v = a[i] * (params.scale * a_real[i] / m);
+        }
+        out_complex[i] = v;
         i += s;
     }
 }

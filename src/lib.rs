@@ -6,5 +6,6 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod physics;
 
 pub use ptycho_kernels as kernels;

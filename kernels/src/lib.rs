@@ -12,6 +12,7 @@ pub mod ops;
 pub mod rng;
 mod select;
 mod tensor;
+pub mod testing;
 
 pub use error::{KernelError, Result};
 pub use ops::fft::{FftDirection, FftShift, SUPPORTED_FFT_SIZES};

@@ -124,7 +124,40 @@ fn bad_shapes_and_dtypes_are_clear_errors<B: Backend>(b: &B) {
     assert!(err.to_string().contains("needs 4 values, got 3"), "{err}");
 }
 
+fn real_scale_and_modulus_gradient<B: Backend>(b: &B) {
+    let mut rng = SplitMix64::new(8);
+    let (a, g) = (rng.complex_vec(300), rng.real_vec(300));
+    let mut a = a;
+    a[7] = Complex32::default();
+    let ta = b.upload_c64(&[300], &a).unwrap();
+    let tg = b.upload_f32(&[300], &g).unwrap();
+    let scaled = b.download_f32(&b.scale(&tg, 3.0).unwrap()).unwrap();
+    assert!(scaled
+        .iter()
+        .zip(&g)
+        .all(|(s, g)| (s - 3.0 * g).abs() < 1e-6));
+    let grad = b
+        .download_c64(&b.modulus_grad(&ta, &tg, 0.5).unwrap())
+        .unwrap();
+    for i in 0..300 {
+        let expected = if i == 7 {
+            Complex32::default()
+        } else {
+            a[i] * (0.5 * g[i] / a[i].norm())
+        };
+        assert!(close(grad[i], expected), "element {i}");
+    }
+    let err = b
+        .modulus_grad(&ta, &b.upload_f32(&[3, 100], &g).unwrap(), 1.0)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("a gradient of shape [300]"),
+        "{err}"
+    );
+}
+
 backend_tests!(
+    real_scale_and_modulus_gradient,
     binary_ops_match_formulas,
     shared_factor_broadcasts_over_the_batch,
     scale_abs_and_abs2_match_formulas,

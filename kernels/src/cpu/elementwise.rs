@@ -39,3 +39,18 @@ pub(super) fn real(op: RealOp, a: &[Complex32]) -> Vec<f32> {
             .collect(),
     }
 }
+
+pub(super) fn modulus_grad(a: &[Complex32], g: &[f32], s: f32) -> Vec<Complex32> {
+    a.par_iter()
+        .zip(g.par_iter())
+        .with_min_len(CHUNK)
+        .map(|(a, g)| {
+            let m = a.norm();
+            if m > 0.0 {
+                a * (s * g / m)
+            } else {
+                Complex32::default()
+            }
+        })
+        .collect()
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use rustfft::{Fft, FftPlanner};
 
-use crate::ops::elementwise::{BinaryGeometry, BinaryOp, RealOp};
+use crate::ops::elementwise::{BinaryGeometry, BinaryOp, ModulusGradGeometry, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
@@ -122,8 +122,20 @@ impl Backend for CpuBackend {
     }
 
     fn scale(&self, a: &CpuTensor, s: f32) -> Result<CpuTensor> {
-        crate::ops::elementwise::require_complex("scale", a)?;
-        Ok(complex_tensor(a.shape(), elementwise::scale(complex(a), s)))
+        Ok(by_dtype(
+            a,
+            a.shape().to_vec(),
+            |v| v.iter().map(|x| x * s).collect(),
+            |v| elementwise::scale(v, s),
+        ))
+    }
+
+    fn modulus_grad(&self, a: &CpuTensor, g: &CpuTensor, s: f32) -> Result<CpuTensor> {
+        ModulusGradGeometry::of(a, g)?;
+        Ok(complex_tensor(
+            a.shape(),
+            elementwise::modulus_grad(complex(a), &g.storage, s),
+        ))
     }
 
     fn abs(&self, a: &CpuTensor) -> Result<CpuTensor> {

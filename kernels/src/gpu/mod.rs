@@ -16,7 +16,9 @@ pub use context::{AdapterSummary, GpuSelection};
 pub use pool::PooledBuffer;
 pub use recorder::RecorderStats;
 
-use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, RealOp};
+use crate::ops::elementwise::{
+    require_complex, BinaryGeometry, BinaryOp, ModulusGradGeometry, RealOp,
+};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
@@ -387,36 +389,34 @@ impl GpuBackend {
         self.grid(len.div_ceil(ELEMENTS_PER_INVOCATION))
     }
 
+    /// One dispatch of a shaders/elementwise.wgsl kernel over out's elements. `inputs` are (binding,
+    /// tensor): 0 complex a, 1 complex b (indexed modulo b_len), 5 real a.
     fn elementwise(
         &self,
         entry: &'static str,
-        a: &GpuTensor,
-        b: Option<(&GpuTensor, u64)>,
+        inputs: &[(u32, &GpuTensor)],
+        b_len: usize,
         scale: f32,
         out: &GpuTensor,
     ) -> Result<()> {
+        check_u32(entry, out.len())?;
         let pipeline = self.pipeline("elementwise", entry, shaders::elementwise_source)?;
-        let len = a.len() as u64;
+        let len = out.len() as u64;
         let (workgroups, row_invocations) = self.elementwise_grid(len);
-        let b_len = b.map_or(1, |(_, l)| l);
         let params = ElementwiseParams {
             len: len as u32,
             b_len: b_len as u32,
             row_invocations,
             scale,
         };
-        let mut bindings = vec![Binding {
-            index: 0,
-            buffer: a.storage.buffer(),
-            size: binding_size(a),
-        }];
-        if let Some((b, _)) = b {
-            bindings.push(Binding {
-                index: 1,
-                buffer: b.storage.buffer(),
-                size: binding_size(b),
-            });
-        }
+        let mut bindings: Vec<Binding<'_>> = inputs
+            .iter()
+            .map(|(index, t)| Binding {
+                index: *index,
+                buffer: t.storage.buffer(),
+                size: binding_size(t),
+            })
+            .collect();
         let out_index = if out.dtype() == Dtype::C64 { 2 } else { 3 };
         bindings.push(Binding {
             index: out_index,
@@ -474,7 +474,7 @@ impl GpuBackend {
         let geometry = BinaryGeometry::of(op, a, b)?;
         let out = self.alloc(op.name(), a.shape(), Dtype::C64)?;
         check_u32(op.name(), geometry.len)?;
-        self.elementwise(op.name(), a, Some((b, geometry.b_len as u64)), 1.0, &out)?;
+        self.elementwise(op.name(), &[(0, a), (1, b)], geometry.b_len, 1.0, &out)?;
         Ok(out)
     }
 
@@ -482,7 +482,7 @@ impl GpuBackend {
         require_complex(op.name(), a)?;
         check_u32(op.name(), a.len())?;
         let out = self.alloc(op.name(), a.shape(), Dtype::F32)?;
-        self.elementwise(op.name(), a, None, 1.0, &out)?;
+        self.elementwise(op.name(), &[(0, a)], 1, 1.0, &out)?;
         Ok(out)
     }
 }
@@ -611,10 +611,18 @@ impl Backend for GpuBackend {
     }
 
     fn scale(&self, a: &GpuTensor, s: f32) -> Result<GpuTensor> {
-        require_complex("scale", a)?;
-        check_u32("scale", a.len())?;
-        let out = self.alloc("scale", a.shape(), Dtype::C64)?;
-        self.elementwise("scale", a, None, s, &out)?;
+        let out = self.alloc("scale", a.shape(), a.dtype())?;
+        match a.dtype() {
+            Dtype::C64 => self.elementwise("scale", &[(0, a)], 1, s, &out)?,
+            Dtype::F32 => self.elementwise("scale_real", &[(5, a)], 1, s, &out)?,
+        }
+        Ok(out)
+    }
+
+    fn modulus_grad(&self, a: &GpuTensor, g: &GpuTensor, s: f32) -> Result<GpuTensor> {
+        ModulusGradGeometry::of(a, g)?;
+        let out = self.alloc("modulus_grad", a.shape(), Dtype::C64)?;
+        self.elementwise("modulus_grad", &[(0, a), (5, g)], 1, s, &out)?;
         Ok(out)
     }
 
@@ -757,12 +765,8 @@ mod tests {
 
     #[test]
     fn invalid_kernel_is_an_error_naming_it() {
-        let gpu = match GpuBackend::new(&GpuSelection::from_env()) {
-            Ok(gpu) => gpu,
-            Err(e) if std::env::var("PTYCHO_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("no GPU: {e}")
-            }
-            Err(e) => return eprintln!("skipping GPU test: {e}"),
+        let Some(gpu) = crate::testing::shared_gpu() else {
+            return;
         };
         let broken = || "@compute @workgroup_size(64) fn main() { let x: u32 = 1.5; }".to_string();
         let err = gpu.pipeline("broken_kernel", "main", broken).unwrap_err();

@@ -24,7 +24,16 @@ pub const SHADER_FILES: &[&str] = &[
 /// 16 KiB, the workgroup memory every WebGPU adapter must offer.
 pub const FFT_SHARED_ELEMENTS: usize = 1024;
 
-pub const ELEMENTWISE_ENTRY_POINTS: &[&str] = &["mul", "mul_conj", "add", "scale", "abs", "abs2"];
+pub const ELEMENTWISE_ENTRY_POINTS: &[&str] = &[
+    "mul",
+    "mul_conj",
+    "add",
+    "scale",
+    "abs",
+    "abs2",
+    "scale_real",
+    "modulus_grad",
+];
 
 /// One pass of the 2-D FFT: along rows or columns of every image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -62,6 +62,24 @@ impl BinaryGeometry {
     }
 }
 
+/// `modulus_grad(a, g)`: complex a and real g of the same shape.
+pub struct ModulusGradGeometry;
+
+impl ModulusGradGeometry {
+    pub fn of<S>(a: &Tensor<S>, g: &Tensor<S>) -> Result<Self> {
+        require_dtype("modulus_grad", a, Dtype::C64)?;
+        require_dtype("modulus_grad", g, Dtype::F32)?;
+        if a.shape() != g.shape() {
+            return Err(KernelError::Shape {
+                op: "modulus_grad",
+                expected: format!("a gradient of shape {:?}", a.shape()),
+                found: g.shape().to_vec(),
+            });
+        }
+        Ok(Self)
+    }
+}
+
 pub(crate) fn require_complex<S>(op: &'static str, a: &Tensor<S>) -> Result<()> {
     require_dtype(op, a, Dtype::C64)
 }

@@ -57,8 +57,16 @@ pub trait Backend: Send + Sync {
         a: &Tensor<Self::Storage>,
         b: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>>;
-    /// s * a for a real scalar s.
+    /// s * a for a real scalar s (float32 or complex64 a).
     fn scale(&self, a: &Tensor<Self::Storage>, s: f32) -> Result<Tensor<Self::Storage>>;
+    /// The gradient of s·|a| for an upstream real gradient g: s · g · a/|a| (0 where a = 0).
+    fn modulus_grad(
+        &self,
+        a: &Tensor<Self::Storage>,
+        g: &Tensor<Self::Storage>,
+        s: f32,
+    ) -> Result<Tensor<Self::Storage>>;
+
     /// |a| as float32.
     fn abs(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
     /// |a|^2 as float32.

@@ -2,26 +2,11 @@
 //! backend-generic test macro, and error measures.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
-
-use ptycho_kernels::gpu::{GpuBackend, GpuSelection};
 use ptycho_kernels::Complex32;
 
-/// The GPU backend every GPU test shares, from PTYCHO_ADAPTER / PTYCHO_BACKEND. None (with the reason
-/// printed) when there is no adapter, unless PTYCHO_REQUIRE_GPU=1, which makes that a failure.
-pub fn gpu() -> Option<&'static GpuBackend> {
-    static GPU: OnceLock<Result<GpuBackend, String>> = OnceLock::new();
-    match GPU.get_or_init(|| GpuBackend::new(&GpuSelection::from_env()).map_err(|e| e.to_string()))
-    {
-        Ok(gpu) => Some(gpu),
-        Err(reason) => {
-            if std::env::var("PTYCHO_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("PTYCHO_REQUIRE_GPU=1 but no GPU backend could be opened: {reason}");
-            }
-            eprintln!("skipping GPU test: {reason}");
-            None
-        }
-    }
+/// The shared GPU backend, or None with the reason printed (a panic under PTYCHO_REQUIRE_GPU=1).
+pub fn gpu() -> Option<&'static ptycho_kernels::gpu::GpuBackend> {
+    ptycho_kernels::testing::shared_gpu()
 }
 
 /// Instantiate backend-generic test functions once per backend: `cpu::name` and `gpu::name`.
