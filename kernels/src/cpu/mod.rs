@@ -4,16 +4,19 @@
 mod elementwise;
 mod fft;
 mod layout;
+mod loss;
 mod translate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
 use rustfft::{Fft, FftPlanner};
 
 use crate::ops::elementwise::{BinaryGeometry, BinaryOp, ModulusGradGeometry, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
+use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -195,6 +198,41 @@ impl Backend for CpuBackend {
             |v| layout::repeat_channels(v, geometry),
             |v| layout::repeat_channels(v, geometry),
         ))
+    }
+
+    fn loss_terms(
+        &self,
+        kind: LossKind,
+        pred: &CpuTensor,
+        target: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        check_pair("loss_terms", pred, target)?;
+        Ok(Tensor::new(
+            pred.shape().to_vec(),
+            Dtype::F32,
+            loss::terms(kind, &pred.storage, &target.storage),
+        ))
+    }
+
+    fn loss_grad(
+        &self,
+        kind: LossKind,
+        pred: &CpuTensor,
+        target: &CpuTensor,
+        scale: f32,
+    ) -> Result<CpuTensor> {
+        check_pair("loss_grad", pred, target)?;
+        Ok(Tensor::new(
+            pred.shape().to_vec(),
+            Dtype::F32,
+            loss::grad(kind, &pred.storage, &target.storage, scale),
+        ))
+    }
+
+    fn sum(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        require_dtype("sum", x, Dtype::F32)?;
+        let total: f64 = x.storage.par_iter().map(|&v| v as f64).sum();
+        Ok(Tensor::new(Vec::new(), Dtype::F32, vec![total as f32]))
     }
 
     fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {

@@ -21,6 +21,7 @@ use crate::ops::elementwise::{
 };
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
+use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
 use crate::{Complex32, Dtype, KernelError, Result, Tensor};
@@ -95,6 +96,15 @@ impl LayoutParams {
             pad: 0,
         }
     }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LossParams {
+    len: u32,
+    row_invocations: u32,
+    scale: f32,
+    pad: u32,
 }
 
 #[repr(C)]
@@ -470,6 +480,82 @@ impl GpuBackend {
         )
     }
 
+    /// One dispatch of a shaders/loss.wgsl per-element kernel over `len` elements.
+    fn loss_kernel(
+        &self,
+        entry: &'static str,
+        inputs: &[&GpuTensor],
+        scale: f32,
+        out: &GpuTensor,
+        len: usize,
+    ) -> Result<()> {
+        check_u32(entry, len)?;
+        let pipeline = self.pipeline("loss", entry, shaders::loss_source)?;
+        let (workgroups, row_invocations) = self.grid(len as u64);
+        let params = LossParams {
+            len: len as u32,
+            row_invocations,
+            scale,
+            pad: 0,
+        };
+        let mut bindings: Vec<Binding<'_>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Binding {
+                index: i as u32,
+                buffer: t.storage.buffer(),
+                size: binding_size(t),
+            })
+            .collect();
+        bindings.push(Binding {
+            index: 2,
+            buffer: out.storage.buffer(),
+            size: binding_size(out),
+        });
+        self.dispatch(
+            entry,
+            &pipeline,
+            &bindings,
+            3,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )
+    }
+
+    /// One level of the tree sum: `len` values of x into ceil(len / (4 WORKGROUP_SIZE)) partial sums.
+    fn sum_level(&self, x: &GpuTensor, out: &GpuTensor, len: usize) -> Result<()> {
+        check_u32("sum", len)?;
+        let pipeline = self.pipeline("loss", "sum_level", shaders::loss_source)?;
+        let workgroups = out.len() as u64;
+        let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
+        let params = LossParams {
+            len: len as u32,
+            row_invocations: (workgroups.min(max_x) * ELEMENTWISE_WORKGROUP_SIZE) as u32,
+            scale: 1.0,
+            pad: 0,
+        };
+        let bindings = [
+            Binding {
+                index: 0,
+                buffer: x.storage.buffer(),
+                size: binding_size(x),
+            },
+            Binding {
+                index: 2,
+                buffer: out.storage.buffer(),
+                size: binding_size(out),
+            },
+        ];
+        self.dispatch(
+            "sum_level",
+            &pipeline,
+            &bindings,
+            3,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )
+    }
+
     fn binary(&self, op: BinaryOp, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         let geometry = BinaryGeometry::of(op, a, b)?;
         let out = self.alloc(op.name(), a.shape(), Dtype::C64)?;
@@ -713,6 +799,55 @@ impl Backend for GpuBackend {
         let out = self.alloc("repeat_channels", &shape, x.dtype())?;
         let params = LayoutParams::new([g.h, g.w, g.h, g.w], out.len(), channels);
         self.layout("repeat_channels", x, &out, params)?;
+        Ok(out)
+    }
+
+    fn loss_terms(
+        &self,
+        kind: LossKind,
+        pred: &GpuTensor,
+        target: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        check_pair("loss_terms", pred, target)?;
+        let out = self.alloc("loss_terms", pred.shape(), Dtype::F32)?;
+        self.loss_kernel(kind.terms_entry(), &[pred, target], 1.0, &out, out.len())?;
+        Ok(out)
+    }
+
+    fn loss_grad(
+        &self,
+        kind: LossKind,
+        pred: &GpuTensor,
+        target: &GpuTensor,
+        scale: f32,
+    ) -> Result<GpuTensor> {
+        check_pair("loss_grad", pred, target)?;
+        let out = self.alloc("loss_grad", pred.shape(), Dtype::F32)?;
+        self.loss_kernel(kind.grad_entry(), &[pred, target], scale, &out, out.len())?;
+        Ok(out)
+    }
+
+    fn sum(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        require_dtype("sum", x, Dtype::F32)?;
+        let per_group = (ELEMENTWISE_WORKGROUP_SIZE * 4) as usize;
+        let mut len = x.len();
+        let mut level = self.alloc("sum", &[len.div_ceil(per_group).max(1)], Dtype::F32)?;
+        self.sum_level(x, &level, len)?;
+        len = level.len();
+        while len > 1 {
+            let next = self.alloc("sum", &[len.div_ceil(per_group)], Dtype::F32)?;
+            self.sum_level(&level, &next, len)?;
+            level = next;
+            len = level.len();
+        }
+        let out = self.alloc("sum", &[], Dtype::F32)?;
+        self.recorder().encoder().copy_buffer_to_buffer(
+            level.storage.buffer(),
+            0,
+            out.storage.buffer(),
+            0,
+            4,
+        );
         Ok(out)
     }
 

@@ -9,6 +9,7 @@ pub const ELEMENTWISE_WGSL: &str = include_str!("../../../shaders/elementwise.wg
 pub const COPY_WGSL: &str = include_str!("../../../shaders/copy.wgsl");
 pub const TRANSLATE_WGSL: &str = include_str!("../../../shaders/translate.wgsl");
 pub const LAYOUT_WGSL: &str = include_str!("../../../shaders/layout.wgsl");
+pub const LOSS_WGSL: &str = include_str!("../../../shaders/loss.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -18,6 +19,7 @@ pub const SHADER_FILES: &[&str] = &[
     "copy.wgsl",
     "translate.wgsl",
     "layout.wgsl",
+    "loss.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -159,6 +161,19 @@ pub fn layout_source() -> String {
     format!("{}{COMPLEX_WGSL}\n{LAYOUT_WGSL}", elementwise_constants())
 }
 
+pub const LOSS_ENTRY_POINTS: &[&str] = &[
+    "poisson_terms",
+    "deviance_terms",
+    "mae_terms",
+    "poisson_grad",
+    "mae_grad",
+    "sum_level",
+];
+
+pub fn loss_source() -> String {
+    format!("{}{LOSS_WGSL}", elementwise_constants())
+}
+
 pub fn copy_source() -> String {
     format!("{}{COPY_WGSL}", elementwise_constants())
 }
@@ -185,5 +200,6 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
         layout_source(),
         LAYOUT_ENTRY_POINTS.to_vec(),
     ));
+    out.push(("loss".into(), loss_source(), LOSS_ENTRY_POINTS.to_vec()));
     out
 }

@@ -4,6 +4,7 @@
 pub mod elementwise;
 pub mod fft;
 pub mod layout;
+pub mod loss;
 pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -98,6 +99,27 @@ pub trait Backend: Send + Sync {
         x: &Tensor<Self::Storage>,
         channels: usize,
     ) -> Result<Tensor<Self::Storage>>;
+
+    /// The per-element terms of a loss between predicted and target amplitudes (float32, one shape).
+    fn loss_terms(
+        &self,
+        kind: loss::LossKind,
+        pred: &Tensor<Self::Storage>,
+        target: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// `scale` times the per-element gradient of the loss with respect to the prediction (scale = 1/M
+    /// for the gradient of the mean).
+    fn loss_grad(
+        &self,
+        kind: loss::LossKind,
+        pred: &Tensor<Self::Storage>,
+        target: &Tensor<Self::Storage>,
+        scale: f32,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// The sum of a float32 tensor, as a 0-d tensor (no read-back: it stays on the device).
+    fn sum(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
 
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
     fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
