@@ -114,3 +114,25 @@ fn modulus_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         i += s;
     }
 }
+
+// a / d for complex a and real d of the same shape (the merge's division by the overlap count).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn div_real(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = stride(nwg);
+    var i = first_index(gid);
+    for (var e = 0u; e < ELEMENTS_PER_INVOCATION && i < params.len; e++) {
+        out_complex[i] = a[i] / a_real[i];
+        i += s;
+    }
+}
+
+// a + scale for real a.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn offset_real(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = stride(nwg);
+    var i = first_index(gid);
+    for (var e = 0u; e < ELEMENTS_PER_INVOCATION && i < params.len; e++) {
+        out_real[i] = a_real[i] + params.scale;
+        i += s;
+    }
+}

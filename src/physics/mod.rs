@@ -2,3 +2,4 @@
 //! backward pass of each step.
 
 pub mod farfield;
+pub mod merge;

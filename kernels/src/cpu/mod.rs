@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use rustfft::{Fft, FftPlanner};
 
-use crate::ops::elementwise::{BinaryGeometry, BinaryOp, ModulusGradGeometry, RealOp};
+use crate::ops::elementwise::{BinaryGeometry, BinaryOp, ComplexRealPair, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
@@ -134,10 +134,29 @@ impl Backend for CpuBackend {
     }
 
     fn modulus_grad(&self, a: &CpuTensor, g: &CpuTensor, s: f32) -> Result<CpuTensor> {
-        ModulusGradGeometry::of(a, g)?;
+        ComplexRealPair::of("modulus_grad", a, g)?;
         Ok(complex_tensor(
             a.shape(),
             elementwise::modulus_grad(complex(a), &g.storage, s),
+        ))
+    }
+
+    fn div_real(&self, a: &CpuTensor, d: &CpuTensor) -> Result<CpuTensor> {
+        ComplexRealPair::of("div_real", a, d)?;
+        let out = complex(a)
+            .iter()
+            .zip(&d.storage)
+            .map(|(a, d)| a / d)
+            .collect();
+        Ok(complex_tensor(a.shape(), out))
+    }
+
+    fn offset(&self, a: &CpuTensor, s: f32) -> Result<CpuTensor> {
+        require_dtype("offset", a, Dtype::F32)?;
+        Ok(Tensor::new(
+            a.shape().to_vec(),
+            Dtype::F32,
+            a.storage.iter().map(|v| v + s).collect(),
         ))
     }
 

@@ -16,9 +16,7 @@ pub use context::{AdapterSummary, GpuSelection};
 pub use pool::PooledBuffer;
 pub use recorder::RecorderStats;
 
-use crate::ops::elementwise::{
-    require_complex, BinaryGeometry, BinaryOp, ModulusGradGeometry, RealOp,
-};
+use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, ComplexRealPair, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
@@ -706,9 +704,23 @@ impl Backend for GpuBackend {
     }
 
     fn modulus_grad(&self, a: &GpuTensor, g: &GpuTensor, s: f32) -> Result<GpuTensor> {
-        ModulusGradGeometry::of(a, g)?;
+        ComplexRealPair::of("modulus_grad", a, g)?;
         let out = self.alloc("modulus_grad", a.shape(), Dtype::C64)?;
         self.elementwise("modulus_grad", &[(0, a), (5, g)], 1, s, &out)?;
+        Ok(out)
+    }
+
+    fn div_real(&self, a: &GpuTensor, d: &GpuTensor) -> Result<GpuTensor> {
+        ComplexRealPair::of("div_real", a, d)?;
+        let out = self.alloc("div_real", a.shape(), Dtype::C64)?;
+        self.elementwise("div_real", &[(0, a), (5, d)], 1, 1.0, &out)?;
+        Ok(out)
+    }
+
+    fn offset(&self, a: &GpuTensor, s: f32) -> Result<GpuTensor> {
+        require_dtype("offset", a, Dtype::F32)?;
+        let out = self.alloc("offset", a.shape(), Dtype::F32)?;
+        self.elementwise("offset_real", &[(5, a)], 1, s, &out)?;
         Ok(out)
     }
 

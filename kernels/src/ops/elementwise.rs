@@ -62,18 +62,18 @@ impl BinaryGeometry {
     }
 }
 
-/// `modulus_grad(a, g)`: complex a and real g of the same shape.
-pub struct ModulusGradGeometry;
+/// A complex tensor with a real one of the same shape (`modulus_grad`, `div_real`).
+pub struct ComplexRealPair;
 
-impl ModulusGradGeometry {
-    pub fn of<S>(a: &Tensor<S>, g: &Tensor<S>) -> Result<Self> {
-        require_dtype("modulus_grad", a, Dtype::C64)?;
-        require_dtype("modulus_grad", g, Dtype::F32)?;
-        if a.shape() != g.shape() {
+impl ComplexRealPair {
+    pub fn of<S>(op: &'static str, a: &Tensor<S>, r: &Tensor<S>) -> Result<Self> {
+        require_dtype(op, a, Dtype::C64)?;
+        require_dtype(op, r, Dtype::F32)?;
+        if a.shape() != r.shape() {
             return Err(KernelError::Shape {
-                op: "modulus_grad",
-                expected: format!("a gradient of shape {:?}", a.shape()),
-                found: g.shape().to_vec(),
+                op,
+                expected: format!("a real operand of shape {:?}", a.shape()),
+                found: r.shape().to_vec(),
             });
         }
         Ok(Self)

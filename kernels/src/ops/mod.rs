@@ -68,6 +68,16 @@ pub trait Backend: Send + Sync {
         s: f32,
     ) -> Result<Tensor<Self::Storage>>;
 
+    /// a / d for complex a and real d of the same shape.
+    fn div_real(
+        &self,
+        a: &Tensor<Self::Storage>,
+        d: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// a + s for real a.
+    fn offset(&self, a: &Tensor<Self::Storage>, s: f32) -> Result<Tensor<Self::Storage>>;
+
     /// |a| as float32.
     fn abs(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
     /// |a|^2 as float32.
