@@ -1,5 +1,7 @@
 //! `ptycho compare` and the metrics against scikit-image / scipy / numpy on the same inputs.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -9,36 +11,13 @@ use ptycho_wgpu::eval::register::phase_cross_correlation;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use rustfft::num_complex::Complex64;
 
-/// python3 with numpy, scipy and scikit-image; required in CI, else skipped with the reason.
 fn scientific_python() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy, scipy, skimage"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must install numpy, scipy and scikit-image"
-        );
-        eprintln!("skipping: python3 with numpy, scipy and scikit-image is not available");
-    }
-    ok
+    common::python_has("numpy, scipy, skimage")
 }
 
-/// Run `script` with the images saved as a.npy/b.npy in `dir`; it prints a JSON object.
+/// Run `script` in `dir`; it prints a JSON object.
 fn python_json(dir: &Path, script: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&common::run_python(dir, script)).unwrap()
 }
 
 fn textured(h: usize, w: usize, seed: u64) -> Real {

@@ -1,8 +1,9 @@
 //! The data layer end to end: files written by numpy, our writer read back by numpy, the contract's
 //! errors, streaming, and mutated archives (never a panic).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use ptycho_wgpu::data::contract::{Layout, ScanFile};
@@ -14,34 +15,12 @@ use ptycho_wgpu::data::writer::NpzWriter;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::Complex32;
 
-/// python3 with numpy, or None with the reason printed (CI installs numpy, so there it always runs).
 fn numpy() -> Option<()> {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").is_ok() {
-            panic!("python3 with numpy is required in CI");
-        }
-        eprintln!("skipping: python3 with numpy is not available");
-        return None;
-    }
-    Some(())
+    common::python_has("numpy").then_some(())
 }
 
 fn python(script: &str, dir: &Path) {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_python(dir, script);
 }
 
 /// A small valid scan file written by our writer: M patterns of N x N.

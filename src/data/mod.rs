@@ -36,6 +36,9 @@ pub enum DataError {
 
     #[error("{0}")]
     Grouping(String),
+
+    #[error("batch stream: {0}")]
+    Stream(String),
 }
 
 impl DataError {

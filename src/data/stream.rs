@@ -83,13 +83,13 @@ impl BatchStream {
         epoch: usize,
     ) -> Result<Self> {
         if config.batch_size == 0 {
-            return Err(DataError::Grouping("batch size must be at least 1".into()));
+            return Err(DataError::Stream("batch size must be at least 1".into()));
         }
         let one = batch_bytes(config.batch_size, groups.c, dataset.n);
         // The consumer's batch, the one being filled, and the queue must fit the budget.
         let prefetch = (config.host_memory / one).saturating_sub(2);
         if prefetch == 0 {
-            return Err(DataError::Grouping(format!(
+            return Err(DataError::Stream(format!(
                 "a batch of {} groups takes {one} bytes; --host-memory {} holds fewer than 3 (the consumer's, one being read, one ready)",
                 config.batch_size, config.host_memory
             )));
