@@ -417,20 +417,10 @@ impl GpuBackend {
             row_invocations,
             scale,
         };
-        let mut bindings: Vec<Binding<'_>> = inputs
-            .iter()
-            .map(|(index, t)| Binding {
-                index: *index,
-                buffer: t.storage.buffer(),
-                size: binding_size(t),
-            })
-            .collect();
+        let mut bindings: Vec<Binding<'_>> =
+            inputs.iter().map(|(index, t)| bind(*index, t)).collect();
         let out_index = if out.dtype() == Dtype::C64 { 2 } else { 3 };
-        bindings.push(Binding {
-            index: out_index,
-            buffer: out.storage.buffer(),
-            size: binding_size(out),
-        });
+        bindings.push(bind(out_index, out));
         self.dispatch(
             entry,
             &pipeline,
@@ -456,18 +446,7 @@ impl GpuBackend {
         let (workgroups, row_invocations) = self.grid(out.len() as u64);
         params.row_invocations = row_invocations;
         let (src_index, out_index) = if complex { (0, 2) } else { (1, 3) };
-        let bindings = [
-            Binding {
-                index: src_index,
-                buffer: x.storage.buffer(),
-                size: binding_size(x),
-            },
-            Binding {
-                index: out_index,
-                buffer: out.storage.buffer(),
-                size: binding_size(out),
-            },
-        ];
+        let bindings = [bind(src_index, x), bind(out_index, out)];
         self.dispatch(
             &entry,
             &pipeline,
@@ -499,17 +478,9 @@ impl GpuBackend {
         let mut bindings: Vec<Binding<'_>> = inputs
             .iter()
             .enumerate()
-            .map(|(i, t)| Binding {
-                index: i as u32,
-                buffer: t.storage.buffer(),
-                size: binding_size(t),
-            })
+            .map(|(i, t)| bind(i as u32, t))
             .collect();
-        bindings.push(Binding {
-            index: 2,
-            buffer: out.storage.buffer(),
-            size: binding_size(out),
-        });
+        bindings.push(bind(2, out));
         self.dispatch(
             entry,
             &pipeline,
@@ -532,18 +503,7 @@ impl GpuBackend {
             scale: 1.0,
             pad: 0,
         };
-        let bindings = [
-            Binding {
-                index: 0,
-                buffer: x.storage.buffer(),
-                size: binding_size(x),
-            },
-            Binding {
-                index: 2,
-                buffer: out.storage.buffer(),
-                size: binding_size(out),
-            },
-        ];
+        let bindings = [bind(0, x), bind(2, out)];
         self.dispatch(
             "sum_level",
             &pipeline,
@@ -568,6 +528,15 @@ impl GpuBackend {
         let out = self.alloc(op.name(), a.shape(), Dtype::F32)?;
         self.elementwise(op.name(), &[(0, a)], 1, 1.0, &out)?;
         Ok(out)
+    }
+}
+
+/// Tensor `t` at storage binding `index`.
+fn bind(index: u32, t: &GpuTensor) -> Binding<'_> {
+    Binding {
+        index,
+        buffer: t.storage.buffer(),
+        size: binding_size(t),
     }
 }
 
@@ -654,16 +623,8 @@ impl Backend for GpuBackend {
             let name = pass.name();
             let pipeline = self.pipeline(&name, "main", || pass.source())?;
             let bindings = [
-                Binding {
-                    index: 0,
-                    buffer: src.storage.buffer(),
-                    size: binding_size(src),
-                },
-                Binding {
-                    index: 1,
-                    buffer: dst.storage.buffer(),
-                    size: binding_size(dst),
-                },
+                bind(0, src),
+                bind(1, dst),
                 Binding {
                     index: 2,
                     buffer: &twiddles,
@@ -758,23 +719,7 @@ impl Backend for GpuBackend {
             row_invocations,
         };
         let (src_index, out_index) = if complex { (0, 3) } else { (1, 4) };
-        let bindings = [
-            Binding {
-                index: src_index,
-                buffer: x.storage.buffer(),
-                size: binding_size(x),
-            },
-            Binding {
-                index: 2,
-                buffer: shifts.storage.buffer(),
-                size: binding_size(shifts),
-            },
-            Binding {
-                index: out_index,
-                buffer: out.storage.buffer(),
-                size: binding_size(&out),
-            },
-        ];
+        let bindings = [bind(src_index, x), bind(2, shifts), bind(out_index, &out)];
         self.dispatch(
             entry,
             &pipeline,
@@ -874,18 +819,7 @@ impl Backend for GpuBackend {
             row_invocations,
             pad: [0; 2],
         };
-        let bindings = [
-            Binding {
-                index: 0,
-                buffer: a.storage.buffer(),
-                size: binding_size(a),
-            },
-            Binding {
-                index: 1,
-                buffer: out.storage.buffer(),
-                size: binding_size(&out),
-            },
-        ];
+        let bindings = [bind(0, a), bind(1, &out)];
         self.dispatch(
             "copy",
             &pipeline,
