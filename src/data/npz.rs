@@ -385,17 +385,18 @@ impl ArrayView {
         if !self.header.fortran_order || self.shape().len() < 2 {
             return i;
         }
+        // Unravel the C-order index from the last axis while walking the Fortran strides down from the
+        // largest, so no per-element allocation is needed (this runs once per element read).
         let shape = self.shape();
         let mut rem = i;
-        let mut idx = vec![0usize; shape.len()];
+        let mut stride: usize = shape[..shape.len() - 1].iter().product();
+        let mut offset = 0;
         for d in (0..shape.len()).rev() {
-            idx[d] = rem % shape[d];
+            offset += (rem % shape[d]) * stride;
             rem /= shape[d];
-        }
-        let (mut offset, mut stride) = (0, 1);
-        for d in 0..shape.len() {
-            offset += idx[d] * stride;
-            stride *= shape[d];
+            if d > 0 {
+                stride /= shape[d - 1];
+            }
         }
         offset
     }
