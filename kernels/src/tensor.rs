@@ -65,4 +65,22 @@ impl<S> Tensor<S> {
     pub fn size_bytes(&self) -> u64 {
         (self.len() * self.dtype.size_bytes()) as u64
     }
+
+    /// The same elements under another shape with as many of them (no copy: the layout is row-major).
+    pub fn reshape(self, shape: &[usize]) -> crate::Result<Self> {
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(crate::KernelError::Shape {
+                op: "reshape",
+                expected: format!(
+                    "{} elements, as {shape:?} has",
+                    shape.iter().product::<usize>()
+                ),
+                found: self.shape,
+            });
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            ..self
+        })
+    }
 }
