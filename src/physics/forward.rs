@@ -99,7 +99,7 @@ impl<S> ForwardModel<S> {
                 probe.len()
             )));
         }
-        if config.canvas < n || (config.canvas - n) % 2 != 0 {
+        if config.canvas < n || !(config.canvas - n).is_multiple_of(2) {
             return Err(PhysicsError::Input(format!(
                 "canvas size {} must be at least N = {n} and differ from it by an even number",
                 config.canvas
