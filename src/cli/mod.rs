@@ -4,6 +4,7 @@ mod compare;
 mod data;
 mod device;
 mod info;
+mod physics;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// The forward model on arrays from an NPZ file: canvas, trimmed object, predicted diffraction.
+    Forward(physics::ForwardArgs),
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
     Compare(compare::CompareArgs),
     /// NPZ datasets: inspect, shard, convert.
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { device, json } => info::run(&device, json),
         Command::Compare(args) => compare::run(args),
+        Command::Forward(args) => physics::forward(args),
         Command::Data { command } => {
             if data::run(command)? {
                 Ok(())

@@ -3,6 +3,7 @@
 
 pub mod farfield;
 pub mod forward;
+pub mod forward_npz;
 pub mod merge;
 pub mod probe;
 
