@@ -45,6 +45,8 @@ enum Command {
     },
     /// The forward model on arrays from an NPZ file: canvas, trimmed object, predicted diffraction.
     Forward(physics::ForwardArgs),
+    /// Simulate diffraction datasets at several doses (study phase C).
+    Simulate(physics::SimulateArgs),
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
     Compare(compare::CompareArgs),
     /// NPZ datasets: inspect, shard, convert.
@@ -113,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info { device, json } => info::run(&device, json),
         Command::Compare(args) => compare::run(args),
         Command::Forward(args) => physics::forward(args),
+        Command::Simulate(args) => physics::simulate(args),
         Command::Data { command } => {
             if data::run(command)? {
                 Ok(())

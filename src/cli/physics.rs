@@ -1,11 +1,12 @@
-//! `ptycho forward`: the forward model on arrays from an NPZ file.
+//! `ptycho forward` (the forward model on arrays from an NPZ file) and `ptycho simulate` (study phase C).
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::device::{with_backend, DeviceArgs};
 use crate::physics::forward_npz;
+use crate::physics::simulate::{self, ObjectSource, Positions, ProbeSource, SimulationConfig};
 
 #[derive(Args)]
 pub struct ForwardArgs {
@@ -46,6 +47,129 @@ pub fn forward(args: ForwardArgs) -> anyhow::Result<()> {
     );
     if let (Some(nll), Some(mae)) = (summary.poisson_nll, summary.mae) {
         println!("poisson_nll {nll:.6e}  mae {mae:.6e}");
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PositionsArg {
+    Random,
+    Raster,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LegacyKey {
+    Diff3d,
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Output folder: OUT/dose_{int}/patched_{train,test}.npz and OUT/run_manifest.json.
+    #[arg(long)]
+    output: PathBuf,
+    /// Patch (detector) size N: 32, 64, 128 or 256 [default: the probe file's size, else 64].
+    #[arg(long)]
+    n: Option<usize>,
+    /// Side of the built-in synthetic object [default: 4·N].
+    #[arg(long)]
+    object_size: Option<usize>,
+    /// Take the object (`objectGuess`), and the probe (`probeGuess`) unless --probe-npz, from this NPZ.
+    #[arg(long)]
+    object_npz: Option<PathBuf>,
+    /// Take the probe (`probeGuess`, N x N) from this NPZ.
+    #[arg(long)]
+    probe_npz: Option<PathBuf>,
+    /// Phase curvature of the built-in probe: radians at radius N/4.
+    #[arg(long, default_value_t = 0.0)]
+    probe_curvature: f64,
+    /// Seed of every random choice (object, positions, noise).
+    #[arg(long, default_value_t = crate::physics::simulate::DEFAULT_SEED)]
+    seed: u64,
+    /// How scan positions are chosen (ignored with --positions-from).
+    #[arg(long, value_enum, default_value = "random")]
+    positions: PositionsArg,
+    /// Number of random positions.
+    #[arg(long, default_value_t = 1000)]
+    n_images: usize,
+    /// Raster step in pixels.
+    #[arg(long, default_value_t = 8.0)]
+    step: f64,
+    /// NPZ with xcoords, ycoords (object pixels, patch centres), used in the given order.
+    #[arg(long)]
+    positions_from: Option<PathBuf>,
+    /// Photons per pattern (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1e3,1e4,1e5")]
+    doses: Vec<f64>,
+    /// Store the expected amplitude instead of a Poisson draw.
+    #[arg(long)]
+    no_noise: bool,
+    /// One OUT/dose_{int}/patched.npz instead of a train/test split at the y midpoint.
+    #[arg(long)]
+    no_split: bool,
+    /// Also write the diffraction under this legacy key.
+    #[arg(long, value_enum)]
+    legacy_key: Option<LegacyKey>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let probe = match (&args.probe_npz, &args.object_npz) {
+        (Some(path), _) | (None, Some(path)) => ProbeSource::File(path.clone()),
+        (None, None) => ProbeSource::Default {
+            curvature: args.probe_curvature,
+        },
+    };
+    let n = match (args.n, &probe) {
+        (Some(n), _) => n,
+        (None, ProbeSource::File(path)) => simulate::probe_size(path)?,
+        (None, ProbeSource::Default { .. }) => 64,
+    };
+    let object = match &args.object_npz {
+        Some(path) => ObjectSource::File(path.clone()),
+        None => ObjectSource::Synthetic {
+            size: args.object_size.unwrap_or(4 * n),
+        },
+    };
+    let positions = match (&args.positions_from, args.positions) {
+        (Some(path), _) => Positions::File(path.clone()),
+        (None, PositionsArg::Random) => Positions::Random {
+            count: args.n_images,
+        },
+        (None, PositionsArg::Raster) => Positions::Raster { step: args.step },
+    };
+    let config = SimulationConfig {
+        n,
+        object,
+        probe,
+        positions,
+        doses: args.doses,
+        seed: args.seed,
+        noise: !args.no_noise,
+        split: !args.no_split,
+        legacy_key: args.legacy_key.is_some(),
+        output: args.output,
+    };
+    let json = args.json;
+    let report = with_backend!(args.device.open()?, b => simulate::run(&b, &config, |line| {
+        if !json {
+            eprintln!("{line}");
+        }
+    }))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} patterns at {} doses; forward {:.0} patterns/s on {}; manifest {}",
+            report.patterns,
+            report.doses.len(),
+            report.forward_patterns_per_s,
+            report.device,
+            report.manifest.display()
+        );
     }
     Ok(())
 }

@@ -5,7 +5,9 @@ pub mod farfield;
 pub mod forward;
 pub mod forward_npz;
 pub mod merge;
+pub mod poisson;
 pub mod probe;
+pub mod simulate;
 
 use thiserror::Error;
 

@@ -1,0 +1,3 @@
+//! Persistence: file digests (and, to come, checkpoint bundles).
+
+pub mod digest;
