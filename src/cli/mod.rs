@@ -47,6 +47,11 @@ enum Command {
     Forward(physics::ForwardArgs),
     /// Simulate diffraction datasets at several doses (study phase C).
     Simulate(physics::SimulateArgs),
+    /// Overlap views of simulated datasets (study phase D).
+    Overlap {
+        #[command(subcommand)]
+        command: physics::OverlapCommand,
+    },
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
     Compare(compare::CompareArgs),
     /// NPZ datasets: inspect, shard, convert.
@@ -116,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(args),
         Command::Forward(args) => physics::forward(args),
         Command::Simulate(args) => physics::simulate(args),
+        Command::Overlap { command } => physics::overlap(command),
         Command::Data { command } => {
             if data::run(command)? {
                 Ok(())

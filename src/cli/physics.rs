@@ -1,11 +1,13 @@
-//! `ptycho forward` (the forward model on arrays from an NPZ file) and `ptycho simulate` (study phase C).
+//! `ptycho forward` (the forward model on arrays from an NPZ file), `ptycho simulate` (study phase C) and
+//! `ptycho overlap` (phase D).
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use super::device::{with_backend, DeviceArgs};
 use crate::physics::forward_npz;
+use crate::physics::overlap::{self, MetricsConfig};
 use crate::physics::simulate::{self, ObjectSource, Positions, ProbeSource, SimulationConfig};
 
 #[derive(Args)]
@@ -170,6 +172,116 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             report.device,
             report.manifest.display()
         );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum OverlapCommand {
+    /// Spacing views (the legacy generation): keep positions at least (1 − f)·N apart, f = 0.7 for
+    /// dense and 0.2 for sparse; OUT/dose_{int}/{view}/{view}_{split}.npz and metrics.
+    Spacing {
+        /// Folder holding the phase C dose_* folders.
+        #[arg(long)]
+        phase_c_root: PathBuf,
+        #[arg(long)]
+        output_root: PathBuf,
+        /// Doses to process (comma-separated) [default: every dose_* folder].
+        #[arg(long, value_delimiter = ',')]
+        doses: Option<Vec<f64>>,
+        /// Views to write (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "dense,sparse")]
+        views: Vec<String>,
+        /// N of the spacing rule [default: the data's patch size].
+        #[arg(long)]
+        patch_size: Option<f64>,
+        /// Also copy each view's metrics bundle to ARTIFACTS/metrics/dose_{int}/{view}.json.
+        #[arg(long)]
+        artifact_root: Option<PathBuf>,
+    },
+    /// Metrics-based subsampling (the current generation): {split}.npz, {split}_metrics.json and
+    /// metrics_bundle.json with the three disc-overlap metrics.
+    Metrics {
+        /// One phase C dose folder (with *train.npz and *test.npz).
+        #[arg(long)]
+        phase_c_root: PathBuf,
+        #[arg(long)]
+        output_root: PathBuf,
+        /// Also copy the three JSON files here.
+        #[arg(long)]
+        artifact_root: Option<PathBuf>,
+        #[arg(long)]
+        gridsize: usize,
+        /// Fraction of images kept, in (0, 1].
+        #[arg(long)]
+        s_img: f64,
+        #[arg(long)]
+        n_groups: usize,
+        #[arg(long, default_value_t = 6)]
+        neighbor_count: usize,
+        #[arg(long, default_value_t = 38.4)]
+        probe_diameter_px: f64,
+        #[arg(long, default_value_t = 42)]
+        rng_seed_subsample: u64,
+    },
+}
+
+pub fn overlap(command: OverlapCommand) -> anyhow::Result<()> {
+    match command {
+        OverlapCommand::Spacing {
+            phase_c_root,
+            output_root,
+            doses,
+            views,
+            patch_size,
+            artifact_root,
+        } => {
+            let manifest = overlap::run_spacing_views(
+                &phase_c_root,
+                &output_root,
+                doses.as_deref(),
+                &views,
+                patch_size,
+                artifact_root.as_deref(),
+                |line| println!("{line}"),
+            )?;
+            println!("manifest: {}", manifest.display());
+        }
+        OverlapCommand::Metrics {
+            phase_c_root,
+            output_root,
+            artifact_root,
+            gridsize,
+            s_img,
+            n_groups,
+            neighbor_count,
+            probe_diameter_px,
+            rng_seed_subsample,
+        } => {
+            let config = MetricsConfig {
+                gridsize,
+                s_img,
+                n_groups,
+                neighbor_count,
+                probe_diameter_px,
+                rng_seed_subsample,
+            };
+            let written =
+                overlap::write_metrics_views(&phase_c_root, &config, &output_root, |line| {
+                    println!("{line}")
+                })?;
+            if let Some(artifacts) = artifact_root {
+                std::fs::create_dir_all(&artifacts)?;
+                for path in written
+                    .iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                {
+                    let name = path.file_name().expect("a file");
+                    std::fs::copy(path, artifacts.join(name))?;
+                }
+            }
+            println!("wrote {} files to {}", written.len(), output_root.display());
+        }
     }
     Ok(())
 }

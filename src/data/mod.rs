@@ -9,6 +9,7 @@ pub mod npy;
 pub mod npz;
 pub mod pickle;
 pub mod stream;
+pub mod subset;
 pub mod writer;
 
 use thiserror::Error;

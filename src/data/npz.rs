@@ -401,6 +401,23 @@ impl ArrayView {
         offset
     }
 
+    /// The raw bytes (in the file's byte order) of elements `[first, first + count)` in C order.
+    pub fn c_order_bytes(&self, first: usize, count: usize) -> Result<Vec<u8>> {
+        if first.checked_add(count).is_none_or(|e| e > self.len()) {
+            return Err(DataError::format(
+                &self.file,
+                format!("'{}': read past the end", self.key),
+            ));
+        }
+        let size = self.header.dtype.size;
+        if !self.header.fortran_order || self.shape().len() < 2 {
+            return Ok(self.bytes()[first * size..(first + count) * size].to_vec());
+        }
+        Ok((first..first + count)
+            .flat_map(|i| self.element(i).iter().copied())
+            .collect())
+    }
+
     fn element(&self, i: usize) -> &[u8] {
         let size = self.header.dtype.size;
         let s = self.storage_index(i) * size;

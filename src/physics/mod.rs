@@ -5,6 +5,7 @@ pub mod farfield;
 pub mod forward;
 pub mod forward_npz;
 pub mod merge;
+pub mod overlap;
 pub mod poisson;
 pub mod probe;
 pub mod simulate;
