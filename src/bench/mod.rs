@@ -4,6 +4,7 @@
 
 pub mod fft;
 pub mod io;
+pub mod physics;
 
 use std::time::{Duration, Instant};
 

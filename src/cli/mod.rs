@@ -85,6 +85,23 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The physics chain (forward, and forward + backward) against the FFT alone, at gridsize 1 and 2.
+    Physics {
+        /// Patch size N.
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        /// Patterns per step (B·C).
+        #[arg(long, default_value_t = 1024)]
+        patterns: usize,
+        /// Finish in seconds: shorter samples.
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Batched 2-D FFT against a copy kernel on the same adapter and against the CPU backend.
     Fft {
         /// Transform size N (N x N images): 32, 64, 128, 256 or 512.
@@ -156,6 +173,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 host_memory: host_memory as usize,
             };
             let report = crate::bench::io::run(&config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Physics {
+                    n,
+                    patterns,
+                    quick,
+                    json,
+                    device,
+                },
+        } => {
+            let config = crate::bench::physics::PhysicsBenchConfig {
+                n,
+                patterns,
+                gridsizes: vec![1, 2],
+                quick,
+            };
+            let report = with_backend!(device.open()?, backend => crate::bench::physics::run(&backend, &config))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
