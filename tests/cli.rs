@@ -180,3 +180,21 @@ fn demo_runs_on_the_cpu_backend() {
         "{text}"
     );
 }
+
+#[test]
+fn bench_physics_reports_both_gridsizes() {
+    let report = stdout_json(&ptycho(&[
+        "bench", "physics", "--quick", "--device", "cpu", "--n", "32", "--patterns", "8", "--json",
+    ]));
+    assert_eq!(report["patterns"], 8);
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[1]["gridsize"], 2);
+    assert_eq!(results[1]["groups"], 2);
+    assert_eq!(results[1]["canvas"], 32 + 4 + 10);
+    for r in results {
+        assert!(r["forward_over_fft"].as_f64().unwrap() > 0.0);
+        assert!(r["forward_backward_patterns_per_s"].as_f64().unwrap() > 0.0);
+    }
+    assert!(report["cpu"].is_null());
+}

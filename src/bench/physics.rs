@@ -79,7 +79,7 @@ pub fn run<B: Backend>(b: &B, config: &PhysicsBenchConfig) -> anyhow::Result<Phy
     let mut results = Vec::new();
     for &gridsize in &config.gridsizes {
         let c = gridsize * gridsize;
-        if config.patterns % c != 0 {
+        if !config.patterns.is_multiple_of(c) {
             anyhow::bail!(
                 "{} patterns do not split into groups of {c}",
                 config.patterns
