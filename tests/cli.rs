@@ -184,7 +184,16 @@ fn demo_runs_on_the_cpu_backend() {
 #[test]
 fn bench_physics_reports_both_gridsizes() {
     let report = stdout_json(&ptycho(&[
-        "bench", "physics", "--quick", "--device", "cpu", "--n", "32", "--patterns", "8", "--json",
+        "bench",
+        "physics",
+        "--quick",
+        "--device",
+        "cpu",
+        "--n",
+        "32",
+        "--patterns",
+        "8",
+        "--json",
     ]));
     assert_eq!(report["patterns"], 8);
     let results = report["results"].as_array().unwrap();

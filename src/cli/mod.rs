@@ -4,6 +4,7 @@ mod compare;
 mod data;
 mod device;
 mod info;
+mod persist;
 mod physics;
 
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: physics::OverlapCommand,
     },
+    /// Check a wts.h5.zip bundle: its .sha256 file and every entry digest of its manifest.
+    Verify(persist::VerifyArgs),
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
     Compare(compare::CompareArgs),
     /// NPZ datasets: inspect, shard, convert.
@@ -137,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info { device, json } => info::run(&device, json),
         Command::Compare(args) => compare::run(args),
         Command::Forward(args) => physics::forward(args),
+        Command::Verify(args) => persist::verify(args),
         Command::Simulate(args) => physics::simulate(args),
         Command::Overlap { command } => physics::overlap(command),
         Command::Data { command } => {

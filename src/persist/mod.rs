@@ -1,3 +1,44 @@
-//! Persistence: file digests (and, to come, checkpoint bundles).
+//! Persistence: trained models as `wts.h5.zip` bundles (HDF5 weights, JSON parameters, the probe, a
+//! manifest with per-entry SHA-256) and their whole-file digests.
 
+pub mod bundle;
 pub mod digest;
+pub mod pickle;
+pub mod weights;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PersistError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file}: {message}")]
+    Format { file: String, message: String },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("{file}: verification failed:\n  {}", problems.join("\n  "))]
+    Verification { file: String, problems: Vec<String> },
+}
+
+impl PersistError {
+    pub(crate) fn io(file: impl std::fmt::Display, source: std::io::Error) -> Self {
+        PersistError::Io {
+            file: file.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(file: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        PersistError::Format {
+            file: file.to_string(),
+            message: message.into(),
+        }
+    }
+}
