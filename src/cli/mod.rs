@@ -6,6 +6,7 @@ mod device;
 mod info;
 mod persist;
 mod physics;
+mod stitch;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         command: physics::OverlapCommand,
     },
+    /// Stitch patches at their positions into one image (the reference's reassemble_position).
+    Stitch(stitch::StitchArgs),
     /// Check a wts.h5.zip bundle: its .sha256 file and every entry digest of its manifest.
     Verify(persist::VerifyArgs),
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
@@ -141,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(args),
         Command::Forward(args) => physics::forward(args),
         Command::Verify(args) => persist::verify(args),
+        Command::Stitch(args) => stitch::run(args),
         Command::Simulate(args) => physics::simulate(args),
         Command::Overlap { command } => physics::overlap(command),
         Command::Data { command } => {

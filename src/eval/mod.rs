@@ -6,3 +6,4 @@ pub mod metrics;
 pub mod plot;
 pub mod register;
 pub mod report;
+pub mod stitch;

@@ -1,0 +1,89 @@
+//! `ptycho stitch`: patches placed at their positions into one image (`reassemble_position`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::device::{with_backend, DeviceArgs};
+use crate::data::npy::Kind;
+use crate::data::npz::NpzFile;
+use crate::data::writer::NpzWriter;
+use crate::eval::stitch;
+
+#[derive(Args)]
+pub struct StitchArgs {
+    /// NPZ with `patches` complex64 (B, N, N), `global_offsets` float (B, 2) as (x, y), optional `crop`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output NPZ: `stitched` complex64 (S, S) and `coverage` float32 (S, S).
+    #[arg(long)]
+    output: PathBuf,
+    /// M of the central crop [default: the input's `crop`, else 20].
+    #[arg(long)]
+    crop: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: StitchArgs) -> anyhow::Result<()> {
+    let shown = args.input.display().to_string();
+    let npz = NpzFile::open(&args.input)?;
+    let keys = npz.keys().join(", ");
+    for key in ["patches", "global_offsets"] {
+        if !npz.has(key) {
+            bail!("{shown}: key '{key}' is missing (expected patches complex64 (B, N, N) and global_offsets float (B, 2); keys present: {keys})");
+        }
+    }
+    let patches = npz.array("patches")?;
+    let (b, n) = match *patches.shape() {
+        [b, h, w] | [b, h, w, 1] if h == w && b > 0 => (b, h),
+        _ => bail!(
+            "{shown}: 'patches' must be (B, N, N) complex64, found shape {:?}",
+            patches.shape()
+        ),
+    };
+    if patches.dtype().kind != Kind::Complex {
+        bail!(
+            "{shown}: 'patches' must be complex, found dtype {}",
+            patches.dtype().descr
+        );
+    }
+    let offsets = npz.array("global_offsets")?;
+    let shape_ok = matches!(*offsets.shape(), [m, 2] | [m, 1, 2, 1] if m == b);
+    if !shape_ok || offsets.dtype().kind != Kind::Float {
+        bail!(
+            "{shown}: 'global_offsets' must be float ({b}, 2) as (x, y), found {} {:?}",
+            offsets.dtype().descr,
+            offsets.shape()
+        );
+    }
+    let values = offsets.to_f64_vec()?;
+    let offsets: Vec<[f64; 2]> = values.chunks(2).map(|p| [p[0], p[1]]).collect();
+    let crop = match (args.crop, npz.has("crop")) {
+        (Some(c), _) => c,
+        (None, true) => {
+            let v = npz
+                .array("crop")?
+                .to_i64_vec()
+                .context("'crop' must be an integer")?;
+            match v.as_slice() {
+                [c] if *c > 0 => *c as usize,
+                _ => bail!("{shown}: 'crop' must be one positive integer, found {v:?}"),
+            }
+        }
+        (None, false) => 20,
+    };
+    let data = patches.to_c64_vec()?;
+    let stitched = with_backend!(args.device.open()?, backend => stitch::reassemble(&backend, &data, n, &offsets, crop))?;
+    let s = stitched.size;
+    let mut out = NpzWriter::create(&args.output, false)?;
+    out.add_c64("stitched", &[s, s], &stitched.image)?;
+    out.add_f32("coverage", &[s, s], &stitched.coverage)?;
+    out.finish()?;
+    println!(
+        "stitched {b} patches (crop {crop}) into {s} x {s}: {}",
+        args.output.display()
+    );
+    Ok(())
+}
