@@ -50,7 +50,7 @@ pub fn reassemble<B: Backend>(
             patches.len()
         )));
     }
-    if crop == 0 || crop > n || (n - crop) % 2 != 0 {
+    if crop == 0 || crop > n || !(n - crop).is_multiple_of(2) {
         return Err(PhysicsError::Input(format!(
             "crop {crop} must be between 1 and N = {n} and differ from N by an even number"
         )));
