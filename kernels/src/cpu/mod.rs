@@ -1,6 +1,7 @@
 //! The CPU twin of every kernel: plain Rust over `Vec<f32>` (complex interleaved), rustfft for the FFT,
 //! rayon across the batch. It is the oracle of the GPU tests and the backend on machines without a GPU.
 
+mod conv;
 mod elementwise;
 mod fft;
 mod layout;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use rustfft::{Fft, FftPlanner};
 
+use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::{BinaryGeometry, BinaryOp, ComplexRealPair, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
@@ -252,6 +254,42 @@ impl Backend for CpuBackend {
         require_dtype("sum", x, Dtype::F32)?;
         let total: f64 = x.storage.par_iter().map(|&v| v as f64).sum();
         Ok(Tensor::new(Vec::new(), Dtype::F32, vec![total as f32]))
+    }
+
+    fn conv2d(&self, x: &CpuTensor, kernel: &CpuTensor, bias: &CpuTensor) -> Result<CpuTensor> {
+        let g = ConvGeometry::of("conv2d", x, kernel)?;
+        g.check_bias("conv2d", bias)?;
+        Ok(Tensor::new(
+            vec![g.batch, g.h, g.w, g.cout],
+            Dtype::F32,
+            conv::forward(&g, &x.storage, &kernel.storage, &bias.storage),
+        ))
+    }
+
+    fn conv2d_backward_input(&self, grad_out: &CpuTensor, kernel: &CpuTensor) -> Result<CpuTensor> {
+        let g = ConvGeometry::of_backward_input("conv2d_backward_input", grad_out, kernel)?;
+        Ok(Tensor::new(
+            vec![g.batch, g.h, g.w, g.cin],
+            Dtype::F32,
+            conv::backward_input(&g, &grad_out.storage, &kernel.storage),
+        ))
+    }
+
+    fn conv2d_backward_params(
+        &self,
+        x: &CpuTensor,
+        grad_out: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        const OP: &str = "conv2d_backward_params";
+        require_dtype(OP, grad_out, Dtype::F32)?;
+        let cout = *grad_out.shape().last().unwrap_or(&0);
+        let g = ConvGeometry::of_params(OP, x, cout)?;
+        g.check_grad_out(OP, grad_out)?;
+        let (gk, gb) = conv::backward_params(&g, &x.storage, &grad_out.storage);
+        Ok((
+            Tensor::new(vec![3, 3, g.cin, g.cout], Dtype::F32, gk),
+            Tensor::new(vec![g.cout], Dtype::F32, gb),
+        ))
     }
 
     fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {

@@ -16,6 +16,7 @@ pub use context::{AdapterSummary, GpuSelection};
 pub use pool::PooledBuffer;
 pub use recorder::RecorderStats;
 
+use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, ComplexRealPair, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
@@ -56,6 +57,28 @@ struct ElementwiseParams {
     row_invocations: u32,
     scale: f32,
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    h: u32,
+    w: u32,
+    a_channels: u32,
+    n: u32,
+    m: u32,
+    k: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    mode: u32,
+    split_len: u32,
+    splits: u32,
+    _pad: u32,
+}
+
+/// Output tile side of the conv GEMM kernels (shaders/conv.wgsl).
+const CONV_TILE: usize = 64;
+/// Pixels per split of the conv parameter gradients.
+const CONV_SPLIT_PIXELS: usize = 1024;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -457,6 +480,64 @@ impl GpuBackend {
         )
     }
 
+    /// The implicit-GEMM convolution of shaders/conv.wgsl: `a_channels` channels gathered from
+    /// `inputs[0]`, `n` output channels, `inputs[1]` the kernel, `inputs[2]` the bias (mode 0).
+    fn conv_gemm(
+        &self,
+        op: &'static str,
+        g: &ConvGeometry,
+        a_channels: usize,
+        n: usize,
+        mode: u32,
+        inputs: [&GpuTensor; 3],
+        out: &GpuTensor,
+    ) -> Result<()> {
+        check_u32(op, g.pixels() * a_channels.max(n))?;
+        let m = g.pixels();
+        let params = ConvParams {
+            h: g.h as u32,
+            w: g.w as u32,
+            a_channels: a_channels as u32,
+            n: n as u32,
+            m: m as u32,
+            k: (9 * a_channels) as u32,
+            tiles_m: m.div_ceil(CONV_TILE) as u32,
+            tiles_n: n.div_ceil(CONV_TILE) as u32,
+            mode,
+            split_len: 0,
+            splits: 0,
+            _pad: 0,
+        };
+        let pipeline = self.pipeline("conv", "forward", shaders::conv_source)?;
+        self.dispatch(
+            op,
+            &pipeline,
+            &[
+                bind(0, inputs[0]),
+                bind(1, inputs[1]),
+                bind(2, inputs[2]),
+                bind(3, out),
+            ],
+            4,
+            bytemuck::bytes_of(&params),
+            params.tiles_m as u64 * params.tiles_n as u64,
+        )
+    }
+
+    /// out[j] = Σ_s partial[s, j] over `params.splits` splits of length `params.k` (the reduction reads
+    /// the length from the GEMM's k field).
+    fn conv_reduce(&self, partial: &GpuTensor, out: &GpuTensor, params: ConvParams) -> Result<()> {
+        let pipeline = self.pipeline("conv", "reduce_splits", shaders::conv_source)?;
+        self.dispatch(
+            "conv reduce_splits",
+            &pipeline,
+            &[bind(0, partial), bind(3, out)],
+            4,
+            bytemuck::bytes_of(&params),
+            (params.k as u64).div_ceil(ELEMENTWISE_WORKGROUP_SIZE),
+        )
+    }
+
     /// One dispatch of a shaders/loss.wgsl per-element kernel over `len` elements.
     fn loss_kernel(
         &self,
@@ -806,6 +887,85 @@ impl Backend for GpuBackend {
             4,
         );
         Ok(out)
+    }
+
+    fn conv2d(&self, x: &GpuTensor, kernel: &GpuTensor, bias: &GpuTensor) -> Result<GpuTensor> {
+        let g = ConvGeometry::of("conv2d", x, kernel)?;
+        g.check_bias("conv2d", bias)?;
+        let out = self.alloc("conv2d", &[g.batch, g.h, g.w, g.cout], Dtype::F32)?;
+        self.conv_gemm("conv2d", &g, g.cin, g.cout, 0, [x, kernel, bias], &out)?;
+        Ok(out)
+    }
+
+    fn conv2d_backward_input(&self, grad_out: &GpuTensor, kernel: &GpuTensor) -> Result<GpuTensor> {
+        const OP: &str = "conv2d_backward_input";
+        let g = ConvGeometry::of_backward_input(OP, grad_out, kernel)?;
+        let out = self.alloc(OP, &[g.batch, g.h, g.w, g.cin], Dtype::F32)?;
+        // The bias binding is unused in this mode; the kernel stands in for it.
+        self.conv_gemm(OP, &g, g.cout, g.cin, 1, [grad_out, kernel, kernel], &out)?;
+        Ok(out)
+    }
+
+    fn conv2d_backward_params(
+        &self,
+        x: &GpuTensor,
+        grad_out: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        const OP: &str = "conv2d_backward_params";
+        require_dtype(OP, grad_out, Dtype::F32)?;
+        let cout = *grad_out.shape().last().unwrap_or(&0);
+        let g = ConvGeometry::of_params(OP, x, cout)?;
+        g.check_grad_out(OP, grad_out)?;
+        let m = g.pixels();
+        let k = 9 * g.cin;
+        let splits = m.div_ceil(CONV_SPLIT_PIXELS);
+        check_u32(OP, splits * k * g.cout)?;
+        let mut params = ConvParams {
+            h: g.h as u32,
+            w: g.w as u32,
+            a_channels: g.cin as u32,
+            n: g.cout as u32,
+            m: m as u32,
+            k: k as u32,
+            tiles_m: k.div_ceil(CONV_TILE) as u32,
+            tiles_n: g.cout.div_ceil(CONV_TILE) as u32,
+            mode: 0,
+            split_len: CONV_SPLIT_PIXELS as u32,
+            splits: splits as u32,
+            _pad: 0,
+        };
+        let partial_kernel = self.alloc(OP, &[splits, k, g.cout], Dtype::F32)?;
+        let pipeline = self.pipeline("conv", "weight_grad", shaders::conv_source)?;
+        let tiles = params.tiles_m as u64 * params.tiles_n as u64 * splits as u64;
+        self.dispatch(
+            "conv weight_grad",
+            &pipeline,
+            &[bind(0, x), bind(1, grad_out), bind(3, &partial_kernel)],
+            4,
+            bytemuck::bytes_of(&params),
+            tiles,
+        )?;
+        let grad_kernel = self.alloc(OP, &[3, 3, g.cin, g.cout], Dtype::F32)?;
+        let reduce_kernel = ConvParams {
+            k: (k * g.cout) as u32,
+            ..params
+        };
+        self.conv_reduce(&partial_kernel, &grad_kernel, reduce_kernel)?;
+
+        let partial_bias = self.alloc(OP, &[splits, g.cout], Dtype::F32)?;
+        let pipeline = self.pipeline("conv", "bias_grad", shaders::conv_source)?;
+        self.dispatch(
+            "conv bias_grad",
+            &pipeline,
+            &[bind(0, grad_out), bind(3, &partial_bias)],
+            4,
+            bytemuck::bytes_of(&params),
+            ((splits * g.cout) as u64).div_ceil(ELEMENTWISE_WORKGROUP_SIZE),
+        )?;
+        let grad_bias = self.alloc(OP, &[g.cout], Dtype::F32)?;
+        params.k = g.cout as u32;
+        self.conv_reduce(&partial_bias, &grad_bias, params)?;
+        Ok((grad_kernel, grad_bias))
     }
 
     fn copy(&self, a: &GpuTensor) -> Result<GpuTensor> {

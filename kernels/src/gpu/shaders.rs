@@ -10,6 +10,7 @@ pub const COPY_WGSL: &str = include_str!("../../../shaders/copy.wgsl");
 pub const TRANSLATE_WGSL: &str = include_str!("../../../shaders/translate.wgsl");
 pub const LAYOUT_WGSL: &str = include_str!("../../../shaders/layout.wgsl");
 pub const LOSS_WGSL: &str = include_str!("../../../shaders/loss.wgsl");
+pub const CONV_WGSL: &str = include_str!("../../../shaders/conv.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -20,6 +21,7 @@ pub const SHADER_FILES: &[&str] = &[
     "translate.wgsl",
     "layout.wgsl",
     "loss.wgsl",
+    "conv.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -179,6 +181,12 @@ pub fn copy_source() -> String {
 }
 
 /// (name, WGSL source, entry points) of every pipeline the GPU backend can create.
+pub const CONV_ENTRY_POINTS: &[&str] = &["forward", "weight_grad", "bias_grad", "reduce_splits"];
+
+pub fn conv_source() -> String {
+    CONV_WGSL.to_string()
+}
+
 pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
     let mut out: Vec<_> = FftPass::all()
         .into_iter()
@@ -190,6 +198,7 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
         ELEMENTWISE_ENTRY_POINTS.to_vec(),
     ));
     out.push(("copy".into(), copy_source(), vec!["main"]));
+    out.push(("conv".into(), conv_source(), CONV_ENTRY_POINTS.to_vec()));
     out.push((
         "translate".into(),
         translate_source(),

@@ -1,6 +1,7 @@
 //! The op set, one module per op family. Each module holds the op's parameters and the shape rules that
 //! both backends share; [`Backend`] is the one trait the GPU kernels and their CPU twins implement.
 
+pub mod conv;
 pub mod elementwise;
 pub mod fft;
 pub mod layout;
@@ -130,6 +131,30 @@ pub trait Backend: Send + Sync {
 
     /// The sum of a float32 tensor, as a 0-d tensor (no read-back: it stays on the device).
     fn sum(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+
+    /// 3 x 3 'same' convolution (ops/conv.rs): x (B, H, W, Cin) float32, kernel (3, 3, Cin, Cout),
+    /// bias (Cout) -> (B, H, W, Cout).
+    fn conv2d(
+        &self,
+        x: &Tensor<Self::Storage>,
+        kernel: &Tensor<Self::Storage>,
+        bias: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// ∂L/∂x (B, H, W, Cin) of [`Backend::conv2d`] from ∂L/∂out (B, H, W, Cout).
+    fn conv2d_backward_input(
+        &self,
+        grad_out: &Tensor<Self::Storage>,
+        kernel: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// (∂L/∂kernel (3, 3, Cin, Cout), ∂L/∂bias (Cout)) of [`Backend::conv2d`] from its input and
+    /// ∂L/∂out.
+    fn conv2d_backward_params(
+        &self,
+        x: &Tensor<Self::Storage>,
+        grad_out: &Tensor<Self::Storage>,
+    ) -> Result<(Tensor<Self::Storage>, Tensor<Self::Storage>)>;
 
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
     fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
