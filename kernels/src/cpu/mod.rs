@@ -20,7 +20,7 @@ use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
-use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
+use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, Result, Tensor};
 
 pub type CpuTensor = Tensor<Vec<f32>>;
@@ -279,7 +279,7 @@ impl Backend for CpuBackend {
         &self,
         x: &CpuTensor,
         grad_out: &CpuTensor,
-    ) -> Result<(CpuTensor, CpuTensor)> {
+    ) -> Result<ConvParamGrads<Vec<f32>>> {
         const OP: &str = "conv2d_backward_params";
         require_dtype(OP, grad_out, Dtype::F32)?;
         let cout = *grad_out.shape().last().unwrap_or(&0);

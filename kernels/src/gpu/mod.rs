@@ -22,7 +22,7 @@ use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
-use crate::ops::{check_host_len, require_dtype, Backend, BackendKind};
+use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, KernelError, Result, Tensor};
 use pool::{BufferPool, STORAGE_USAGE};
 use recorder::{Binding, Recorder};
@@ -481,14 +481,13 @@ impl GpuBackend {
     }
 
     /// The implicit-GEMM convolution of shaders/conv.wgsl: `a_channels` channels gathered from
-    /// `inputs[0]`, `n` output channels, `inputs[1]` the kernel, `inputs[2]` the bias (mode 0).
+    /// `inputs[0]`, `n` output channels, mode 0 (forward, `inputs[2]` the bias) or 1 (input gradient);
+    /// `inputs[1]` the kernel.
     fn conv_gemm(
         &self,
         op: &'static str,
         g: &ConvGeometry,
-        a_channels: usize,
-        n: usize,
-        mode: u32,
+        (a_channels, n, mode): (usize, usize, u32),
         inputs: [&GpuTensor; 3],
         out: &GpuTensor,
     ) -> Result<()> {
@@ -893,7 +892,7 @@ impl Backend for GpuBackend {
         let g = ConvGeometry::of("conv2d", x, kernel)?;
         g.check_bias("conv2d", bias)?;
         let out = self.alloc("conv2d", &[g.batch, g.h, g.w, g.cout], Dtype::F32)?;
-        self.conv_gemm("conv2d", &g, g.cin, g.cout, 0, [x, kernel, bias], &out)?;
+        self.conv_gemm("conv2d", &g, (g.cin, g.cout, 0), [x, kernel, bias], &out)?;
         Ok(out)
     }
 
@@ -902,7 +901,7 @@ impl Backend for GpuBackend {
         let g = ConvGeometry::of_backward_input(OP, grad_out, kernel)?;
         let out = self.alloc(OP, &[g.batch, g.h, g.w, g.cin], Dtype::F32)?;
         // The bias binding is unused in this mode; the kernel stands in for it.
-        self.conv_gemm(OP, &g, g.cout, g.cin, 1, [grad_out, kernel, kernel], &out)?;
+        self.conv_gemm(OP, &g, (g.cout, g.cin, 1), [grad_out, kernel, kernel], &out)?;
         Ok(out)
     }
 
@@ -910,7 +909,7 @@ impl Backend for GpuBackend {
         &self,
         x: &GpuTensor,
         grad_out: &GpuTensor,
-    ) -> Result<(GpuTensor, GpuTensor)> {
+    ) -> Result<ConvParamGrads<PooledBuffer>> {
         const OP: &str = "conv2d_backward_params";
         require_dtype(OP, grad_out, Dtype::F32)?;
         let cout = *grad_out.shape().last().unwrap_or(&0);

@@ -10,6 +10,9 @@ pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
 
+/// ∂L/∂kernel and ∂L/∂bias of a convolution.
+pub type ConvParamGrads<S> = (Tensor<S>, Tensor<S>);
+
 /// Which implementation a backend is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -154,7 +157,7 @@ pub trait Backend: Send + Sync {
         &self,
         x: &Tensor<Self::Storage>,
         grad_out: &Tensor<Self::Storage>,
-    ) -> Result<(Tensor<Self::Storage>, Tensor<Self::Storage>)>;
+    ) -> Result<ConvParamGrads<Self::Storage>>;
 
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
     fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
