@@ -4,6 +4,7 @@
 mod conv;
 mod elementwise;
 mod fft;
+mod layers;
 mod layout;
 mod loss;
 mod translate;
@@ -17,6 +18,7 @@ use rustfft::{Fft, FftPlanner};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::{BinaryGeometry, BinaryOp, ComplexRealPair, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::layers::{check_same, check_slice, crop_geometry, require_shape, Activation, Nhwc};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
@@ -292,6 +294,144 @@ impl Backend for CpuBackend {
         ))
     }
 
+    fn activation(&self, kind: Activation, x: &CpuTensor) -> Result<CpuTensor> {
+        require_dtype("activation", x, Dtype::F32)?;
+        Ok(real_tensor(x.shape(), layers::activation(kind, &x.storage)))
+    }
+
+    fn activation_backward(
+        &self,
+        kind: Activation,
+        x: &CpuTensor,
+        grad_out: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        check_same("activation_backward", x, grad_out)?;
+        Ok(real_tensor(
+            x.shape(),
+            layers::activation_backward(kind, &x.storage, &grad_out.storage),
+        ))
+    }
+
+    fn max_pool2(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let d = Nhwc::of_even("max_pool2", x)?;
+        Ok(real_tensor(
+            &[d.b, d.h / 2, d.w / 2, d.c],
+            layers::max_pool(&d, &x.storage),
+        ))
+    }
+
+    fn max_pool2_backward(&self, x: &CpuTensor, grad_out: &CpuTensor) -> Result<CpuTensor> {
+        const OP: &str = "max_pool2_backward";
+        let d = Nhwc::of_even(OP, x)?;
+        require_shape(OP, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
+        Ok(real_tensor(
+            x.shape(),
+            layers::max_pool_backward(&d, &x.storage, &grad_out.storage),
+        ))
+    }
+
+    fn upsample2(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let d = Nhwc::of("upsample2", x)?;
+        Ok(real_tensor(
+            &[d.b, 2 * d.h, 2 * d.w, d.c],
+            layers::upsample(&d, &x.storage),
+        ))
+    }
+
+    fn upsample2_backward(&self, grad_out: &CpuTensor) -> Result<CpuTensor> {
+        let g = Nhwc::of_even("upsample2_backward", grad_out)?;
+        let d = Nhwc {
+            h: g.h / 2,
+            w: g.w / 2,
+            ..g
+        };
+        Ok(real_tensor(
+            &d.shape(),
+            layers::upsample_backward(&d, &grad_out.storage),
+        ))
+    }
+
+    fn slice_channels(&self, x: &CpuTensor, start: usize, count: usize) -> Result<CpuTensor> {
+        let d = Nhwc::of("slice_channels", x)?;
+        check_slice("slice_channels", &d, start, count)?;
+        Ok(real_tensor(
+            &[d.b, d.h, d.w, count],
+            layers::slice_channels(&d, &x.storage, start, count),
+        ))
+    }
+
+    fn slice_channels_backward(
+        &self,
+        grad_out: &CpuTensor,
+        start: usize,
+        channels: usize,
+    ) -> Result<CpuTensor> {
+        let g = Nhwc::of("slice_channels_backward", grad_out)?;
+        let d = Nhwc { c: channels, ..g };
+        check_slice("slice_channels_backward", &d, start, g.c)?;
+        Ok(real_tensor(
+            &d.shape(),
+            layers::slice_channels_backward(&d, &grad_out.storage, start, g.c),
+        ))
+    }
+
+    fn pad_spatial(&self, x: &CpuTensor, pad: usize) -> Result<CpuTensor> {
+        let d = Nhwc::of("pad_spatial", x)?;
+        Ok(real_tensor(
+            &[d.b, d.h + 2 * pad, d.w + 2 * pad, d.c],
+            layers::pad_spatial(&d, &x.storage, pad),
+        ))
+    }
+
+    fn crop_spatial(&self, x: &CpuTensor, pad: usize) -> Result<CpuTensor> {
+        let d = crop_geometry(x, pad)?;
+        Ok(real_tensor(
+            &d.shape(),
+            layers::crop_spatial(&d, &x.storage, pad),
+        ))
+    }
+
+    fn combine_complex(&self, amp: &CpuTensor, phase: &CpuTensor) -> Result<CpuTensor> {
+        let d = Nhwc::of("combine_complex", amp)?;
+        check_same("combine_complex", amp, phase)?;
+        Ok(complex_tensor(
+            &d.channels_first_shape(),
+            layers::combine_complex(&d, &amp.storage, &phase.storage),
+        ))
+    }
+
+    fn combine_complex_backward(
+        &self,
+        amp: &CpuTensor,
+        phase: &CpuTensor,
+        grad: &CpuTensor,
+    ) -> Result<ConvParamGrads<Vec<f32>>> {
+        const OP: &str = "combine_complex_backward";
+        let d = Nhwc::of(OP, amp)?;
+        check_same(OP, amp, phase)?;
+        require_dtype(OP, grad, Dtype::C64)?;
+        require_shape(OP, grad, &d.channels_first_shape())?;
+        let (ga, gp) =
+            layers::combine_complex_backward(&d, &amp.storage, &phase.storage, complex(grad));
+        Ok((real_tensor(&d.shape(), ga), real_tensor(&d.shape(), gp)))
+    }
+
+    fn to_channels_last(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let d = Nhwc::of_channels_first("to_channels_last", x)?;
+        Ok(real_tensor(
+            &d.shape(),
+            layers::to_channels_last(&d, &x.storage),
+        ))
+    }
+
+    fn to_channels_first(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let d = Nhwc::of("to_channels_first", x)?;
+        Ok(real_tensor(
+            &d.channels_first_shape(),
+            layers::to_channels_first(&d, &x.storage),
+        ))
+    }
+
     fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {
         Ok(Tensor::new(
             a.shape().to_vec(),
@@ -322,4 +462,8 @@ impl CpuBackend {
             elementwise::real(op, complex(a)),
         ))
     }
+}
+
+fn real_tensor(shape: &[usize], data: Vec<f32>) -> CpuTensor {
+    Tensor::new(shape.to_vec(), Dtype::F32, data)
 }

@@ -19,6 +19,7 @@ pub use recorder::RecorderStats;
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::{require_complex, BinaryGeometry, BinaryOp, ComplexRealPair, RealOp};
 use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
+use crate::ops::layers::{check_same, check_slice, crop_geometry, require_shape, Activation, Nhwc};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
@@ -79,6 +80,32 @@ struct ConvParams {
 const CONV_TILE: usize = 64;
 /// Pixels per split of the conv parameter gradients.
 const CONV_SPLIT_PIXELS: usize = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Pod, Zeroable)]
+struct LayerParams {
+    len: u32,
+    row_invocations: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    c_out: u32,
+    start: u32,
+    pad: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+impl LayerParams {
+    fn of(d: &Nhwc) -> Self {
+        Self {
+            h: d.h as u32,
+            w: d.w as u32,
+            c: d.c as u32,
+            ..Self::default()
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -520,6 +547,36 @@ impl GpuBackend {
             4,
             bytemuck::bytes_of(&params),
             params.tiles_m as u64 * params.tiles_n as u64,
+        )
+    }
+
+    /// One dispatch of a shaders/layers.wgsl kernel over `len` output elements, with exactly the
+    /// bindings the entry point uses.
+    fn layer(
+        &self,
+        entry: &'static str,
+        inputs: &[(u32, &GpuTensor)],
+        outputs: &[(u32, &GpuTensor)],
+        mut params: LayerParams,
+        len: usize,
+    ) -> Result<()> {
+        check_u32(entry, len)?;
+        let pipeline = self.pipeline("layers", entry, shaders::layers_source)?;
+        let (workgroups, row_invocations) = self.grid(len as u64);
+        params.len = len as u32;
+        params.row_invocations = row_invocations;
+        let bindings: Vec<Binding<'_>> = inputs
+            .iter()
+            .chain(outputs)
+            .map(|(index, t)| bind(*index, t))
+            .collect();
+        self.dispatch(
+            entry,
+            &pipeline,
+            &bindings,
+            6,
+            bytemuck::bytes_of(&params),
+            workgroups,
         )
     }
 
@@ -965,6 +1022,231 @@ impl Backend for GpuBackend {
         params.k = g.cout as u32;
         self.conv_reduce(&partial_bias, &grad_bias, params)?;
         Ok((grad_kernel, grad_bias))
+    }
+
+    fn activation(&self, kind: Activation, x: &GpuTensor) -> Result<GpuTensor> {
+        require_dtype("activation", x, Dtype::F32)?;
+        let out = self.alloc("activation", x.shape(), Dtype::F32)?;
+        let params = LayerParams {
+            scale: kind.scale(),
+            ..LayerParams::default()
+        };
+        self.layer(
+            kind.forward_entry(),
+            &[(0, x)],
+            &[(2, &out)],
+            params,
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn activation_backward(
+        &self,
+        kind: Activation,
+        x: &GpuTensor,
+        grad_out: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        check_same("activation_backward", x, grad_out)?;
+        let out = self.alloc("activation_backward", x.shape(), Dtype::F32)?;
+        let params = LayerParams {
+            scale: kind.scale(),
+            ..LayerParams::default()
+        };
+        self.layer(
+            kind.backward_entry(),
+            &[(0, x), (1, grad_out)],
+            &[(2, &out)],
+            params,
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn max_pool2(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let d = Nhwc::of_even("max_pool2", x)?;
+        let out = self.alloc("max_pool2", &[d.b, d.h / 2, d.w / 2, d.c], Dtype::F32)?;
+        self.layer(
+            "max_pool",
+            &[(0, x)],
+            &[(2, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn max_pool2_backward(&self, x: &GpuTensor, grad_out: &GpuTensor) -> Result<GpuTensor> {
+        const OP: &str = "max_pool2_backward";
+        let d = Nhwc::of_even(OP, x)?;
+        require_shape(OP, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
+        let out = self.alloc(OP, x.shape(), Dtype::F32)?;
+        self.layer(
+            "max_pool_backward",
+            &[(0, x), (1, grad_out)],
+            &[(2, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn upsample2(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let d = Nhwc::of("upsample2", x)?;
+        let out = self.alloc("upsample2", &[d.b, 2 * d.h, 2 * d.w, d.c], Dtype::F32)?;
+        self.layer(
+            "upsample",
+            &[(0, x)],
+            &[(2, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn upsample2_backward(&self, grad_out: &GpuTensor) -> Result<GpuTensor> {
+        let g = Nhwc::of_even("upsample2_backward", grad_out)?;
+        let d = Nhwc {
+            h: g.h / 2,
+            w: g.w / 2,
+            ..g
+        };
+        let out = self.alloc("upsample2_backward", &d.shape(), Dtype::F32)?;
+        self.layer(
+            "upsample_backward",
+            &[(0, grad_out)],
+            &[(2, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn slice_channels(&self, x: &GpuTensor, start: usize, count: usize) -> Result<GpuTensor> {
+        let d = Nhwc::of("slice_channels", x)?;
+        check_slice("slice_channels", &d, start, count)?;
+        let out = self.alloc("slice_channels", &[d.b, d.h, d.w, count], Dtype::F32)?;
+        let params = LayerParams {
+            c_out: count as u32,
+            start: start as u32,
+            ..LayerParams::of(&d)
+        };
+        self.layer("slice_channels", &[(0, x)], &[(2, &out)], params, out.len())?;
+        Ok(out)
+    }
+
+    fn slice_channels_backward(
+        &self,
+        grad_out: &GpuTensor,
+        start: usize,
+        channels: usize,
+    ) -> Result<GpuTensor> {
+        let g = Nhwc::of("slice_channels_backward", grad_out)?;
+        let d = Nhwc { c: channels, ..g };
+        check_slice("slice_channels_backward", &d, start, g.c)?;
+        let out = self.alloc("slice_channels_backward", &d.shape(), Dtype::F32)?;
+        let params = LayerParams {
+            c_out: g.c as u32,
+            start: start as u32,
+            ..LayerParams::of(&d)
+        };
+        self.layer(
+            "slice_channels_backward",
+            &[(0, grad_out)],
+            &[(2, &out)],
+            params,
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn pad_spatial(&self, x: &GpuTensor, pad: usize) -> Result<GpuTensor> {
+        let d = Nhwc::of("pad_spatial", x)?;
+        let out = self.alloc(
+            "pad_spatial",
+            &[d.b, d.h + 2 * pad, d.w + 2 * pad, d.c],
+            Dtype::F32,
+        )?;
+        let params = LayerParams {
+            pad: pad as u32,
+            ..LayerParams::of(&d)
+        };
+        self.layer("pad_spatial", &[(0, x)], &[(2, &out)], params, out.len())?;
+        Ok(out)
+    }
+
+    fn crop_spatial(&self, x: &GpuTensor, pad: usize) -> Result<GpuTensor> {
+        let d = crop_geometry(x, pad)?;
+        let out = self.alloc("crop_spatial", &d.shape(), Dtype::F32)?;
+        let params = LayerParams {
+            pad: pad as u32,
+            ..LayerParams::of(&d)
+        };
+        self.layer("crop_spatial", &[(0, x)], &[(2, &out)], params, out.len())?;
+        Ok(out)
+    }
+
+    fn combine_complex(&self, amp: &GpuTensor, phase: &GpuTensor) -> Result<GpuTensor> {
+        let d = Nhwc::of("combine_complex", amp)?;
+        check_same("combine_complex", amp, phase)?;
+        let out = self.alloc("combine_complex", &d.channels_first_shape(), Dtype::C64)?;
+        self.layer(
+            "combine_complex",
+            &[(0, amp), (1, phase)],
+            &[(5, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn combine_complex_backward(
+        &self,
+        amp: &GpuTensor,
+        phase: &GpuTensor,
+        grad: &GpuTensor,
+    ) -> Result<ConvParamGrads<PooledBuffer>> {
+        const OP: &str = "combine_complex_backward";
+        let d = Nhwc::of(OP, amp)?;
+        check_same(OP, amp, phase)?;
+        require_dtype(OP, grad, Dtype::C64)?;
+        require_shape(OP, grad, &d.channels_first_shape())?;
+        let grad_amp = self.alloc(OP, &d.shape(), Dtype::F32)?;
+        let grad_phase = self.alloc(OP, &d.shape(), Dtype::F32)?;
+        self.layer(
+            "combine_complex_backward",
+            &[(0, amp), (1, phase), (4, grad)],
+            &[(2, &grad_amp), (3, &grad_phase)],
+            LayerParams::of(&d),
+            grad_amp.len(),
+        )?;
+        Ok((grad_amp, grad_phase))
+    }
+
+    fn to_channels_last(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let d = Nhwc::of_channels_first("to_channels_last", x)?;
+        let out = self.alloc("to_channels_last", &d.shape(), Dtype::F32)?;
+        self.layer(
+            "to_channels_last",
+            &[(0, x)],
+            &[(2, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn to_channels_first(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let d = Nhwc::of("to_channels_first", x)?;
+        let out = self.alloc("to_channels_first", &d.channels_first_shape(), Dtype::F32)?;
+        self.layer(
+            "to_channels_first",
+            &[(0, x)],
+            &[(2, &out)],
+            LayerParams::of(&d),
+            out.len(),
+        )?;
+        Ok(out)
     }
 
     fn copy(&self, a: &GpuTensor) -> Result<GpuTensor> {

@@ -11,6 +11,7 @@ pub const TRANSLATE_WGSL: &str = include_str!("../../../shaders/translate.wgsl")
 pub const LAYOUT_WGSL: &str = include_str!("../../../shaders/layout.wgsl");
 pub const LOSS_WGSL: &str = include_str!("../../../shaders/loss.wgsl");
 pub const CONV_WGSL: &str = include_str!("../../../shaders/conv.wgsl");
+pub const LAYERS_WGSL: &str = include_str!("../../../shaders/layers.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -22,6 +23,7 @@ pub const SHADER_FILES: &[&str] = &[
     "layout.wgsl",
     "loss.wgsl",
     "conv.wgsl",
+    "layers.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -187,6 +189,35 @@ pub fn conv_source() -> String {
     CONV_WGSL.to_string()
 }
 
+pub const LAYERS_ENTRY_POINTS: &[&str] = &[
+    "relu",
+    "sigmoid_forward",
+    "scaled_tanh",
+    "swish",
+    "softplus_forward",
+    "relu_backward",
+    "sigmoid_backward",
+    "scaled_tanh_backward",
+    "swish_backward",
+    "softplus_backward",
+    "max_pool",
+    "max_pool_backward",
+    "upsample",
+    "upsample_backward",
+    "slice_channels",
+    "slice_channels_backward",
+    "pad_spatial",
+    "crop_spatial",
+    "combine_complex",
+    "combine_complex_backward",
+    "to_channels_last",
+    "to_channels_first",
+];
+
+pub fn layers_source() -> String {
+    format!("{}{LAYERS_WGSL}", elementwise_constants())
+}
+
 pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
     let mut out: Vec<_> = FftPass::all()
         .into_iter()
@@ -199,6 +230,11 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
     ));
     out.push(("copy".into(), copy_source(), vec!["main"]));
     out.push(("conv".into(), conv_source(), CONV_ENTRY_POINTS.to_vec()));
+    out.push((
+        "layers".into(),
+        layers_source(),
+        LAYERS_ENTRY_POINTS.to_vec(),
+    ));
     out.push((
         "translate".into(),
         translate_source(),

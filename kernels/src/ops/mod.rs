@@ -4,13 +4,15 @@
 pub mod conv;
 pub mod elementwise;
 pub mod fft;
+pub mod layers;
 pub mod layout;
 pub mod loss;
 pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
 
-/// ∂L/∂kernel and ∂L/∂bias of a convolution.
+/// Two gradients of one backward pass (a convolution's kernel and bias; a combination's amplitude and
+/// phase).
 pub type ConvParamGrads<S> = (Tensor<S>, Tensor<S>);
 
 /// Which implementation a backend is.
@@ -158,6 +160,68 @@ pub trait Backend: Send + Sync {
         x: &Tensor<Self::Storage>,
         grad_out: &Tensor<Self::Storage>,
     ) -> Result<ConvParamGrads<Self::Storage>>;
+
+    /// An activation of float32 x, elementwise.
+    fn activation(
+        &self,
+        kind: layers::Activation,
+        x: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// ∂L/∂x of [`Backend::activation`] from its input x and ∂L/∂out.
+    fn activation_backward(
+        &self,
+        kind: layers::Activation,
+        x: &Tensor<Self::Storage>,
+        grad_out: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// 2 x 2 max pooling, stride 2, of x (B, H, W, C), H and W even.
+    fn max_pool2(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// ∂L/∂x of [`Backend::max_pool2`]: each window's gradient to its first maximum.
+    fn max_pool2_backward(
+        &self,
+        x: &Tensor<Self::Storage>,
+        grad_out: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// Nearest 2x upsampling of x (B, H, W, C): out[2y + a, 2x + b] = x[y, x].
+    fn upsample2(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// ∂L/∂x of [`Backend::upsample2`]: the sum of each 2 x 2 block.
+    fn upsample2_backward(&self, grad_out: &Tensor<Self::Storage>)
+        -> Result<Tensor<Self::Storage>>;
+    /// Channels [start, start + count) of x (B, H, W, C).
+    fn slice_channels(
+        &self,
+        x: &Tensor<Self::Storage>,
+        start: usize,
+        count: usize,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// ∂L/∂x (B, H, W, channels) of [`Backend::slice_channels`]: zero outside the slice.
+    fn slice_channels_backward(
+        &self,
+        grad_out: &Tensor<Self::Storage>,
+        start: usize,
+        channels: usize,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// Zero padding of x (B, H, W, C) by `pad` pixels on every side.
+    fn pad_spatial(&self, x: &Tensor<Self::Storage>, pad: usize) -> Result<Tensor<Self::Storage>>;
+    /// The centre of x (B, H + 2 pad, W + 2 pad, C): the transpose of [`Backend::pad_spatial`].
+    fn crop_spatial(&self, x: &Tensor<Self::Storage>, pad: usize) -> Result<Tensor<Self::Storage>>;
+    /// amp·e^{iφ} from amp and phase (B, H, W, C) as complex64 (B, C, H, W), the physics' layout.
+    fn combine_complex(
+        &self,
+        amp: &Tensor<Self::Storage>,
+        phase: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+    /// (∂L/∂amp, ∂L/∂φ), (B, H, W, C), of [`Backend::combine_complex`] from its complex gradient.
+    fn combine_complex_backward(
+        &self,
+        amp: &Tensor<Self::Storage>,
+        phase: &Tensor<Self::Storage>,
+        grad: &Tensor<Self::Storage>,
+    ) -> Result<ConvParamGrads<Self::Storage>>;
+    /// (B, C, H, W) -> (B, H, W, C), float32; the transpose of [`Backend::to_channels_first`].
+    fn to_channels_last(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// (B, H, W, C) -> (B, C, H, W), float32.
+    fn to_channels_first(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
 
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
     fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
