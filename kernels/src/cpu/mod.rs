@@ -21,6 +21,7 @@ use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layers::{check_same, check_slice, crop_geometry, require_shape, Activation, Nhwc};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
+use crate::ops::optim::{check_adam, AdamConfig};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -430,6 +431,36 @@ impl Backend for CpuBackend {
             &d.channels_first_shape(),
             layers::to_channels_first(&d, &x.storage),
         ))
+    }
+
+    fn adam_update(
+        &self,
+        config: &AdamConfig,
+        step: u64,
+        param: &mut CpuTensor,
+        grad: &CpuTensor,
+        m: &mut CpuTensor,
+        v: &mut CpuTensor,
+    ) -> Result<()> {
+        check_adam(param, grad, m, v)?;
+        let alpha = config.alpha(step) as f32;
+        let (b1, b2, eps) = (
+            config.beta1 as f32,
+            config.beta2 as f32,
+            config.epsilon as f32,
+        );
+        param
+            .storage
+            .par_iter_mut()
+            .zip(m.storage.par_iter_mut())
+            .zip(v.storage.par_iter_mut())
+            .zip(grad.storage.par_iter())
+            .for_each(|(((p, m), v), &g)| {
+                *m += (g - *m) * (1.0 - b1);
+                *v += (g * g - *v) * (1.0 - b2);
+                *p -= alpha * *m / (v.sqrt() + eps);
+            });
+        Ok(())
     }
 
     fn copy(&self, a: &CpuTensor) -> Result<CpuTensor> {

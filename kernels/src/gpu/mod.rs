@@ -22,6 +22,7 @@ use crate::ops::fft::{FftDirection, FftGeometry, FftShift};
 use crate::ops::layers::{check_same, check_slice, crop_geometry, require_shape, Activation, Nhwc};
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
+use crate::ops::optim::{check_adam, AdamConfig};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, KernelError, Result, Tensor};
@@ -105,6 +106,18 @@ impl LayerParams {
             ..Self::default()
         }
     }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AdamParams {
+    len: u32,
+    row_invocations: u32,
+    alpha: f32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -1247,6 +1260,38 @@ impl Backend for GpuBackend {
             out.len(),
         )?;
         Ok(out)
+    }
+
+    fn adam_update(
+        &self,
+        config: &AdamConfig,
+        step: u64,
+        param: &mut GpuTensor,
+        grad: &GpuTensor,
+        m: &mut GpuTensor,
+        v: &mut GpuTensor,
+    ) -> Result<()> {
+        check_adam(param, grad, m, v)?;
+        check_u32("adam_update", param.len())?;
+        let pipeline = self.pipeline("optim", "adam", shaders::optim_source)?;
+        let (workgroups, row_invocations) = self.grid(param.len() as u64);
+        let params = AdamParams {
+            len: param.len() as u32,
+            row_invocations,
+            alpha: config.alpha(step) as f32,
+            beta1: config.beta1 as f32,
+            beta2: config.beta2 as f32,
+            epsilon: config.epsilon as f32,
+            _pad: [0; 2],
+        };
+        self.dispatch(
+            "adam",
+            &pipeline,
+            &[bind(0, grad), bind(1, param), bind(2, m), bind(3, v)],
+            4,
+            bytemuck::bytes_of(&params),
+            workgroups,
+        )
     }
 
     fn copy(&self, a: &GpuTensor) -> Result<GpuTensor> {

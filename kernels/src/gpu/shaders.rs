@@ -12,6 +12,7 @@ pub const LAYOUT_WGSL: &str = include_str!("../../../shaders/layout.wgsl");
 pub const LOSS_WGSL: &str = include_str!("../../../shaders/loss.wgsl");
 pub const CONV_WGSL: &str = include_str!("../../../shaders/conv.wgsl");
 pub const LAYERS_WGSL: &str = include_str!("../../../shaders/layers.wgsl");
+pub const OPTIM_WGSL: &str = include_str!("../../../shaders/optim.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -24,6 +25,7 @@ pub const SHADER_FILES: &[&str] = &[
     "loss.wgsl",
     "conv.wgsl",
     "layers.wgsl",
+    "optim.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -216,6 +218,10 @@ pub const LAYERS_ENTRY_POINTS: &[&str] = &[
 
 pub fn layers_source() -> String {
     format!("{}{LAYERS_WGSL}", elementwise_constants())
+}
+
+pub fn optim_source() -> String {
+    format!("{}{OPTIM_WGSL}", elementwise_constants())
 }
 
 pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {

@@ -7,6 +7,7 @@ pub mod fft;
 pub mod layers;
 pub mod layout;
 pub mod loss;
+pub mod optim;
 pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -222,6 +223,18 @@ pub trait Backend: Send + Sync {
     fn to_channels_last(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
     /// (B, H, W, C) -> (B, C, H, W), float32.
     fn to_channels_first(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+
+    /// One Adam step of step number `step` (from 1), in place: `param`, `m` and `v` are updated from
+    /// `grad`.
+    fn adam_update(
+        &self,
+        config: &optim::AdamConfig,
+        step: u64,
+        param: &mut Tensor<Self::Storage>,
+        grad: &Tensor<Self::Storage>,
+        m: &mut Tensor<Self::Storage>,
+        v: &mut Tensor<Self::Storage>,
+    ) -> Result<()>;
 
     /// A copy of `a` on the same device (on the GPU through a copy kernel: the bandwidth yardstick).
     fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
