@@ -4,6 +4,7 @@ mod compare;
 mod data;
 mod device;
 mod info;
+mod model;
 mod persist;
 mod physics;
 mod stitch;
@@ -53,6 +54,11 @@ enum Command {
     Overlap {
         #[command(subcommand)]
         command: physics::OverlapCommand,
+    },
+    /// Network architectures: `ptycho model summary`.
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
     },
     /// Stitch patches at their positions into one image (the reference's reassemble_position).
     Stitch(stitch::StitchArgs),
@@ -145,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forward(args) => physics::forward(args),
         Command::Verify(args) => persist::verify(args),
         Command::Stitch(args) => stitch::run(args),
+        Command::Model { command } => model::run(command),
         Command::Simulate(args) => physics::simulate(args),
         Command::Overlap { command } => physics::overlap(command),
         Command::Data { command } => {
