@@ -337,3 +337,12 @@ fn to_channels_first(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = i / (params.w * params.h * params.c);
     out[i] = x[((b * params.h + yy) * params.w + xx) * params.c + ch];
 }
+
+// out = x + y, float32 of one length (gradient accumulation where a tensor feeds two layers).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn add_real(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < params.len {
+        out[i] = x[i] + y[i];
+    }
+}

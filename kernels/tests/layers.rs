@@ -236,6 +236,9 @@ fn bad_shapes_are_errors<B: Backend>(b: &B) {
     assert!(b.crop_spatial(&x, 2).is_err());
     let g = b.upload_f32(&[1, 4, 4, 3], &[0.0; 48]).unwrap();
     assert!(b.activation_backward(Activation::Relu, &x, &g).is_err());
+    assert!(b.add_real(&x, &g).is_err());
+    let sum = b.add_real(&x, &x).unwrap();
+    assert_eq!(b.download_f32(&sum).unwrap(), vec![0.0; 32]);
 }
 
 backend_tests!(
@@ -279,6 +282,7 @@ fn gpu_matches_cpu_on_every_layer() {
         out.push(b.download_f32(&b.upsample2(&xt).unwrap()).unwrap());
         out.push(b.download_f32(&b.upsample2_backward(&xt).unwrap()).unwrap());
         out.push(b.download_f32(&b.pad_spatial(&xt, 2).unwrap()).unwrap());
+        out.push(b.download_f32(&b.add_real(&xt, &gt).unwrap()).unwrap());
         let combined = b.combine_complex(&xt, &gt).unwrap();
         out.push(interleaved(b.download_c64(&combined).unwrap()));
         // A gradient unrelated to the output (the output itself would give a zero phase gradient).

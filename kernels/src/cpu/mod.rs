@@ -433,6 +433,14 @@ impl Backend for CpuBackend {
         ))
     }
 
+    fn add_real(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        check_same("add_real", a, b)?;
+        Ok(real_tensor(
+            a.shape(),
+            a.storage.iter().zip(&b.storage).map(|(x, y)| x + y).collect(),
+        ))
+    }
+
     fn adam_update(
         &self,
         config: &AdamConfig,

@@ -1262,6 +1262,13 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn add_real(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        check_same("add_real", a, b)?;
+        let out = self.alloc("add_real", a.shape(), Dtype::F32)?;
+        self.layer("add_real", &[(0, a), (1, b)], &[(2, &out)], LayerParams::default(), out.len())?;
+        Ok(out)
+    }
+
     fn adam_update(
         &self,
         config: &AdamConfig,

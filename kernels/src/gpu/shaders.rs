@@ -214,6 +214,7 @@ pub const LAYERS_ENTRY_POINTS: &[&str] = &[
     "combine_complex_backward",
     "to_channels_last",
     "to_channels_first",
+    "add_real",
 ];
 
 pub fn layers_source() -> String {

@@ -223,6 +223,12 @@ pub trait Backend: Send + Sync {
     fn to_channels_last(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
     /// (B, H, W, C) -> (B, C, H, W), float32.
     fn to_channels_first(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
+    /// a + b for float32 tensors of one shape.
+    fn add_real(
+        &self,
+        a: &Tensor<Self::Storage>,
+        b: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
 
     /// One Adam step of step number `step` (from 1), in place: `param`, `m` and `v` are updated from
     /// `grad`.
