@@ -9,5 +9,6 @@ pub mod eval;
 pub mod model;
 pub mod persist;
 pub mod physics;
+pub mod train;
 
 pub use ptycho_kernels as kernels;

@@ -4,6 +4,8 @@
 //! which names its tensors in bundles ("encoder/conv_1a/kernel", ".../bias"); kernels are Keras-shaped
 //! (3, 3, cin, cout), so reference weights map one to one. Parameter counts equal the reference's.
 
+pub mod network;
+
 use serde::Serialize;
 
 use ptycho_kernels::ops::layers::Activation;
@@ -114,6 +116,10 @@ pub enum Op {
     },
     /// Multiplication by 1 − centre mask (the probe-big ring).
     BorderMask,
+    /// The sum with the output of layer `other` (the probe-big head: centre + ring).
+    Add {
+        other: usize,
+    },
 }
 
 /// One row of the layer table.
@@ -127,6 +133,10 @@ pub struct Layer {
     pub parameters: usize,
     /// Forward FLOPs per sample (2 per multiply-add of the convolutions).
     pub flops: u64,
+    /// The layer whose output this one reads (None: the one before it; the network input for the
+    /// first layer).
+    #[serde(skip)]
+    pub input: Option<usize>,
 }
 
 impl Layer {
@@ -150,10 +160,11 @@ fn activation_name(a: Option<Activation>) -> &'static str {
     }
 }
 
-/// Builds a branch of layers, tracking the current (H, W, C).
+/// Builds the layer list, tracking the current (H, W, C) and where a new branch starts.
 struct Builder {
     layers: Vec<Layer>,
     shape: [usize; 3],
+    branch_from: Option<usize>,
 }
 
 impl Builder {
@@ -161,7 +172,18 @@ impl Builder {
         Self {
             layers: Vec::new(),
             shape,
+            branch_from: None,
         }
+    }
+
+    /// The next layer reads the output of layer `from`.
+    fn branch(&mut self, from: usize) {
+        self.shape = self.layers[from].output;
+        self.branch_from = Some(from);
+    }
+
+    fn last(&self) -> usize {
+        self.layers.len() - 1
     }
 
     fn push(&mut self, name: String, op: Op, output: [usize; 3], parameters: usize, flops: u64) {
@@ -171,6 +193,7 @@ impl Builder {
             output,
             parameters,
             flops,
+            input: self.branch_from.take(),
         });
         self.shape = output;
     }
@@ -241,34 +264,52 @@ fn encoder(config: &ModelConfig, input_channels: usize) -> Builder {
     b
 }
 
+/// A network: its layers in execution order and the layers whose outputs are its outputs.
+pub struct Architecture {
+    pub layers: Vec<Layer>,
+    /// (name, layer index): "amplitude" and "phase", (B, N, N, F) each.
+    pub outputs: Vec<(&'static str, usize)>,
+    /// (B, N, N, C) of the input.
+    pub input: [usize; 3],
+}
+
 /// The layers of the network, in execution order: encoder, then each decoder.
 pub fn layers(config: &ModelConfig) -> Result<Vec<Layer>, String> {
+    Ok(architecture(config)?.layers)
+}
+
+/// The network as an executable layer graph.
+pub fn architecture(config: &ModelConfig) -> Result<Architecture, String> {
     config.validate()?;
     let nfs = config.n_filters_scale;
     let relu = Some(Activation::Relu);
+    let c = match config.kind {
+        ModelKind::Pinn => config.channels(),
+        ModelKind::Baseline => 1,
+    };
+    let mut b = encoder(config, c);
+    let bottleneck = b.last();
+    let mut outputs = Vec::new();
     match config.kind {
         ModelKind::Pinn => {
-            let c = config.channels();
-            let enc = encoder(config, c);
-            let bottleneck = enc.shape;
-            let mut all = enc.layers;
             for (head, act) in [
                 ("amplitude", config.amp_activation.activation()),
                 ("phase", Activation::ScaledTanh(std::f32::consts::PI)),
             ] {
-                let mut b = Builder::new(bottleneck);
+                b.branch(bottleneck);
                 for (k, f) in decoder_filters(config.n).iter().enumerate() {
                     b.conv(format!("{head}/up_{}a", k + 1), f * nfs, relu);
                     b.conv(format!("{head}/up_{}b", k + 1), f * nfs, relu);
                     b.up(format!("{head}/upsample_{}", k + 1));
                 }
-                let decoded = b.shape;
-                let width = decoded[2];
+                let decoded = b.last();
+                let width = b.shape[2];
                 b.slice(format!("{head}/centre_channels"), 0, width - RING_CHANNELS);
                 b.conv(format!("{head}/head"), c, Some(act));
                 b.pad(format!("{head}/pad_object"), config.n / 4);
                 if config.probe_big {
-                    b.shape = decoded;
+                    let centre = b.last();
+                    b.branch(decoded);
                     b.slice(
                         format!("{head}/ring_channels"),
                         width - RING_CHANNELS,
@@ -279,36 +320,37 @@ pub fn layers(config: &ModelConfig) -> Result<Vec<Layer>, String> {
                     b.conv(format!("{head}/ring_up_b"), ring, relu);
                     b.up(format!("{head}/ring_upsample"));
                     b.conv(format!("{head}/ring_head"), c, Some(Activation::Swish));
-                    let [h, w, ch] = b.shape;
+                    let shape = b.shape;
+                    b.push(format!("{head}/ring_border"), Op::BorderMask, shape, 0, 0);
                     b.push(
-                        format!("{head}/ring_border"),
-                        Op::BorderMask,
-                        [h, w, ch],
+                        format!("{head}/sum"),
+                        Op::Add { other: centre },
+                        shape,
                         0,
                         0,
                     );
                 }
-                all.extend(b.layers);
+                outputs.push((head, b.last()));
             }
-            Ok(all)
         }
         ModelKind::Baseline => {
-            let enc = encoder(config, 1);
-            let bottleneck = enc.shape;
-            let mut all = enc.layers;
             for arm in ["amplitude", "phase"] {
-                let mut b = Builder::new(bottleneck);
+                b.branch(bottleneck);
                 for (k, f) in [128, 64, 32].iter().enumerate() {
                     b.conv(format!("{arm}/up_{}a", k + 1), f * nfs, relu);
                     b.conv(format!("{arm}/up_{}b", k + 1), f * nfs, relu);
                     b.up(format!("{arm}/upsample_{}", k + 1));
                 }
                 b.conv(format!("{arm}/head"), 1, None);
-                all.extend(b.layers);
+                outputs.push((arm, b.last()));
             }
-            Ok(all)
         }
     }
+    Ok(Architecture {
+        layers: b.layers,
+        outputs,
+        input: [config.n, config.n, c],
+    })
 }
 
 /// Every trainable tensor: name and shape, in layer order (kernel then bias).
@@ -353,6 +395,7 @@ pub fn summary_text(config: &ModelConfig) -> Result<String, String> {
             Op::Slice { start, count } => format!("channels {start}..{}", start + count),
             Op::Pad { pad } => format!("zero pad {pad}"),
             Op::BorderMask => "x (1 - centre)".into(),
+            Op::Add { other } => format!("+ {}", layers[*other].name),
         };
         let kernel = l
             .kernel_shape()

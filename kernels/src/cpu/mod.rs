@@ -437,7 +437,11 @@ impl Backend for CpuBackend {
         check_same("add_real", a, b)?;
         Ok(real_tensor(
             a.shape(),
-            a.storage.iter().zip(&b.storage).map(|(x, y)| x + y).collect(),
+            a.storage
+                .iter()
+                .zip(&b.storage)
+                .map(|(x, y)| x + y)
+                .collect(),
         ))
     }
 

@@ -1265,7 +1265,13 @@ impl Backend for GpuBackend {
     fn add_real(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         check_same("add_real", a, b)?;
         let out = self.alloc("add_real", a.shape(), Dtype::F32)?;
-        self.layer("add_real", &[(0, a), (1, b)], &[(2, &out)], LayerParams::default(), out.len())?;
+        self.layer(
+            "add_real",
+            &[(0, a), (1, b)],
+            &[(2, &out)],
+            LayerParams::default(),
+            out.len(),
+        )?;
         Ok(out)
     }
 

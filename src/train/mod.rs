@@ -1,0 +1,142 @@
+//! Training (physics-and-model.md §7–8). The PINN step: normalised diffraction → network → amp·e^{iφ}
+//! → the physics forward (merge per sample, extraction, probe, far field) → Poisson NLL against the
+//! observed amplitudes s·X; then the backward pass through the physics and the network, and Adam.
+
+use ptycho_kernels::ops::loss::LossKind;
+use ptycho_kernels::ops::optim::AdamConfig;
+use ptycho_kernels::{Backend, Complex32, Tensor};
+
+use crate::model::network::Network;
+use crate::model::{ModelConfig, ModelKind};
+use crate::persist::weights::NamedTensor;
+use crate::physics::forward::{
+    default_canvas_size, mean_loss, mean_loss_grad, ForwardConfig, ForwardModel,
+};
+
+/// A PINN with its physics, its optimizer state, and the step count.
+pub struct PinnTrainer<S> {
+    pub network: Network<S>,
+    physics: ForwardModel<S>,
+    channels: usize,
+    adam: AdamConfig,
+    m: Vec<Tensor<S>>,
+    v: Vec<Tensor<S>>,
+    /// Adam steps taken.
+    pub step: u64,
+}
+
+impl<S> PinnTrainer<S> {
+    /// `probe` N x N, already normalised; `intensity_scale` s.
+    pub fn new<B: Backend<Storage = S>>(
+        b: &B,
+        config: &ModelConfig,
+        weights: &[NamedTensor],
+        probe: &[Complex32],
+        intensity_scale: f32,
+        adam: AdamConfig,
+    ) -> Result<Self, String> {
+        if config.kind != ModelKind::Pinn {
+            return Err("the PINN trainer needs a PINN model".into());
+        }
+        let network = Network::new(b, config, weights)?;
+        let physics = ForwardModel::new(
+            b,
+            probe,
+            config.n,
+            ForwardConfig {
+                canvas: default_canvas_size(config.n, config.gridsize),
+                object_big: true,
+                probe_mask: false,
+                intensity_scale,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let zeros = |t: &Tensor<S>| b.scale(t, 0.0).map_err(|e| e.to_string());
+        let m = network.params.iter().map(zeros).collect::<Result<_, _>>()?;
+        let v = network.params.iter().map(zeros).collect::<Result<_, _>>()?;
+        Ok(Self {
+            network,
+            physics,
+            channels: config.channels(),
+            adam,
+            m,
+            v,
+            step: 0,
+        })
+    }
+
+    /// The predicted amplitudes Â (B, C, N, N) of a batch.
+    pub fn predict_amplitude<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        x: &Tensor<S>,
+        relative: &Tensor<S>,
+    ) -> Result<Vec<f32>, String> {
+        let run = || -> Result<Vec<f32>, ptycho_kernels::KernelError> {
+            let input = b.to_channels_last(x)?;
+            let acts = self.network.forward(b, &input)?;
+            let amp = self.network.output(&acts, "amplitude");
+            let phase = self.network.output(&acts, "phase");
+            let patches = b.combine_complex(amp, phase)?;
+            let pass = self.physics.forward(b, &patches, relative, self.channels)?;
+            b.download_f32(pass.amplitude())
+        };
+        run().map_err(|e| e.to_string())
+    }
+
+    /// The mean Poisson NLL of a batch and the parameter gradients. `x` (B, C, N, N) the normalised
+    /// diffraction X; `relative` (B·C, 2) the offsets; `target` (B, C, N, N) the amplitudes s·X.
+    pub fn loss_and_grads<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        x: &Tensor<S>,
+        relative: &Tensor<S>,
+        target: &Tensor<S>,
+    ) -> Result<(f64, Vec<Tensor<S>>), String> {
+        let run = || -> Result<(f64, Vec<Tensor<S>>), ptycho_kernels::KernelError> {
+            let input = b.to_channels_last(x)?;
+            let acts = self.network.forward(b, &input)?;
+            let amp = self.network.output(&acts, "amplitude");
+            let phase = self.network.output(&acts, "phase");
+            let patches = b.combine_complex(amp, phase)?;
+            let pass = self.physics.forward(b, &patches, relative, self.channels)?;
+            let loss = mean_loss(b, LossKind::Poisson, pass.amplitude(), target)?;
+            let g = mean_loss_grad(b, LossKind::Poisson, pass.amplitude(), target)?;
+            let physics_grads = self.physics.backward(b, &pass, relative, &g)?;
+            let (grad_amp, grad_phase) =
+                b.combine_complex_backward(amp, phase, &physics_grads.patches)?;
+            let grads = self
+                .network
+                .backward(b, &input, &acts, vec![grad_amp, grad_phase])?;
+            Ok((loss, grads))
+        };
+        run().map_err(|e| e.to_string())
+    }
+
+    /// One Adam step on a batch; the batch's loss before the step.
+    pub fn train_step<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        x: &Tensor<S>,
+        relative: &Tensor<S>,
+        target: &Tensor<S>,
+    ) -> Result<f64, String> {
+        let (loss, grads) = self.loss_and_grads(b, x, relative, target)?;
+        if !loss.is_finite() {
+            return Err(format!("the loss is {loss} at step {}", self.step + 1));
+        }
+        self.step += 1;
+        for (((p, g), m), v) in self
+            .network
+            .params
+            .iter_mut()
+            .zip(&grads)
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+        {
+            b.adam_update(&self.adam, self.step, p, g, m, v)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(loss)
+    }
+}
