@@ -8,6 +8,7 @@ mod model;
 mod persist;
 mod physics;
 mod stitch;
+mod train;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: physics::OverlapCommand,
     },
+    /// Train the PINN on a dataset: writes OUTPUT_DIR/wts.h5.zip (+ .sha256) and history.json.
+    Train(train::TrainArgs),
     /// Network architectures: `ptycho model summary`.
     Model {
         #[command(subcommand)]
@@ -152,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => persist::verify(args),
         Command::Stitch(args) => stitch::run(args),
         Command::Model { command } => model::run(command),
+        Command::Train(args) => train::run(args),
         Command::Simulate(args) => physics::simulate(args),
         Command::Overlap { command } => physics::overlap(command),
         Command::Data { command } => {

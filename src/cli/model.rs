@@ -55,12 +55,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         gridsize: args.gridsize,
         n_filters_scale: args.n_filters_scale,
         probe_big: args.probe_big,
-        amp_activation: match args.amp_activation {
-            AmpActivationArg::Sigmoid => AmpActivation::Sigmoid,
-            AmpActivationArg::Swish => AmpActivation::Swish,
-            AmpActivationArg::Softplus => AmpActivation::Softplus,
-            AmpActivationArg::Relu => AmpActivation::Relu,
-        },
+        amp_activation: AmpActivation::from(args.amp_activation),
     };
     if args.json {
         let layers = model::layers(&config).map_err(anyhow::Error::msg)?;
@@ -75,4 +70,15 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+impl From<AmpActivationArg> for AmpActivation {
+    fn from(a: AmpActivationArg) -> Self {
+        match a {
+            AmpActivationArg::Sigmoid => AmpActivation::Sigmoid,
+            AmpActivationArg::Swish => AmpActivation::Swish,
+            AmpActivationArg::Softplus => AmpActivation::Softplus,
+            AmpActivationArg::Relu => AmpActivation::Relu,
+        }
+    }
 }

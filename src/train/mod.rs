@@ -2,6 +2,8 @@
 //! → the physics forward (merge per sample, extraction, probe, far field) → Poisson NLL against the
 //! observed amplitudes s·X; then the backward pass through the physics and the network, and Adam.
 
+pub mod run;
+
 use ptycho_kernels::ops::loss::LossKind;
 use ptycho_kernels::ops::optim::AdamConfig;
 use ptycho_kernels::{Backend, Complex32, Tensor};
@@ -63,6 +65,51 @@ impl<S> PinnTrainer<S> {
             v,
             step: 0,
         })
+    }
+
+    /// Change the optimizer's settings (the learning rate, by the plateau schedule).
+    pub fn set_adam(&mut self, adam: AdamConfig) {
+        self.adam = adam;
+    }
+
+    /// Adam's moments ("m/<tensor>", "v/<tensor>") and the step count ("step"), for resuming.
+    pub fn optimizer_state<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+    ) -> Result<Vec<NamedTensor>, ptycho_kernels::KernelError> {
+        let names = self.network.download(b)?;
+        let mut out = Vec::with_capacity(2 * names.len() + 1);
+        for (kind, moments) in [("m", &self.m), ("v", &self.v)] {
+            for (t, named) in moments.iter().zip(&names) {
+                out.push(NamedTensor::new(
+                    format!("{kind}/{}", named.name),
+                    t.shape(),
+                    b.download_f32(t)?,
+                ));
+            }
+        }
+        out.push(NamedTensor::new("step", &[1], vec![self.step as f32]));
+        Ok(out)
+    }
+
+    /// The mean Poisson NLL of a batch, without gradients.
+    pub fn loss<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        x: &Tensor<S>,
+        relative: &Tensor<S>,
+        target: &Tensor<S>,
+    ) -> Result<f64, String> {
+        let run = || -> Result<f64, ptycho_kernels::KernelError> {
+            let input = b.to_channels_last(x)?;
+            let acts = self.network.forward(b, &input)?;
+            let amp = self.network.output(&acts, "amplitude");
+            let phase = self.network.output(&acts, "phase");
+            let patches = b.combine_complex(amp, phase)?;
+            let pass = self.physics.forward(b, &patches, relative, self.channels)?;
+            mean_loss(b, LossKind::Poisson, pass.amplitude(), target)
+        };
+        run().map_err(|e| e.to_string())
     }
 
     /// The predicted amplitudes Â (B, C, N, N) of a batch.
