@@ -258,7 +258,7 @@ pub fn train<B: Backend>(
         epochs.push(record);
         write_json(&config.output_dir.join("history.json"), &history(&epochs))
             .map_err(|e| e.to_string())?;
-        if config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0 {
+        if config.checkpoint_every > 0 && epoch.is_multiple_of(config.checkpoint_every) {
             saved = Some(save(&trainer)?);
         }
         // ReduceLROnPlateau on the validation loss (the training loss without a validation split).
@@ -288,7 +288,7 @@ pub fn train<B: Backend>(
     }
     let last_epoch = epochs.last().map_or(0, |e| e.epoch);
     let bundle = match saved {
-        Some(s) if config.checkpoint_every > 0 && last_epoch % config.checkpoint_every == 0 => s,
+        Some(s) if config.checkpoint_every > 0 && last_epoch.is_multiple_of(config.checkpoint_every) => s,
         _ => save(&trainer)?,
     };
     Ok(TrainReport {
