@@ -58,6 +58,8 @@ enum Command {
     },
     /// Train the PINN on a dataset: writes OUTPUT_DIR/wts.h5.zip (+ .sha256) and history.json.
     Train(train::TrainArgs),
+    /// Reconstruct test data with a trained bundle: reconstruction.npz, amplitude.png, phase.png.
+    Infer(train::InferArgs),
     /// Network architectures: `ptycho model summary`.
     Model {
         #[command(subcommand)]
@@ -156,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stitch(args) => stitch::run(args),
         Command::Model { command } => model::run(command),
         Command::Train(args) => train::run(args),
+        Command::Infer(args) => train::infer(args),
         Command::Simulate(args) => physics::simulate(args),
         Command::Overlap { command } => physics::overlap(command),
         Command::Data { command } => {

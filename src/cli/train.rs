@@ -1,4 +1,4 @@
-//! `ptycho train`: flags follow PtychoPINN's `ptycho_train` where they exist.
+//! `ptycho train` (flags follow PtychoPINN's `ptycho_train` where they exist) and `ptycho infer`.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use clap::Args;
 use super::device::{with_backend, DeviceArgs};
 use super::model::AmpActivationArg;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
+use crate::train::infer::InferConfig;
 use crate::train::run::{train, TrainConfig};
 
 #[derive(Args)]
@@ -91,5 +92,50 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             report.bundle.size_bytes
         );
     }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// A folder holding wts.h5.zip (or the bundle itself).
+    #[arg(long)]
+    model_dir: PathBuf,
+    #[arg(long)]
+    test_data: PathBuf,
+    /// Where reconstruction.npz, amplitude.png and phase.png go.
+    #[arg(long)]
+    output_dir: PathBuf,
+    /// M of the central crop each patch contributes to the stitched image.
+    #[arg(long, default_value_t = 20)]
+    stitch_crop: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Seed of the group draw at gridsize 2.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn infer(args: InferArgs) -> anyhow::Result<()> {
+    let config = InferConfig {
+        model_dir: args.model_dir,
+        test_data: args.test_data,
+        output_dir: args.output_dir,
+        stitch_crop: args.stitch_crop,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    };
+    let report = with_backend!(args.device.open()?, b => crate::train::infer::infer(&b, &config, |line| eprintln!("{line}")))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{} groups, stitched {} x {}, {:.1} patterns/s on {}: {}",
+        report.groups,
+        report.stitched_size,
+        report.stitched_size,
+        report.patterns_per_s,
+        report.device,
+        report.output.display()
+    );
     Ok(())
 }

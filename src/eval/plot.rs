@@ -312,3 +312,22 @@ fn glyph(ch: char) -> [u8; 7] {
         _ => [0; 7],
     }
 }
+
+/// One image with a title and a colour bar (viridis, or the cyclic map over [−π, π] for a phase).
+pub fn image_png(title: &str, img: &Real, phase: bool) -> Vec<u8> {
+    let (w, h) = (
+        MARGIN + PANEL + 8 + BAR + 12 * 6 * TEXT_SCALE,
+        MARGIN + LINE_H + PANEL + MARGIN,
+    );
+    let mut canvas = Canvas::new(w, h);
+    canvas.text(MARGIN, MARGIN, title, BLACK);
+    let y = MARGIN + LINE_H;
+    let (lo, hi, map): (f64, f64, fn(f64) -> [u8; 3]) = if phase {
+        (-std::f64::consts::PI, std::f64::consts::PI, cyclic)
+    } else {
+        (img.min(), img.max(), viridis)
+    };
+    canvas.image(MARGIN, y, img, lo, hi, map);
+    canvas.colour_bar(MARGIN + PANEL + 8, y, lo, hi, map);
+    canvas.png()
+}

@@ -2,6 +2,7 @@
 //! → the physics forward (merge per sample, extraction, probe, far field) → Poisson NLL against the
 //! observed amplitudes s·X; then the backward pass through the physics and the network, and Adam.
 
+pub mod infer;
 pub mod run;
 
 use ptycho_kernels::ops::loss::LossKind;

@@ -288,7 +288,12 @@ pub fn train<B: Backend>(
     }
     let last_epoch = epochs.last().map_or(0, |e| e.epoch);
     let bundle = match saved {
-        Some(s) if config.checkpoint_every > 0 && last_epoch.is_multiple_of(config.checkpoint_every) => s,
+        Some(s)
+            if config.checkpoint_every > 0
+                && last_epoch.is_multiple_of(config.checkpoint_every) =>
+        {
+            s
+        }
         _ => save(&trainer)?,
     };
     Ok(TrainReport {

@@ -1,0 +1,177 @@
+//! `ptycho infer`: a trained bundle's `diffraction_to_obj` on test data (physics-and-model.md §9): the
+//! data grouped as the model's gridsize requires, the network and the merge in batches on the device,
+//! the trimmed objects stitched at the group centroids (`reassemble_position`), and the reconstruction
+//! written as NPZ and pictures.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ptycho_kernels::Backend;
+use serde::Serialize;
+
+use crate::data::dataset::Dataset;
+use crate::data::grouping::{group, GroupingConfig};
+use crate::data::writer::NpzWriter;
+use crate::eval::image::Real;
+use crate::eval::{plot, stitch};
+use crate::model::network::Network;
+use crate::model::{AmpActivation, ModelConfig, ModelKind};
+use crate::persist::bundle;
+use crate::physics::forward::default_canvas_size;
+use crate::physics::merge::{merge, relative_tensor};
+
+#[derive(Clone, Debug)]
+pub struct InferConfig {
+    pub model_dir: PathBuf,
+    pub test_data: PathBuf,
+    pub output_dir: PathBuf,
+    /// M of the stitching crop.
+    pub stitch_crop: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InferReport {
+    pub device: String,
+    pub groups: usize,
+    pub stitched_size: usize,
+    pub patterns_per_s: f64,
+    pub output: PathBuf,
+}
+
+/// The model configuration a bundle's params.json describes.
+pub fn model_config(
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<ModelConfig, String> {
+    let int = |k: &str| params.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+    let amp = match params.get("amp_activation").and_then(|v| v.as_str()) {
+        None | Some("sigmoid") => AmpActivation::Sigmoid,
+        Some("swish") => AmpActivation::Swish,
+        Some("softplus") => AmpActivation::Softplus,
+        Some("relu") => AmpActivation::Relu,
+        Some(other) => return Err(format!("unknown amp_activation '{other}' in params.json")),
+    };
+    if params.get("model_type").and_then(|v| v.as_str()) != Some("pinn") {
+        return Err(format!(
+            "model_type {:?}: inference supports the PINN",
+            params.get("model_type")
+        ));
+    }
+    Ok(ModelConfig {
+        kind: ModelKind::Pinn,
+        n: int("N").ok_or("params.json lacks N")?,
+        gridsize: int("gridsize").ok_or("params.json lacks gridsize")?,
+        n_filters_scale: int("n_filters_scale").unwrap_or(2),
+        probe_big: params
+            .get("probe_big")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        amp_activation: amp,
+    })
+}
+
+pub fn infer<B: Backend>(
+    b: &B,
+    config: &InferConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<InferReport, String> {
+    // Loading verifies the digests; Network::new checks the tensors against the architecture.
+    let loaded = bundle::load(&config.model_dir, None).map_err(|e| e.to_string())?;
+    let model = model_config(&loaded.params)?;
+    let network = Network::new(b, &model, &loaded.weights)
+        .map_err(|e| format!("{}: {e}", config.model_dir.display()))?;
+    let dataset = Dataset::open(&config.test_data).map_err(|e| e.to_string())?;
+    if dataset.n != model.n {
+        return Err(format!(
+            "{}: patterns are {n}x{n}, the model was trained for N = {}",
+            config.test_data.display(),
+            model.n,
+            n = dataset.n
+        ));
+    }
+    let groups = group(
+        &dataset.xcoords(),
+        &dataset.ycoords(),
+        &GroupingConfig {
+            gridsize: model.gridsize,
+            n_groups: Some(dataset.m),
+            neighbor_count: 4,
+            enable_oversampling: false,
+            seed: config.seed,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let (n, c) = (model.n, groups.c);
+    let alpha = dataset.normalization() as f32;
+    let canvas = default_canvas_size(n, model.gridsize);
+    let started = Instant::now();
+    let mut objects = Vec::with_capacity(groups.len() * n * n);
+    let mut pattern = vec![0f32; n * n];
+    for first in (0..groups.len()).step_by(config.batch_size.max(1)) {
+        let count = config.batch_size.max(1).min(groups.len() - first);
+        let mut x = Vec::with_capacity(count * c * n * n);
+        for k in first * c..(first + count) * c {
+            dataset
+                .read_pattern(groups.indices[k], &mut pattern)
+                .map_err(|e| e.to_string())?;
+            x.extend(pattern.iter().map(|v| v * alpha));
+        }
+        let run = || -> Result<Vec<ptycho_kernels::Complex32>, ptycho_kernels::KernelError> {
+            let xt = b.to_channels_last(&b.upload_f32(&[count, c, n, n], &x)?)?;
+            let acts = network.forward(b, &xt)?;
+            let patches = b.combine_complex(
+                network.output(&acts, "amplitude"),
+                network.output(&acts, "phase"),
+            )?;
+            let rel: Vec<[f32; 2]> = groups.relative[first * c..(first + count) * c]
+                .iter()
+                .map(|r| [r[0] as f32, r[1] as f32])
+                .collect();
+            let merged = merge(b, &patches, &relative_tensor(b, &rel)?, canvas)?;
+            b.download_c64(&b.recenter(&merged.canvas, n, n)?)
+        };
+        objects.extend(run().map_err(|e| e.to_string())?);
+        progress(&format!("{}/{} groups", first + count, groups.len()));
+    }
+    let rate = (groups.len() * c) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let stitched = stitch::reassemble(b, &objects, n, &groups.centroids, config.stitch_crop)
+        .map_err(|e| e.to_string())?;
+    write_outputs(&config.output_dir, &stitched, &groups.centroids).map_err(|e| e.to_string())?;
+    Ok(InferReport {
+        device: b.describe(),
+        groups: groups.len(),
+        stitched_size: stitched.size,
+        patterns_per_s: rate,
+        output: config.output_dir.join("reconstruction.npz"),
+    })
+}
+
+fn write_outputs(
+    dir: &Path,
+    stitched: &stitch::Stitched,
+    centroids: &[[f64; 2]],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let s = stitched.size;
+    let amplitude: Vec<f32> = stitched.image.iter().map(|v| v.norm()).collect();
+    let phase: Vec<f32> = stitched.image.iter().map(|v| v.arg()).collect();
+    let mut out = NpzWriter::create(&dir.join("reconstruction.npz"), false)?;
+    out.add_c64("object", &[s, s], &stitched.image)?;
+    out.add_f32("amplitude", &[s, s], &amplitude)?;
+    out.add_f32("phase", &[s, s], &phase)?;
+    let x: Vec<f64> = centroids.iter().map(|p| p[0]).collect();
+    let y: Vec<f64> = centroids.iter().map(|p| p[1]).collect();
+    out.add_f64("xcoords", &[x.len()], &x)?;
+    out.add_f64("ycoords", &[y.len()], &y)?;
+    out.finish()?;
+    let real = |v: &[f32]| Real::new(s, s, v.iter().map(|x| *x as f64).collect());
+    std::fs::write(
+        dir.join("amplitude.png"),
+        plot::image_png("amplitude", &real(&amplitude), false),
+    )?;
+    std::fs::write(
+        dir.join("phase.png"),
+        plot::image_png("phase", &real(&phase), true),
+    )?;
+    Ok(())
+}
