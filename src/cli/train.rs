@@ -41,6 +41,10 @@ pub struct TrainArgs {
     /// Save the bundle every K epochs as well as at the end.
     #[arg(long, default_value_t = 0)]
     checkpoint_every: usize,
+    /// Continue from the bundle in this folder (weights, Adam state, schedule, history) up to
+    /// --nepochs epochs in all.
+    #[arg(long)]
+    resume: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -68,6 +72,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         learning_rate: args.learning_rate,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        resume: args.resume,
     };
     let report =
         with_backend!(args.device.open()?, b => train(&b, &config, |line| eprintln!("{line}")))

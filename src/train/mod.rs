@@ -93,6 +93,36 @@ impl<S> PinnTrainer<S> {
         Ok(out)
     }
 
+    /// Restore what [`PinnTrainer::optimizer_state`] saved.
+    pub fn restore_optimizer<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        state: &[NamedTensor],
+    ) -> Result<(), String> {
+        let names = self.network.download(b).map_err(|e| e.to_string())?;
+        let find = |name: &str, shape: &[usize]| -> Result<&NamedTensor, String> {
+            let t = state
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| format!("optimizer state lacks '{name}'"))?;
+            if t.shape != shape {
+                return Err(format!(
+                    "optimizer state '{name}' has shape {:?}, expected {shape:?}",
+                    t.shape
+                ));
+            }
+            Ok(t)
+        };
+        for (k, named) in names.iter().enumerate() {
+            let m = find(&format!("m/{}", named.name), &named.shape)?;
+            let v = find(&format!("v/{}", named.name), &named.shape)?;
+            self.m[k] = b.upload_f32(&m.shape, &m.data).map_err(|e| e.to_string())?;
+            self.v[k] = b.upload_f32(&v.shape, &v.data).map_err(|e| e.to_string())?;
+        }
+        self.step = find("step", &[1])?.data[0] as u64;
+        Ok(())
+    }
+
     /// The mean Poisson NLL of a batch, without gradients.
     pub fn loss<B: Backend<Storage = S>>(
         &self,

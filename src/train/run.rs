@@ -9,7 +9,7 @@ use std::time::Instant;
 use ptycho_kernels::ops::optim::AdamConfig;
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::Backend;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::PinnTrainer;
@@ -19,9 +19,12 @@ use crate::model::network::glorot_init;
 use crate::model::ModelConfig;
 use crate::persist::bundle::{self, Bundle, SavedBundle};
 use crate::persist::digest::sha256_file;
+use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{MAX_POSITION_JITTER, OFFSET};
 use crate::physics::overlap::write_json;
 use crate::physics::probe::{normalize, DEFAULT_PROBE_SCALE};
+use crate::train::infer::model_config;
+use ptycho_kernels::Complex32;
 
 /// The fraction of groups held out, from the end, as Keras' validation_split.
 const VALIDATION_FRACTION: f64 = 0.05;
@@ -44,9 +47,54 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Save the bundle every this many epochs (and always at the end); 0: only at the end.
     pub checkpoint_every: usize,
+    /// Continue from the bundle in this folder: weights, optimizer state, schedule and history.
+    pub resume: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// The schedule's state and the history so far, saved in params.json ("training_state") so that a
+/// resumed run continues exactly where the saved one stopped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Schedule {
+    learning_rate: f64,
+    /// Best monitored (validation) loss and epochs since it improved by more than min_delta.
+    best_monitored: Option<f64>,
+    since_monitored: usize,
+    best_train: Option<f64>,
+    since_train: usize,
+    epochs: Vec<EpochRecord>,
+}
+
+impl Schedule {
+    /// After an epoch: the plateau rule (a new learning rate when it changes) and whether to stop.
+    fn update(&mut self, monitored: f64, train_loss: f64) -> (Option<f64>, bool) {
+        let mut new_rate = None;
+        if self
+            .best_monitored
+            .is_none_or(|b| monitored < b - PLATEAU_MIN_DELTA)
+        {
+            self.best_monitored = Some(monitored);
+            self.since_monitored = 0;
+        } else {
+            self.since_monitored += 1;
+            if self.since_monitored >= PLATEAU_PATIENCE && self.learning_rate > PLATEAU_MIN_LR {
+                self.learning_rate = (self.learning_rate * PLATEAU_FACTOR).max(PLATEAU_MIN_LR);
+                self.since_monitored = 0;
+                new_rate = Some(self.learning_rate);
+            }
+        }
+        let stop = if self.best_train.is_none_or(|b| train_loss < b) {
+            self.best_train = Some(train_loss);
+            self.since_train = 0;
+            false
+        } else {
+            self.since_train += 1;
+            self.since_train >= EARLY_STOP_PATIENCE
+        };
+        (new_rate, stop)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
@@ -149,13 +197,26 @@ pub fn train<B: Backend>(
         return Err(format!("{total} groups leave nothing to train on"));
     }
     let s = intensity_scale(config.nphotons, n) as f32;
-    let probe = normalize(dataset.probe(), n, DEFAULT_PROBE_SCALE).map_err(|e| e.to_string())?;
-    let weights = glorot_init(&config.model, config.seed)?;
+    let (weights, probe, optimizer, mut schedule) = match &config.resume {
+        None => (
+            glorot_init(&config.model, config.seed)?,
+            normalize(dataset.probe(), n, DEFAULT_PROBE_SCALE).map_err(|e| e.to_string())?,
+            None,
+            Schedule {
+                learning_rate: config.learning_rate,
+                ..Schedule::default()
+            },
+        ),
+        Some(dir) => resume_from(dir, config)?,
+    };
     let mut adam = AdamConfig {
-        learning_rate: config.learning_rate,
+        learning_rate: schedule.learning_rate,
         ..AdamConfig::default()
     };
     let mut trainer = PinnTrainer::new(b, &config.model, &weights, &probe, s, adam)?;
+    if let Some(state) = &optimizer {
+        trainer.restore_optimizer(b, state)?;
+    }
     let digests: Vec<serde_json::Value> = dataset
         .shards
         .iter()
@@ -177,24 +238,28 @@ pub fn train<B: Backend>(
     std::fs::create_dir_all(&config.output_dir)
         .map_err(|e| format!("{}: {e}", config.output_dir.display()))?;
 
-    let save = |trainer: &PinnTrainer<B::Storage>| -> Result<SavedBundle, String> {
-        let bundle = Bundle {
-            params: params.clone(),
-            weights: trainer.network.download(b).map_err(|e| e.to_string())?,
-            probe: probe.clone(),
-            optimizer: Some(trainer.optimizer_state(b).map_err(|e| e.to_string())?),
+    let save =
+        |trainer: &PinnTrainer<B::Storage>, schedule: &Schedule| -> Result<SavedBundle, String> {
+            let mut params = params.clone();
+            params.insert(
+                "training_state".into(),
+                serde_json::to_value(schedule).expect("plain data"),
+            );
+            let bundle = Bundle {
+                params,
+                weights: trainer.network.download(b).map_err(|e| e.to_string())?,
+                probe: probe.clone(),
+                optimizer: Some(trainer.optimizer_state(b).map_err(|e| e.to_string())?),
+            };
+            bundle::save(&config.output_dir, &bundle).map_err(|e| e.to_string())
         };
-        bundle::save(&config.output_dir, &bundle).map_err(|e| e.to_string())
-    };
 
-    let mut epochs: Vec<EpochRecord> = Vec::new();
-    let (mut best_val, mut since_val) = (f64::INFINITY, 0usize);
-    let (mut best_train, mut since_train) = (f64::INFINITY, 0usize);
     let mut stopped_early = false;
     let mut saved = None;
     let started = Instant::now();
     let mut samples_seen = 0usize;
-    for epoch in 1..=config.nepochs {
+    let first_epoch = schedule.epochs.len() + 1;
+    for epoch in first_epoch..=config.nepochs {
         let epoch_start = Instant::now();
         let mut order: Vec<usize> = (0..train_groups).collect();
         let mut rng =
@@ -255,56 +320,94 @@ pub fn train<B: Backend>(
             record.seconds,
             train_groups as f64 / record.seconds.max(1e-9)
         ));
-        epochs.push(record);
-        write_json(&config.output_dir.join("history.json"), &history(&epochs))
-            .map_err(|e| e.to_string())?;
+        schedule.epochs.push(record);
+        write_json(
+            &config.output_dir.join("history.json"),
+            &history(&schedule.epochs),
+        )
+        .map_err(|e| e.to_string())?;
+        // ReduceLROnPlateau on the validation loss (the training loss without a validation split),
+        // early stopping on the training loss.
+        let (new_rate, stop) = schedule.update(val_loss.unwrap_or(train_loss), train_loss);
+        if let Some(rate) = new_rate {
+            adam.learning_rate = rate;
+            trainer.set_adam(adam);
+        }
         if config.checkpoint_every > 0 && epoch.is_multiple_of(config.checkpoint_every) {
-            saved = Some(save(&trainer)?);
+            saved = Some((epoch, save(&trainer, &schedule)?));
         }
-        // ReduceLROnPlateau on the validation loss (the training loss without a validation split).
-        let monitored = val_loss.unwrap_or(train_loss);
-        if monitored < best_val - PLATEAU_MIN_DELTA {
-            best_val = monitored;
-            since_val = 0;
-        } else {
-            since_val += 1;
-            if since_val >= PLATEAU_PATIENCE && adam.learning_rate > PLATEAU_MIN_LR {
-                adam.learning_rate = (adam.learning_rate * PLATEAU_FACTOR).max(PLATEAU_MIN_LR);
-                trainer.set_adam(adam);
-                since_val = 0;
-            }
-        }
-        if train_loss < best_train {
-            best_train = train_loss;
-            since_train = 0;
-        } else {
-            since_train += 1;
-            if since_train >= EARLY_STOP_PATIENCE {
-                stopped_early = true;
-                progress(&format!("early stop: the training loss has not improved for {EARLY_STOP_PATIENCE} epochs"));
-                break;
-            }
+        if stop {
+            stopped_early = true;
+            progress(&format!(
+                "early stop: the training loss has not improved for {EARLY_STOP_PATIENCE} epochs"
+            ));
+            break;
         }
     }
-    let last_epoch = epochs.last().map_or(0, |e| e.epoch);
+    let last_epoch = schedule.epochs.last().map_or(0, |e| e.epoch);
     let bundle = match saved {
-        Some(s)
-            if config.checkpoint_every > 0
-                && last_epoch.is_multiple_of(config.checkpoint_every) =>
-        {
-            s
-        }
-        _ => save(&trainer)?,
+        Some((epoch, bundle)) if epoch == last_epoch => bundle,
+        _ => save(&trainer, &schedule)?,
     };
     Ok(TrainReport {
         device: b.describe(),
         groups: train_groups,
         validation_groups: validation,
         samples_per_s: samples_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
-        epochs,
+        epochs: schedule.epochs,
         stopped_early,
         bundle,
     })
+}
+
+/// Weights, probe, optimizer state and schedule from a saved bundle whose model matches `config`.
+type Resumed = (
+    Vec<NamedTensor>,
+    Vec<Complex32>,
+    Option<Vec<NamedTensor>>,
+    Schedule,
+);
+
+fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, String> {
+    let saved = bundle::load(dir, None).map_err(|e| e.to_string())?;
+    let model = model_config(&saved.params)?;
+    let m = &config.model;
+    if (
+        model.n,
+        model.gridsize,
+        model.n_filters_scale,
+        model.amp_activation,
+    ) != (m.n, m.gridsize, m.n_filters_scale, m.amp_activation)
+    {
+        return Err(format!(
+            "{}: the bundle's model (N {}, gridsize {}, n_filters_scale {}, {:?}) differs from the one asked for",
+            dir.display(),
+            model.n,
+            model.gridsize,
+            model.n_filters_scale,
+            model.amp_activation
+        ));
+    }
+    let schedule: Schedule = saved
+        .params
+        .get("training_state")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| format!("{}: training_state: {e}", dir.display()))?
+        .ok_or_else(|| {
+            format!(
+                "{}: the bundle has no training state to resume",
+                dir.display()
+            )
+        })?;
+    if saved.optimizer.is_none() {
+        return Err(format!(
+            "{}: the bundle has no optimizer state to resume",
+            dir.display()
+        ));
+    }
+    Ok((saved.weights, saved.probe, saved.optimizer, schedule))
 }
 
 fn history(epochs: &[EpochRecord]) -> serde_json::Value {
