@@ -7,14 +7,21 @@ pub mod run;
 
 use ptycho_kernels::ops::loss::LossKind;
 use ptycho_kernels::ops::optim::AdamConfig;
-use ptycho_kernels::{Backend, Complex32, Tensor};
+use ptycho_kernels::{Backend, Complex32, KernelError, Tensor};
 
-use crate::model::network::Network;
+use crate::model::network::{Activations, Network};
 use crate::model::{ModelConfig, ModelKind};
 use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{
-    default_canvas_size, mean_loss, mean_loss_grad, ForwardConfig, ForwardModel,
+    default_canvas_size, mean_loss, mean_loss_grad, ForwardConfig, ForwardModel, ForwardPass,
 };
+
+/// One forward pass: the network's input and activations, and the physics pass.
+struct Pass<S> {
+    input: Tensor<S>,
+    acts: Activations<S>,
+    physics: ForwardPass<S>,
+}
 
 /// A PINN with its physics, its optimizer state, and the step count.
 pub struct PinnTrainer<S> {
@@ -77,7 +84,7 @@ impl<S> PinnTrainer<S> {
     pub fn optimizer_state<B: Backend<Storage = S>>(
         &self,
         b: &B,
-    ) -> Result<Vec<NamedTensor>, ptycho_kernels::KernelError> {
+    ) -> Result<Vec<NamedTensor>, KernelError> {
         let names = self.network.download(b)?;
         let mut out = Vec::with_capacity(2 * names.len() + 1);
         for (kind, moments) in [("m", &self.m), ("v", &self.v)] {
@@ -123,6 +130,27 @@ impl<S> PinnTrainer<S> {
         Ok(())
     }
 
+    /// The network and the physics on a batch, keeping what the backward pass needs.
+    fn forward<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        x: &Tensor<S>,
+        relative: &Tensor<S>,
+    ) -> Result<Pass<S>, KernelError> {
+        let input = b.to_channels_last(x)?;
+        let acts = self.network.forward(b, &input)?;
+        let patches = b.combine_complex(
+            self.network.output(&acts, "amplitude"),
+            self.network.output(&acts, "phase"),
+        )?;
+        let physics = self.physics.forward(b, &patches, relative, self.channels)?;
+        Ok(Pass {
+            input,
+            acts,
+            physics,
+        })
+    }
+
     /// The mean Poisson NLL of a batch, without gradients.
     pub fn loss<B: Backend<Storage = S>>(
         &self,
@@ -131,16 +159,8 @@ impl<S> PinnTrainer<S> {
         relative: &Tensor<S>,
         target: &Tensor<S>,
     ) -> Result<f64, String> {
-        let run = || -> Result<f64, ptycho_kernels::KernelError> {
-            let input = b.to_channels_last(x)?;
-            let acts = self.network.forward(b, &input)?;
-            let amp = self.network.output(&acts, "amplitude");
-            let phase = self.network.output(&acts, "phase");
-            let patches = b.combine_complex(amp, phase)?;
-            let pass = self.physics.forward(b, &patches, relative, self.channels)?;
-            mean_loss(b, LossKind::Poisson, pass.amplitude(), target)
-        };
-        run().map_err(|e| e.to_string())
+        let pass = self.forward(b, x, relative).map_err(|e| e.to_string())?;
+        mean_loss(b, LossKind::Poisson, pass.physics.amplitude(), target).map_err(|e| e.to_string())
     }
 
     /// The predicted amplitudes Â (B, C, N, N) of a batch.
@@ -150,16 +170,9 @@ impl<S> PinnTrainer<S> {
         x: &Tensor<S>,
         relative: &Tensor<S>,
     ) -> Result<Vec<f32>, String> {
-        let run = || -> Result<Vec<f32>, ptycho_kernels::KernelError> {
-            let input = b.to_channels_last(x)?;
-            let acts = self.network.forward(b, &input)?;
-            let amp = self.network.output(&acts, "amplitude");
-            let phase = self.network.output(&acts, "phase");
-            let patches = b.combine_complex(amp, phase)?;
-            let pass = self.physics.forward(b, &patches, relative, self.channels)?;
-            b.download_f32(pass.amplitude())
-        };
-        run().map_err(|e| e.to_string())
+        let pass = self.forward(b, x, relative).map_err(|e| e.to_string())?;
+        b.download_f32(pass.physics.amplitude())
+            .map_err(|e| e.to_string())
     }
 
     /// The mean Poisson NLL of a batch and the parameter gradients. `x` (B, C, N, N) the normalised
@@ -171,21 +184,20 @@ impl<S> PinnTrainer<S> {
         relative: &Tensor<S>,
         target: &Tensor<S>,
     ) -> Result<(f64, Vec<Tensor<S>>), String> {
-        let run = || -> Result<(f64, Vec<Tensor<S>>), ptycho_kernels::KernelError> {
-            let input = b.to_channels_last(x)?;
-            let acts = self.network.forward(b, &input)?;
-            let amp = self.network.output(&acts, "amplitude");
-            let phase = self.network.output(&acts, "phase");
-            let patches = b.combine_complex(amp, phase)?;
-            let pass = self.physics.forward(b, &patches, relative, self.channels)?;
-            let loss = mean_loss(b, LossKind::Poisson, pass.amplitude(), target)?;
-            let g = mean_loss_grad(b, LossKind::Poisson, pass.amplitude(), target)?;
-            let physics_grads = self.physics.backward(b, &pass, relative, &g)?;
-            let (grad_amp, grad_phase) =
-                b.combine_complex_backward(amp, phase, &physics_grads.patches)?;
-            let grads = self
-                .network
-                .backward(b, &input, &acts, vec![grad_amp, grad_phase])?;
+        let run = || -> Result<(f64, Vec<Tensor<S>>), KernelError> {
+            let pass = self.forward(b, x, relative)?;
+            let amplitude = pass.physics.amplitude();
+            let loss = mean_loss(b, LossKind::Poisson, amplitude, target)?;
+            let g = mean_loss_grad(b, LossKind::Poisson, amplitude, target)?;
+            let physics_grads = self.physics.backward(b, &pass.physics, relative, &g)?;
+            let (grad_amp, grad_phase) = b.combine_complex_backward(
+                self.network.output(&pass.acts, "amplitude"),
+                self.network.output(&pass.acts, "phase"),
+                &physics_grads.patches,
+            )?;
+            let grads =
+                self.network
+                    .backward(b, &pass.input, &pass.acts, vec![grad_amp, grad_phase])?;
             Ok((loss, grads))
         };
         run().map_err(|e| e.to_string())

@@ -5,6 +5,35 @@ use rayon::prelude::*;
 
 use crate::ops::conv::{ConvGeometry, KERNEL_SIZE};
 
+/// Call `f(source pixel, tap)` for each of the 3 x 3 taps of pixel (b, y, x) whose source pixel
+/// (y + sign·(ky − 1), x + sign·(kx − 1)) lies inside the image: sign 1 gathers the forward's input,
+/// −1 the input gradient's output gradient. tap = ky·3 + kx; pixels are flat (b, y, x) indices.
+fn for_each_tap(
+    g: &ConvGeometry,
+    b: usize,
+    y: usize,
+    x: usize,
+    sign: isize,
+    mut f: impl FnMut(usize, usize),
+) {
+    for ky in 0..KERNEL_SIZE {
+        let sy = y as isize + sign * (ky as isize - 1);
+        if sy < 0 || sy >= g.h as isize {
+            continue;
+        }
+        for kx in 0..KERNEL_SIZE {
+            let sx = x as isize + sign * (kx as isize - 1);
+            if sx < 0 || sx >= g.w as isize {
+                continue;
+            }
+            f(
+                (b * g.h + sy as usize) * g.w + sx as usize,
+                ky * KERNEL_SIZE + kx,
+            );
+        }
+    }
+}
+
 /// out (B, H, W, Cout) = bias + Σ in ⋆ kernel.
 pub(super) fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
     let (h, w, cin, cout) = (g.h, g.w, g.cin, g.cout);
@@ -16,27 +45,15 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32])
             for xx in 0..w {
                 let o = &mut out_row[xx * cout..(xx + 1) * cout];
                 o.copy_from_slice(bias);
-                for ky in 0..KERNEL_SIZE {
-                    let sy = y as isize + ky as isize - 1;
-                    if sy < 0 || sy >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..KERNEL_SIZE {
-                        let sx = xx as isize + kx as isize - 1;
-                        if sx < 0 || sx >= w as isize {
-                            continue;
-                        }
-                        let src = ((b * h + sy as usize) * w + sx as usize) * cin;
-                        let tap = (ky * KERNEL_SIZE + kx) * cin;
-                        for i in 0..cin {
-                            let v = x[src + i];
-                            let k = &kernel[(tap + i) * cout..(tap + i + 1) * cout];
-                            for (acc, kv) in o.iter_mut().zip(k) {
-                                *acc += v * kv;
-                            }
+                for_each_tap(g, b, y, xx, 1, |pixel, tap| {
+                    for i in 0..cin {
+                        let v = x[pixel * cin + i];
+                        let k = &kernel[(tap * cin + i) * cout..][..cout];
+                        for (acc, kv) in o.iter_mut().zip(k) {
+                            *acc += v * kv;
                         }
                     }
-                }
+                });
             }
         });
     out
@@ -52,25 +69,13 @@ pub(super) fn backward_input(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32])
             let (b, y) = (row / h, row % h);
             for xx in 0..w {
                 let o = &mut out_row[xx * cin..(xx + 1) * cin];
-                for ky in 0..KERNEL_SIZE {
-                    let sy = y as isize - ky as isize + 1;
-                    if sy < 0 || sy >= h as isize {
-                        continue;
+                for_each_tap(g, b, y, xx, -1, |pixel, tap| {
+                    let src = &grad_out[pixel * cout..][..cout];
+                    for (i, acc) in o.iter_mut().enumerate() {
+                        let k = &kernel[(tap * cin + i) * cout..][..cout];
+                        *acc += src.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
                     }
-                    for kx in 0..KERNEL_SIZE {
-                        let sx = xx as isize - kx as isize + 1;
-                        if sx < 0 || sx >= w as isize {
-                            continue;
-                        }
-                        let src =
-                            &grad_out[((b * h + sy as usize) * w + sx as usize) * cout..][..cout];
-                        let tap = (ky * KERNEL_SIZE + kx) * cin;
-                        for (i, acc) in o.iter_mut().enumerate() {
-                            let k = &kernel[(tap + i) * cout..(tap + i + 1) * cout];
-                            *acc += src.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
-                        }
-                    }
-                }
+                });
             }
         });
     out
@@ -95,27 +100,15 @@ pub(super) fn backward_params(
                     for (acc, v) in gb.iter_mut().zip(go) {
                         *acc += v;
                     }
-                    for ky in 0..KERNEL_SIZE {
-                        let sy = y as isize + ky as isize - 1;
-                        if sy < 0 || sy >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..KERNEL_SIZE {
-                            let sx = xx as isize + kx as isize - 1;
-                            if sx < 0 || sx >= w as isize {
-                                continue;
-                            }
-                            let src = ((b * h + sy as usize) * w + sx as usize) * cin;
-                            let tap = (ky * KERNEL_SIZE + kx) * cin;
-                            for i in 0..cin {
-                                let v = x[src + i];
-                                let row = &mut gk[(tap + i) * cout..(tap + i + 1) * cout];
-                                for (acc, gv) in row.iter_mut().zip(go) {
-                                    *acc += v * gv;
-                                }
+                    for_each_tap(g, b, y, xx, 1, |pixel, tap| {
+                        for i in 0..cin {
+                            let v = x[pixel * cin + i];
+                            let row = &mut gk[(tap * cin + i) * cout..][..cout];
+                            for (acc, gv) in row.iter_mut().zip(go) {
+                                *acc += v * gv;
                             }
                         }
-                    }
+                    });
                 }
             }
             (gk, gb)
