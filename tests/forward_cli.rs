@@ -59,21 +59,11 @@ fn write_input(path: &Path, omit: Option<&str>) {
 /// with the centre-mask count + 0.001, centre crop, re-extraction, probe, fftshift(|FFT2|)/N, s.
 const NUMPY_FORWARD: &str = r#"
 import numpy as np
+from bilinear import translate
 d = np.load('in.npz'); o = np.load('out.npz')
 patches, off, probe = d['patches'], d['offsets'], d['probe']
 s = float(d['intensity_scale']); counts = d['counts']
 B, C, N, _ = patches.shape; P = N + 4 + 10
-def translate(img, tx, ty):
-    H, W = img.shape
-    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
-    sx, sy = xs - tx, ys - ty
-    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
-    wx, wy = sx - x0, sy - y0
-    def at(r, c):
-        ok = (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        return np.where(ok, img[np.clip(r, 0, H - 1), np.clip(c, 0, W - 1)], 0)
-    return ((1 - wx) * (1 - wy) * at(y0, x0) + wx * (1 - wy) * at(y0, x0 + 1)
-            + (1 - wx) * wy * at(y0 + 1, x0) + wx * wy * at(y0 + 1, x0 + 1))
 pad = lambda a: np.pad(a, (P - N) // 2)
 crop = lambda a, n: a[(a.shape[0] - n) // 2:(a.shape[0] - n) // 2 + n, (a.shape[1] - n) // 2:(a.shape[1] - n) // 2 + n]
 mc = np.zeros((N, N)); mc[N // 4:3 * N // 4, N // 4:3 * N // 4] = 1
@@ -117,6 +107,7 @@ fn forward_matches_a_numpy_transcription_of_the_reference() {
         if !common::python_has("numpy") {
             return;
         }
+        common::write_numpy_bilinear(dir.path());
         let errors: Vec<f64> = String::from_utf8(common::run_python(dir.path(), NUMPY_FORWARD))
             .unwrap()
             .split_whitespace()

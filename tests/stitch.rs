@@ -91,6 +91,7 @@ fn canvas_size_rule() {
 
 const NUMPY_REASSEMBLE: &str = r#"
 import numpy as np
+from bilinear import translate
 d = np.load('in.npz'); out = np.load('out.npz')
 obj, off, M = d['patches'], d['global_offsets'], 20
 N = obj.shape[1]
@@ -98,17 +99,6 @@ crop = obj[:, N // 2 - M // 2:N // 2 + M // 2, N // 2 - M // 2:N // 2 + M // 2]
 dd = off - off.mean(axis=0)
 pad = int(np.ceil(np.abs(dd).max()));  pad += pad % 2
 S = M + 2 * pad
-def translate(img, tx, ty):
-    H, W = img.shape
-    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
-    sx, sy = xs - np.float32(tx), ys - np.float32(ty)
-    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
-    wx, wy = sx - x0, sy - y0
-    def at(r, c):
-        ok = (r >= 0) & (r < H) & (c >= 0) & (c < W)
-        return np.where(ok, img[np.clip(r, 0, H - 1), np.clip(c, 0, W - 1)], 0)
-    return ((1 - wx) * (1 - wy) * at(y0, x0) + wx * (1 - wy) * at(y0, x0 + 1)
-            + (1 - wx) * wy * at(y0 + 1, x0) + wx * wy * at(y0 + 1, x0 + 1))
 num = sum(translate(np.pad(c, pad), *t) for c, t in zip(crop, dd))
 den = sum(translate(np.pad(np.ones((M, M)), pad), *t) for t in dd)
 img = num / (1e-9 + den)
@@ -151,6 +141,7 @@ fn subpixel_offsets_match_numpy_through_the_command_line() {
     let s = npz.array("stitched").unwrap().shape()[0];
     assert_eq!(npz.array("coverage").unwrap().shape(), [s, s]);
     if common::python_has("numpy") {
+        common::write_numpy_bilinear(dir.path());
         let text = String::from_utf8(common::run_python(dir.path(), NUMPY_REASSEMBLE)).unwrap();
         let v: Vec<f64> = text
             .split_whitespace()

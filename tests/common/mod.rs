@@ -36,3 +36,24 @@ pub fn run_python(dir: &Path, script: &str) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// The reference's bilinear translation (physics-and-model.md §4.1) in numpy, with the shift rounded to
+/// float32 as our kernels take it: `bilinear.py` in `dir`, for the scripts that check our physics.
+pub fn write_numpy_bilinear(dir: &Path) {
+    std::fs::write(
+        dir.join("bilinear.py"),
+        "import numpy as np\n\
+         def translate(img, tx, ty):\n\
+         \x20   H, W = img.shape\n\
+         \x20   ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)\n\
+         \x20   sx, sy = xs - np.float32(tx), ys - np.float32(ty)\n\
+         \x20   x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)\n\
+         \x20   wx, wy = sx - x0, sy - y0\n\
+         \x20   def at(r, c):\n\
+         \x20       ok = (r >= 0) & (r < H) & (c >= 0) & (c < W)\n\
+         \x20       return np.where(ok, img[np.clip(r, 0, H - 1), np.clip(c, 0, W - 1)], 0)\n\
+         \x20   return ((1 - wx) * (1 - wy) * at(y0, x0) + wx * (1 - wy) * at(y0, x0 + 1)\n\
+         \x20           + (1 - wx) * wy * at(y0 + 1, x0) + wx * wy * at(y0 + 1, x0 + 1))\n",
+    )
+    .unwrap();
+}
