@@ -8,7 +8,8 @@ use super::device::{with_backend, DeviceArgs};
 use super::model::AmpActivationArg;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
 use crate::train::infer::InferConfig;
-use crate::train::run::{train, TrainConfig};
+use crate::train::run::{train, Progress, TrainConfig};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -74,9 +75,23 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint_every: args.checkpoint_every,
         resume: args.resume,
     };
-    let report =
-        with_backend!(args.device.open()?, b => train(&b, &config, |line| eprintln!("{line}")))
-            .map_err(anyhow::Error::msg)?;
+    // A bar on a terminal (indicatif draws nothing elsewhere), and a plain line per epoch always.
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let report = with_backend!(args.device.open()?, b => train(&b, &config, |event| match event {
+        Progress::Step { epoch, step, steps, loss } => {
+            bar.set_length(steps as u64);
+            bar.set_prefix(format!("epoch {epoch}"));
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.4e}"));
+        }
+        Progress::Line(line) => bar.suspend(|| eprintln!("{line}")),
+    }))
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -131,8 +146,17 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
     };
-    let report = with_backend!(args.device.open()?, b => crate::train::infer::infer(&b, &config, |line| eprintln!("{line}")))
-        .map_err(anyhow::Error::msg)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("groups [{bar:30}] {pos}/{len} {per_sec}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let report = with_backend!(args.device.open()?, b => crate::train::infer::infer(&b, &config, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }))
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
     println!(
         "{} groups, stitched {} x {}, {:.1} patterns/s on {}: {}",
         report.groups,

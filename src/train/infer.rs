@@ -74,7 +74,7 @@ pub fn model_config(
 pub fn infer<B: Backend>(
     b: &B,
     config: &InferConfig,
-    mut progress: impl FnMut(&str),
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<InferReport, String> {
     // Loading verifies the digests; Network::new checks the tensors against the architecture.
     let loaded = bundle::load(&config.model_dir, None).map_err(|e| e.to_string())?;
@@ -132,7 +132,7 @@ pub fn infer<B: Backend>(
             b.download_c64(&b.recenter(&merged.canvas, n, n)?)
         };
         objects.extend(run().map_err(|e| e.to_string())?);
-        progress(&format!("{}/{} groups", first + count, groups.len()));
+        progress(first + count, groups.len());
     }
     let rate = (groups.len() * c) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let stitched = stitch::reassemble(b, &objects, n, &groups.centroids, config.stitch_crop)

@@ -178,11 +178,24 @@ fn load(config: &TrainConfig) -> Result<(Dataset, Samples), String> {
     Ok((dataset, Samples { x, relative, c, n }))
 }
 
-/// Train; `progress` receives one line per epoch.
+/// What a training run reports while it works.
+pub enum Progress<'a> {
+    /// A step finished: (epoch, step, steps in the epoch, the batch's loss).
+    Step {
+        epoch: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+    },
+    /// A line for the log: each finished epoch, early stopping.
+    Line(&'a str),
+}
+
+/// Train; `progress` receives every step and a line per epoch.
 pub fn train<B: Backend>(
     b: &B,
     config: &TrainConfig,
-    mut progress: impl FnMut(&str),
+    mut progress: impl FnMut(Progress),
 ) -> Result<TrainReport, String> {
     config.model.validate()?;
     if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == 0 {
@@ -268,6 +281,7 @@ pub fn train<B: Backend>(
             order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
         let mut weighted = 0.0;
+        let steps = train_groups.div_ceil(config.batch_size);
         for (step, batch) in order.chunks(config.batch_size).enumerate() {
             let (x, t, rel) = samples.batch(batch, s);
             let shape = [batch.len(), samples.c, n, n];
@@ -282,6 +296,12 @@ pub fn train<B: Backend>(
                 )
                 .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
             weighted += loss * batch.len() as f64;
+            progress(Progress::Step {
+                epoch,
+                step: step + 1,
+                steps,
+                loss,
+            });
             samples_seen += batch.len();
         }
         let train_loss = weighted / train_groups as f64;
@@ -312,14 +332,14 @@ pub fn train<B: Backend>(
             learning_rate: adam.learning_rate,
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
-        progress(&format!(
+        progress(Progress::Line(&format!(
             "epoch {epoch}/{}: loss {train_loss:.6e}{} lr {:.2e} ({:.1} s, {:.1} samples/s)",
             config.nepochs,
             val_loss.map_or(String::new(), |v| format!(" val_loss {v:.6e}")),
             adam.learning_rate,
             record.seconds,
             train_groups as f64 / record.seconds.max(1e-9)
-        ));
+        )));
         schedule.epochs.push(record);
         write_json(
             &config.output_dir.join("history.json"),
@@ -338,9 +358,9 @@ pub fn train<B: Backend>(
         }
         if stop {
             stopped_early = true;
-            progress(&format!(
+            progress(Progress::Line(&format!(
                 "early stop: the training loss has not improved for {EARLY_STOP_PATIENCE} epochs"
-            ));
+            )));
             break;
         }
     }
