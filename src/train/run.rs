@@ -204,8 +204,9 @@ pub fn train<B: Backend>(
     let (dataset, samples) = load(config)?;
     let n = samples.n;
     let total = samples.x.len() / (samples.c * n * n);
-    let validation = ((total as f64) * VALIDATION_FRACTION) as usize;
-    let train_groups = total - validation;
+    // Keras splits at floor(n·(1 − 0.05)): the rest, from the end, is held out.
+    let train_groups = ((total as f64) * (1.0 - VALIDATION_FRACTION)).floor() as usize;
+    let validation = total - train_groups;
     if train_groups == 0 {
         return Err(format!("{total} groups leave nothing to train on"));
     }
