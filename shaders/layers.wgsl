@@ -32,6 +32,12 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row_invocations;
 }
 
+// (x, y, b, channel) of flat element i of an NHWC tensor whose images are w x h with params.c channels.
+fn nhwc(i: u32, w: u32, h: u32) -> vec4<u32> {
+    let p = i / params.c;
+    return vec4<u32>(p % w, (p / w) % h, p / (w * h), i % params.c);
+}
+
 fn sigmoid(v: f32) -> f32 {
     if v >= 0.0 {
         return 1.0 / (1.0 + exp(-v));
@@ -137,11 +143,11 @@ fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let ow = params.w / 2u;
     let oh = params.h / 2u;
-    let ch = i % params.c;
-    let p = i / params.c;
-    let ox = p % ow;
-    let oy = (p / ow) % oh;
-    let b = p / (ow * oh);
+    let e = nhwc(i, ow, oh);
+    let ch = e.w;
+    let ox = e.x;
+    let oy = e.y;
+    let b = e.z;
     let base = ((b * params.h + 2u * oy) * params.w + 2u * ox) * params.c + ch;
     let row = params.w * params.c;
     out[i] = max(max(x[base], x[base + params.c]), max(x[base + row], x[base + row + params.c]));
@@ -155,11 +161,11 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= params.len {
         return;
     }
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = p % params.w;
-    let yy = (p / params.w) % params.h;
-    let b = p / (params.w * params.h);
+    let e = nhwc(i, params.w, params.h);
+    let ch = e.w;
+    let xx = e.x;
+    let yy = e.y;
+    let b = e.z;
     let base = ((b * params.h + (yy & ~1u)) * params.w + (xx & ~1u)) * params.c + ch;
     let row = params.w * params.c;
     let v = array<f32, 4>(x[base], x[base + params.c], x[base + row], x[base + row + params.c]);
@@ -185,11 +191,11 @@ fn upsample(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= params.len {
         return;
     }
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = p % (2u * params.w);
-    let yy = (p / (2u * params.w)) % (2u * params.h);
-    let b = p / (4u * params.w * params.h);
+    let e = nhwc(i, 2u * params.w, 2u * params.h);
+    let ch = e.w;
+    let xx = e.x;
+    let yy = e.y;
+    let b = e.z;
     out[i] = x[((b * params.h + yy / 2u) * params.w + xx / 2u) * params.c + ch];
 }
 
@@ -201,11 +207,11 @@ fn upsample_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= params.len {
         return;
     }
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = p % params.w;
-    let yy = (p / params.w) % params.h;
-    let b = p / (params.w * params.h);
+    let e = nhwc(i, params.w, params.h);
+    let ch = e.w;
+    let xx = e.x;
+    let yy = e.y;
+    let b = e.z;
     let w2 = 2u * params.w;
     let base = ((b * 2u * params.h + 2u * yy) * w2 + 2u * xx) * params.c + ch;
     let row = w2 * params.c;
@@ -245,11 +251,11 @@ fn pad_spatial(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let oh = params.h + 2u * params.pad;
     let ow = params.w + 2u * params.pad;
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = i32(p % ow) - i32(params.pad);
-    let yy = i32((p / ow) % oh) - i32(params.pad);
-    let b = p / (ow * oh);
+    let e = nhwc(i, ow, oh);
+    let ch = e.w;
+    let xx = i32(e.x) - i32(params.pad);
+    let yy = i32(e.y) - i32(params.pad);
+    let b = e.z;
     var v = 0.0;
     if xx >= 0 && yy >= 0 && xx < i32(params.w) && yy < i32(params.h) {
         v = x[((b * params.h + u32(yy)) * params.w + u32(xx)) * params.c + ch];
@@ -266,11 +272,11 @@ fn crop_spatial(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let ih = params.h + 2u * params.pad;
     let iw = params.w + 2u * params.pad;
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = p % params.w;
-    let yy = (p / params.w) % params.h;
-    let b = p / (params.w * params.h);
+    let e = nhwc(i, params.w, params.h);
+    let ch = e.w;
+    let xx = e.x;
+    let yy = e.y;
+    let b = e.z;
     out[i] = x[((b * ih + yy + params.pad) * iw + xx + params.pad) * params.c + ch];
 }
 
@@ -297,11 +303,11 @@ fn combine_complex_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= params.len {
         return;
     }
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = p % params.w;
-    let yy = (p / params.w) % params.h;
-    let b = p / (params.w * params.h);
+    let e = nhwc(i, params.w, params.h);
+    let ch = e.w;
+    let xx = e.x;
+    let yy = e.y;
+    let b = e.z;
     let g = z[((b * params.c + ch) * params.h + yy) * params.w + xx];
     let cs = cos(y[i]);
     let sn = sin(y[i]);
@@ -316,11 +322,11 @@ fn to_channels_last(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= params.len {
         return;
     }
-    let ch = i % params.c;
-    let p = i / params.c;
-    let xx = p % params.w;
-    let yy = (p / params.w) % params.h;
-    let b = p / (params.w * params.h);
+    let e = nhwc(i, params.w, params.h);
+    let ch = e.w;
+    let xx = e.x;
+    let yy = e.y;
+    let b = e.z;
     out[i] = x[((b * params.c + ch) * params.h + yy) * params.w + xx];
 }
 

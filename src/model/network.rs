@@ -103,6 +103,11 @@ impl<S> Network<S> {
         &self.arch
     }
 
+    /// The parameters' names, in `params` order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The parameters back on the host, named.
     pub fn download<B: Backend<Storage = S>>(
         &self,

@@ -85,12 +85,12 @@ impl<S> PinnTrainer<S> {
         &self,
         b: &B,
     ) -> Result<Vec<NamedTensor>, KernelError> {
-        let names = self.network.download(b)?;
+        let names = self.network.names();
         let mut out = Vec::with_capacity(2 * names.len() + 1);
         for (kind, moments) in [("m", &self.m), ("v", &self.v)] {
-            for (t, named) in moments.iter().zip(&names) {
+            for (t, name) in moments.iter().zip(names) {
                 out.push(NamedTensor::new(
-                    format!("{kind}/{}", named.name),
+                    format!("{kind}/{name}"),
                     t.shape(),
                     b.download_f32(t)?,
                 ));
@@ -106,7 +106,6 @@ impl<S> PinnTrainer<S> {
         b: &B,
         state: &[NamedTensor],
     ) -> Result<(), String> {
-        let names = self.network.download(b).map_err(|e| e.to_string())?;
         let find = |name: &str, shape: &[usize]| -> Result<&NamedTensor, String> {
             let t = state
                 .iter()
@@ -120,9 +119,15 @@ impl<S> PinnTrainer<S> {
             }
             Ok(t)
         };
-        for (k, named) in names.iter().enumerate() {
-            let m = find(&format!("m/{}", named.name), &named.shape)?;
-            let v = find(&format!("v/{}", named.name), &named.shape)?;
+        for (k, (name, param)) in self
+            .network
+            .names()
+            .iter()
+            .zip(&self.network.params)
+            .enumerate()
+        {
+            let m = find(&format!("m/{name}"), param.shape())?;
+            let v = find(&format!("v/{name}"), param.shape())?;
             self.m[k] = b.upload_f32(&m.shape, &m.data).map_err(|e| e.to_string())?;
             self.v[k] = b.upload_f32(&v.shape, &v.data).map_err(|e| e.to_string())?;
         }

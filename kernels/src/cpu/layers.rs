@@ -9,6 +9,12 @@ fn generate(len: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> Vec<f32> {
     (0..len).into_par_iter().map(f).collect()
 }
 
+/// (x, y, b, channel) of flat element i of an NHWC tensor of w x h images with `c` channels.
+fn nhwc(i: usize, w: usize, h: usize, c: usize) -> (usize, usize, usize, usize) {
+    let p = i / c;
+    (p % w, (p / w) % h, p / (w * h), i % c)
+}
+
 pub(super) fn activation(kind: Activation, x: &[f32]) -> Vec<f32> {
     x.par_iter().map(|&v| kind.apply(v)).collect()
 }
@@ -41,8 +47,7 @@ fn window(d: &Nhwc, x: &[f32], b: usize, oy: usize, ox: usize, ch: usize) -> [f3
 pub(super) fn max_pool(d: &Nhwc, x: &[f32]) -> Vec<f32> {
     let (oh, ow) = (d.h / 2, d.w / 2);
     generate(d.b * oh * ow * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (ox, oy, b) = (p % ow, (p / ow) % oh, p / (ow * oh));
+        let (ox, oy, b, ch) = nhwc(i, ow, oh, d.c);
         window(d, x, b, oy, ox, ch)
             .into_iter()
             .fold(f32::NEG_INFINITY, f32::max)
@@ -52,8 +57,7 @@ pub(super) fn max_pool(d: &Nhwc, x: &[f32]) -> Vec<f32> {
 pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
     let (oh, ow) = (d.h / 2, d.w / 2);
     generate(d.b * d.h * d.w * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (xx, yy, b) = (p % d.w, (p / d.w) % d.h, p / (d.w * d.h));
+        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
         let v = window(d, x, b, yy / 2, xx / 2, ch);
         let best = (1..4).fold(0, |best, k| if v[k] > v[best] { k } else { best });
         if best == (yy % 2) * 2 + xx % 2 {
@@ -66,12 +70,7 @@ pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
 
 pub(super) fn upsample(d: &Nhwc, x: &[f32]) -> Vec<f32> {
     generate(d.b * 4 * d.h * d.w * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (xx, yy, b) = (
-            p % (2 * d.w),
-            (p / (2 * d.w)) % (2 * d.h),
-            p / (4 * d.w * d.h),
-        );
+        let (xx, yy, b, ch) = nhwc(i, 2 * d.w, 2 * d.h, d.c);
         x[((b * d.h + yy / 2) * d.w + xx / 2) * d.c + ch]
     })
 }
@@ -79,8 +78,7 @@ pub(super) fn upsample(d: &Nhwc, x: &[f32]) -> Vec<f32> {
 /// d: the upsampling input's size; g is (B, 2H, 2W, C).
 pub(super) fn upsample_backward(d: &Nhwc, g: &[f32]) -> Vec<f32> {
     generate(d.b * d.h * d.w * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (xx, yy, b) = (p % d.w, (p / d.w) % d.h, p / (d.w * d.h));
+        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
         let w2 = 2 * d.w;
         let base = ((b * 2 * d.h + 2 * yy) * w2 + 2 * xx) * d.c + ch;
         let row = w2 * d.c;
@@ -109,10 +107,8 @@ pub(super) fn slice_channels_backward(d: &Nhwc, g: &[f32], start: usize, count: 
 pub(super) fn pad_spatial(d: &Nhwc, x: &[f32], pad: usize) -> Vec<f32> {
     let (oh, ow) = (d.h + 2 * pad, d.w + 2 * pad);
     generate(d.b * oh * ow * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let xx = (p % ow) as isize - pad as isize;
-        let yy = ((p / ow) % oh) as isize - pad as isize;
-        let b = p / (ow * oh);
+        let (xx, yy, b, ch) = nhwc(i, ow, oh, d.c);
+        let (xx, yy) = (xx as isize - pad as isize, yy as isize - pad as isize);
         if xx < 0 || yy < 0 || xx >= d.w as isize || yy >= d.h as isize {
             0.0
         } else {
@@ -125,8 +121,7 @@ pub(super) fn pad_spatial(d: &Nhwc, x: &[f32], pad: usize) -> Vec<f32> {
 pub(super) fn crop_spatial(d: &Nhwc, x: &[f32], pad: usize) -> Vec<f32> {
     let (ih, iw) = (d.h + 2 * pad, d.w + 2 * pad);
     generate(d.b * d.h * d.w * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (xx, yy, b) = (p % d.w, (p / d.w) % d.h, p / (d.w * d.h));
+        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
         x[((b * ih + yy + pad) * iw + xx + pad) * d.c + ch]
     })
 }
@@ -152,8 +147,7 @@ pub(super) fn combine_complex_backward(
     g: &[Complex32],
 ) -> (Vec<f32>, Vec<f32>) {
     let gather = |i: usize| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (xx, yy, b) = (p % d.w, (p / d.w) % d.h, p / (d.w * d.h));
+        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
         g[((b * d.c + ch) * d.h + yy) * d.w + xx]
     };
     let len = d.b * d.h * d.w * d.c;
@@ -171,8 +165,7 @@ pub(super) fn combine_complex_backward(
 /// d: the NHWC side; x is (B, C, H, W).
 pub(super) fn to_channels_last(d: &Nhwc, x: &[f32]) -> Vec<f32> {
     generate(d.b * d.h * d.w * d.c, |i| {
-        let (ch, p) = (i % d.c, i / d.c);
-        let (xx, yy, b) = (p % d.w, (p / d.w) % d.h, p / (d.w * d.h));
+        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
         x[((b * d.c + ch) * d.h + yy) * d.w + xx]
     })
 }
