@@ -31,13 +31,15 @@ const REL: [[f32; 2]; 8] = [
     [-0.3, -1.9],
 ];
 
-/// Object patches as the network emits them with pad_object: zero outside the central N/2 square.
-fn object_patches(rng: &mut SplitMix64, count: usize) -> Vec<Complex32> {
+/// Object patches as the network emits them with pad_object: zero outside the central N/2 square, or
+/// with the probe-big ring a weaker field there.
+fn object_patches(rng: &mut SplitMix64, count: usize, ring: bool) -> Vec<Complex32> {
     (0..count * N * N)
         .map(|i| {
             let (r, c) = ((i / N) % N, i % N);
-            if (N / 4..3 * N / 4).contains(&r) && (N / 4..3 * N / 4).contains(&c) {
-                let amp = 0.6 + 0.4 * rng.next_f64() as f32;
+            let centre = (N / 4..3 * N / 4).contains(&r) && (N / 4..3 * N / 4).contains(&c);
+            if centre || ring {
+                let amp = if centre { 0.6 } else { 0.05 } + 0.4 * rng.next_f64() as f32;
                 let phase = rng.next_symmetric_f32();
                 Complex32::from_polar(amp, phase)
             } else {
@@ -56,11 +58,11 @@ struct Case {
     counts_amplitude: Vec<f32>,
 }
 
-fn case(object_big: bool, probe_mask: bool, seed: u64) -> Case {
+fn case(object_big: bool, probe_mask: bool, ring: bool, seed: u64) -> Case {
     let mut rng = SplitMix64::new(seed);
     let channels = 4;
     let heads = if object_big { channels } else { 1 };
-    let patches = object_patches(&mut rng, GROUPS * heads);
+    let patches = object_patches(&mut rng, GROUPS * heads, ring);
     let probe = normalize(&default_probe(N, 1.0), N, 4.0).unwrap();
     // Observed amplitudes of the right magnitude: sqrt of integer-like counts near the prediction.
     let counts_amplitude = (0..GROUPS * channels * N * N)
@@ -72,6 +74,7 @@ fn case(object_big: bool, probe_mask: bool, seed: u64) -> Case {
             object_big,
             probe_mask,
             intensity_scale: 4.0,
+            separate_ring: ring,
         },
         channels,
         heads,
@@ -159,8 +162,13 @@ fn check_entries(
     }
 }
 
-fn chain_matches_finite_differences<B: Backend>(b: &B, object_big: bool, probe_mask: bool) {
-    let c = case(object_big, probe_mask, 11);
+fn chain_matches_finite_differences<B: Backend>(
+    b: &B,
+    object_big: bool,
+    probe_mask: bool,
+    ring: bool,
+) {
+    let c = case(object_big, probe_mask, ring, 11);
     let (grad_patches, grad_probe) = chain_gradients(b, &c, None);
     // Entries inside the centre squares, where the object lives, and the largest gradient entries.
     let mut entries: Vec<usize> = vec![
@@ -170,6 +178,9 @@ fn chain_matches_finite_differences<B: Backend>(b: &B, object_big: bool, probe_m
     ];
     if c.heads > 1 {
         entries.push(3 * N * N + (3 * N / 4 - 2) * N + N / 2);
+    }
+    if ring {
+        entries.extend([(N / 8) * N + N / 2, 2 * N * N + (N / 2) * N + N - 6]);
     }
     let largest = (0..grad_patches.len())
         .max_by(|&i, &j| grad_patches[i].norm().total_cmp(&grad_patches[j].norm()))
@@ -204,23 +215,28 @@ fn chain_matches_finite_differences<B: Backend>(b: &B, object_big: bool, probe_m
 
 #[test]
 fn cpu_chain_gridsize2_matches_finite_differences() {
-    chain_matches_finite_differences(&CpuBackend::new(), true, false);
+    chain_matches_finite_differences(&CpuBackend::new(), true, false, false);
+}
+
+#[test]
+fn cpu_chain_with_probe_big_ring_matches_finite_differences() {
+    chain_matches_finite_differences(&CpuBackend::new(), true, false, true);
 }
 
 #[test]
 fn cpu_chain_with_probe_mask_matches_finite_differences() {
-    chain_matches_finite_differences(&CpuBackend::new(), true, true);
+    chain_matches_finite_differences(&CpuBackend::new(), true, true, false);
 }
 
 #[test]
 fn cpu_chain_without_object_big_matches_finite_differences() {
-    chain_matches_finite_differences(&CpuBackend::new(), false, false);
+    chain_matches_finite_differences(&CpuBackend::new(), false, false, false);
 }
 
 #[test]
 fn gpu_chain_gridsize2_matches_finite_differences() {
     if let Some(gpu) = shared_gpu() {
-        chain_matches_finite_differences(gpu, true, false);
+        chain_matches_finite_differences(gpu, true, false, false);
     }
 }
 
@@ -238,8 +254,13 @@ fn rel_err(a: &[Complex32], b: &[Complex32]) -> f64 {
 fn gpu_chain_matches_cpu_backend() {
     let Some(gpu) = shared_gpu() else { return };
     let cpu = CpuBackend::new();
-    for (object_big, probe_mask) in [(true, false), (true, true), (false, false)] {
-        let c = case(object_big, probe_mask, 5);
+    for (object_big, probe_mask, ring) in [
+        (true, false, false),
+        (true, true, false),
+        (false, false, false),
+        (true, false, true),
+    ] {
+        let c = case(object_big, probe_mask, ring, 5);
         let (gc, gt, ga) = forward_outputs(gpu, &c);
         let (cc, ct, ca) = forward_outputs(&cpu, &c);
         assert!(rel_err(&gc, &cc) < 1e-6, "canvas");
@@ -290,7 +311,7 @@ fn forward_outputs<B: Backend>(b: &B, c: &Case) -> (Vec<Complex32>, Vec<Complex3
 #[test]
 fn bad_shapes_are_errors_naming_the_expected_shape() {
     let b = CpuBackend::new();
-    let c = case(true, false, 1);
+    let c = case(true, false, false, 1);
     let model = ForwardModel::new(&b, &c.probe, N, c.config.clone()).unwrap();
     let rel = relative_tensor(&b, &REL).unwrap();
     let x = b.upload_c64(

@@ -1,12 +1,14 @@
 //! Per-sample merge and extraction on both backends: the reference's values (Σ/(k + 0.001), the ×1000
-//! ring at gridsize 1), adjoint identities of both backward passes, and GPU against CPU.
+//! ring at gridsize 1), the ring-separating merge (centre / 1.001, ring × 1), adjoint identities of the
+//! backward passes, and GPU against CPU.
 
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;
 use ptycho_wgpu::kernels::{Backend, Complex32};
 use ptycho_wgpu::physics::merge::{
-    centre_mask, extract, extract_backward, merge, merge_backward, relative_tensor,
+    centre_mask, extract, extract_backward, merge, merge_backward, merge_separating_ring,
+    relative_tensor, Merged,
 };
 
 const N: usize = 16;
@@ -38,6 +40,32 @@ fn gridsize_one_divides_by_the_count<B: Backend>(b: &B) {
     }
 }
 
+/// Without the × 1000: the centre averaged by the count (1.001), the ring passed as it is.
+fn separated_ring_passes_at_unit_scale<B: Backend>(b: &B) {
+    let values = SplitMix64::new(1).complex_vec(N * N);
+    let patches = b.upload_c64(&[1, 1, N, N], &values).unwrap();
+    let rel = relative_tensor(b, &[[0.0, 0.0]]).unwrap();
+    let merged = merge_separating_ring(b, &patches, &rel, P).unwrap();
+    let canvas = b.download_c64(&merged.canvas).unwrap();
+    let mask = centre_mask(N);
+    let m = (P - N) / 2;
+    for r in m..m + N {
+        for c in m..m + N {
+            let k = (r - m) * N + (c - m);
+            let expected = if mask[k] == 1.0 {
+                values[k] / 1.001
+            } else {
+                values[k]
+            };
+            assert!(
+                (canvas[r * P + c] - expected).norm() <= 1e-5 * expected.norm().max(1.0),
+                "({r}, {c}): {} vs {expected}",
+                canvas[r * P + c]
+            );
+        }
+    }
+}
+
 fn overlapping_centres_average<B: Backend>(b: &B) {
     // Two patches of ones, 4 px apart in x: their centre windows (8 px wide) overlap over 4 columns.
     let patches = b
@@ -62,8 +90,21 @@ fn inner(a: &[Complex32], b: &[Complex32]) -> f64 {
     a.iter().zip(b).map(|(p, q)| (p * q.conj()).re as f64).sum()
 }
 
-/// Re<merge(O), G> = Re<O, mergeᵀ(G)> and the same for extraction.
+type MergeFn<B> = fn(
+    &B,
+    &ptycho_wgpu::kernels::Tensor<<B as Backend>::Storage>,
+    &ptycho_wgpu::kernels::Tensor<<B as Backend>::Storage>,
+    usize,
+) -> Result<Merged<<B as Backend>::Storage>, ptycho_wgpu::kernels::KernelError>;
+
+/// Re<merge(O), G> = Re<O, mergeᵀ(G)> for both merges, and the same for extraction.
 fn backward_passes_are_adjoints<B: Backend>(b: &B) {
+    for merge_fn in [merge::<B> as MergeFn<B>, merge_separating_ring::<B>] {
+        adjoints(b, merge_fn);
+    }
+}
+
+fn adjoints<B: Backend>(b: &B, merge_fn: MergeFn<B>) {
     let (groups, channels) = (3, 4);
     let mut rng = SplitMix64::new(5);
     let o = rng.complex_vec(groups * channels * N * N);
@@ -77,7 +118,7 @@ fn backward_passes_are_adjoints<B: Backend>(b: &B) {
         })
         .collect();
     let rel_t = relative_tensor(b, &rel).unwrap();
-    let merged = merge(
+    let merged = merge_fn(
         b,
         &b.upload_c64(&[groups, channels, N, N], &o).unwrap(),
         &rel_t,
@@ -158,6 +199,7 @@ macro_rules! both {
 
 both!(
     gridsize_one_divides_by_the_count,
+    separated_ring_passes_at_unit_scale,
     overlapping_centres_average,
     backward_passes_are_adjoints,
     extraction_shifts_by_plus_rel_and_crops

@@ -1,7 +1,8 @@
 //! The PINN step: gradients of the whole chain (network → amp·e^{iφ} → merge → extraction → probe →
-//! far field → Poisson NLL) against finite differences in chosen parameters, GPU against CPU, and Adam
-//! steps that lower the loss of a fixed batch. A small network (N = 64, n_filters_scale 1, two groups
-//! at gridsize 2) keeps this fast on two cores.
+//! far field → Poisson NLL) against finite differences in chosen parameters, with and without the
+//! probe-big ring, GPU against CPU, and Adam steps that lower the loss of a fixed batch. The same for
+//! the supervised baseline's step (MAE on amplitude and phase labels). Small networks (N = 64,
+//! n_filters_scale 1, two groups at gridsize 2) keep this fast on two cores.
 
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::ops::optim::AdamConfig;
@@ -9,17 +10,17 @@ use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;
 use ptycho_wgpu::kernels::Backend;
 use ptycho_wgpu::model::network::glorot_init;
-use ptycho_wgpu::model::ModelConfig;
+use ptycho_wgpu::model::{ModelConfig, ModelKind};
 use ptycho_wgpu::persist::weights::NamedTensor;
 use ptycho_wgpu::physics::probe::{default_probe, normalize};
-use ptycho_wgpu::train::PinnTrainer;
+use ptycho_wgpu::train::{Batch, Targets, Trainer};
 
 const N: usize = 64;
 const GROUPS: usize = 2;
 const C: usize = 4;
 const S: f32 = 30.0;
 
-struct Batch {
+struct HostBatch {
     x: Vec<f32>,
     target: Vec<f32>,
     relative: Vec<f32>,
@@ -32,9 +33,24 @@ fn config() -> ModelConfig {
     }
 }
 
+fn ring_config() -> ModelConfig {
+    ModelConfig {
+        probe_big: true,
+        ..config()
+    }
+}
+
+fn baseline_config() -> ModelConfig {
+    ModelConfig {
+        kind: ModelKind::Baseline,
+        gridsize: 1,
+        ..config()
+    }
+}
+
 /// Diffraction-like inputs: a smooth positive pattern per channel, normalised so that mean Σ X² =
 /// (N/2)²; targets s·X; offsets of a plus-shaped group (summing to zero).
-fn batch() -> Batch {
+fn batch() -> HostBatch {
     let mut rng = SplitMix64::new(17);
     let mut x: Vec<f32> = (0..GROUPS * C * N * N)
         .map(|i| {
@@ -51,7 +67,7 @@ fn batch() -> Batch {
         0.0, 4.2, 0.0, -4.2, 4.1, 0.0, -4.1, 0.0, //
         3.9, 0.3, -3.9, -0.3, 0.2, 4.0, -0.2, -4.0,
     ];
-    Batch {
+    HostBatch {
         x,
         target,
         relative,
@@ -65,60 +81,125 @@ fn probe() -> Vec<ptycho_wgpu::kernels::Complex32> {
 /// Targets near the prediction at `weights` (0.8 Â + 0.1): a loss that is well conditioned, whose
 /// curvature 2Y/Â² stays bounded (a random target puts counts where Â ≈ 0, and finite differences
 /// there measure the curvature rather than the gradient).
-fn near_target<B: Backend>(b: &B, weights: &[NamedTensor]) -> Vec<f32> {
+fn near_target<B: Backend>(b: &B, cfg: &ModelConfig, weights: &[NamedTensor]) -> Vec<f32> {
     let data = batch();
-    let trainer =
-        PinnTrainer::new(b, &config(), weights, &probe(), S, AdamConfig::default()).unwrap();
+    let trainer = Trainer::pinn(b, cfg, weights, &probe(), S, AdamConfig::default()).unwrap();
     let x = b.upload_f32(&[GROUPS, C, N, N], &data.x).unwrap();
     let rel = b.upload_f32(&[GROUPS * C, 2], &data.relative).unwrap();
     let a = trainer.predict_amplitude(b, &x, &rel).unwrap();
     a.iter().map(|v| 0.8 * v + 0.1).collect()
 }
 
+fn pinn_batch<B: Backend>(b: &B, data: &HostBatch, target: &[f32]) -> Batch<B::Storage> {
+    Batch {
+        x: b.upload_f32(&[GROUPS, C, N, N], &data.x).unwrap(),
+        targets: Targets::Physics {
+            relative: b.upload_f32(&[GROUPS * C, 2], &data.relative).unwrap(),
+            amplitude: b.upload_f32(&[GROUPS, C, N, N], target).unwrap(),
+        },
+    }
+}
+
+/// Labels for the baseline (GROUPS·C patterns): random amplitude in [0.6, 1] and phase in [0.3, 0.9],
+/// away from the untrained network's outputs near 0 so that no |pred − label| kink lies within a
+/// finite-difference step.
+fn labels() -> (Vec<f32>, Vec<f32>) {
+    let mut rng = SplitMix64::new(23);
+    let count = GROUPS * C * N * N;
+    let amplitude = (0..count)
+        .map(|_| 0.8 + 0.2 * rng.next_symmetric_f32())
+        .collect();
+    let phase = (0..count)
+        .map(|_| 0.6 + 0.3 * rng.next_symmetric_f32())
+        .collect();
+    (amplitude, phase)
+}
+
+fn baseline_batch<B: Backend>(b: &B) -> Batch<B::Storage> {
+    let data = batch();
+    let (amplitude, phase) = labels();
+    let patterns = GROUPS * C;
+    Batch {
+        x: b.upload_f32(&[patterns, 1, N, N], &data.x).unwrap(),
+        targets: Targets::Labels {
+            amplitude: b.upload_f32(&[patterns, N, N, 1], &amplitude).unwrap(),
+            phase: b.upload_f32(&[patterns, N, N, 1], &phase).unwrap(),
+        },
+    }
+}
+
+/// The loss and gradients of the PINN (`target` the observed amplitudes) or of the baseline.
 fn loss_and_grads<B: Backend>(
     b: &B,
+    cfg: &ModelConfig,
     weights: &[NamedTensor],
     target: &[f32],
 ) -> (f64, Vec<Vec<f32>>) {
     let data = batch();
-    let trainer =
-        PinnTrainer::new(b, &config(), weights, &probe(), S, AdamConfig::default()).unwrap();
-    let x = b.upload_f32(&[GROUPS, C, N, N], &data.x).unwrap();
-    let t = b.upload_f32(&[GROUPS, C, N, N], target).unwrap();
-    let rel = b.upload_f32(&[GROUPS * C, 2], &data.relative).unwrap();
-    let (loss, grads) = trainer.loss_and_grads(b, &x, &rel, &t).unwrap();
+    let adam = AdamConfig::default();
+    let (trainer, batch) = match cfg.kind {
+        ModelKind::Pinn => (
+            Trainer::pinn(b, cfg, weights, &probe(), S, adam).unwrap(),
+            pinn_batch(b, &data, target),
+        ),
+        ModelKind::Baseline => (
+            Trainer::baseline(b, cfg, weights, adam).unwrap(),
+            baseline_batch(b),
+        ),
+    };
+    let (loss, grads) = trainer.loss_and_grads(b, &batch).unwrap();
     (
         loss,
         grads.iter().map(|g| b.download_f32(g).unwrap()).collect(),
     )
 }
 
-#[test]
-fn cpu_gradients_match_finite_differences() {
+/// Glorot weights. With the ring, its amplitude bias is raised to 1 so that the ring's amplitude
+/// swish(z) ≈ 0.7 rather than ≈ 0 (at ≈ 0 the ring phase has almost no effect, and its gradients are
+/// below the loss's rounding), and the ring's ReLU layers get biases of 0.1: their inputs (four
+/// decoder channels) are mostly zero, so with zero biases most pre-activations sit exactly on the
+/// ReLU kink, where a finite difference is one-sided.
+fn initial_weights(cfg: &ModelConfig, seed: u64) -> Vec<NamedTensor> {
+    let mut weights = glorot_init(cfg, seed).unwrap();
+    for t in weights.iter_mut().filter(|t| t.name.ends_with("/bias")) {
+        let value = if t.name == "amplitude/ring_head/bias" {
+            1.0
+        } else if t.name.contains("/ring_up_") {
+            0.1
+        } else {
+            continue;
+        };
+        t.data.iter_mut().for_each(|v| *v = value);
+    }
+    weights
+}
+
+/// Central differences of the loss in chosen parameters against the analytic gradients.
+fn gradients_match_finite_differences(
+    cfg: &ModelConfig,
+    seed: u64,
+    eps: f32,
+    picks: &[(&str, usize)],
+) {
     let b = CpuBackend::new();
-    let weights = glorot_init(&config(), 5).unwrap();
-    let target = near_target(&b, &weights);
-    let (_, grads) = loss_and_grads(&b, &weights, &target);
+    let weights = initial_weights(cfg, seed);
+    let target = match cfg.kind {
+        ModelKind::Pinn => near_target(&b, cfg, &weights),
+        ModelKind::Baseline => Vec::new(),
+    };
+    let (_, grads) = loss_and_grads(&b, cfg, &weights, &target);
     let index = |name: &str| weights.iter().position(|t| t.name == name).unwrap();
-    // Biases get the largest, cleanest gradients; one kernel entry per branch besides.
-    let picks = [
-        ("amplitude/head/bias", 0),
-        ("phase/head/bias", 1),
-        ("phase/head/bias", 2),
-        ("encoder/conv_3b/bias", 7),
-        ("amplitude/up_2b/bias", 3),
-        ("encoder/conv_1a/kernel", 4 * 64 + 5),
-    ];
-    for (name, j) in picks {
+    for &(name, j) in picks {
         let k = index(name);
         let analytic = grads[k][j] as f64;
         let scale = grads[k].iter().map(|g| g.abs() as f64).fold(0.0, f64::max);
-        let eps = 1e-3f32;
+        assert!(scale > 0.0, "{name}: the gradient is zero");
         let mut plus = weights.clone();
         plus[k].data[j] += eps;
         let mut minus = weights.clone();
         minus[k].data[j] -= eps;
-        let fd = (loss_and_grads(&b, &plus, &target).0 - loss_and_grads(&b, &minus, &target).0)
+        let fd = (loss_and_grads(&b, cfg, &plus, &target).0
+            - loss_and_grads(&b, cfg, &minus, &target).0)
             / (2.0 * eps as f64);
         assert!(
             (fd - analytic).abs() < 0.01 * scale.max(analytic.abs()),
@@ -128,21 +209,111 @@ fn cpu_gradients_match_finite_differences() {
 }
 
 #[test]
+fn cpu_gradients_match_finite_differences() {
+    // Biases get the largest, cleanest gradients; one kernel entry per branch besides.
+    gradients_match_finite_differences(
+        &config(),
+        5,
+        1e-3,
+        &[
+            ("amplitude/head/bias", 0),
+            ("phase/head/bias", 1),
+            ("phase/head/bias", 2),
+            ("encoder/conv_3b/bias", 7),
+            ("amplitude/up_2b/bias", 3),
+            ("encoder/conv_1a/kernel", 4 * 64 + 5),
+        ],
+    );
+}
+
+#[test]
+fn cpu_ring_gradients_match_finite_differences() {
+    gradients_match_finite_differences(
+        &ring_config(),
+        8,
+        1e-3,
+        &[
+            ("amplitude/ring_head/bias", 0),
+            ("phase/ring_head/bias", 3),
+            ("amplitude/ring_up_a/bias", 5),
+            ("phase/ring_up_b/bias", 2),
+            ("amplitude/head/bias", 1),
+        ],
+    );
+}
+
+#[test]
+fn cpu_baseline_gradients_match_finite_differences() {
+    gradients_match_finite_differences(
+        &baseline_config(),
+        9,
+        1e-3,
+        &[
+            ("amplitude/head/bias", 0),
+            ("phase/head/bias", 0),
+            ("amplitude/up_3b/bias", 4),
+            ("encoder/conv_2a/bias", 6),
+            ("phase/up_1a/kernel", 17),
+        ],
+    );
+}
+
+#[test]
 fn gpu_gradients_match_cpu() {
     let Some(gpu) = shared_gpu() else { return };
-    let weights = glorot_init(&config(), 6).unwrap();
     let cpu = CpuBackend::new();
-    let target = near_target(&cpu, &weights);
-    let (gl, gg) = loss_and_grads(gpu, &weights, &target);
-    let (cl, cg) = loss_and_grads(&cpu, &weights, &target);
-    assert!((gl - cl).abs() < 1e-5 * cl.abs(), "loss {gl} vs {cl}");
-    for (k, (a, c)) in gg.iter().zip(&cg).enumerate() {
-        let num: f64 = a.iter().zip(c).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
-        let den: f64 = c.iter().map(|q| (*q as f64).powi(2)).sum();
-        let e = (num / den.max(1e-30)).sqrt();
-        // Measured at most 1.1e-5 (summation order of the convolutions' reductions).
-        assert!(e < 1e-4, "{}: relative difference {e:.2e}", weights[k].name);
+    for (cfg, seed) in [(config(), 6), (ring_config(), 10), (baseline_config(), 11)] {
+        let weights = initial_weights(&cfg, seed);
+        let target = match cfg.kind {
+            ModelKind::Pinn => near_target(&cpu, &cfg, &weights),
+            ModelKind::Baseline => Vec::new(),
+        };
+        let (gl, gg) = loss_and_grads(gpu, &cfg, &weights, &target);
+        let (cl, cg) = loss_and_grads(&cpu, &cfg, &weights, &target);
+        assert!((gl - cl).abs() < 1e-5 * cl.abs(), "loss {gl} vs {cl}");
+        for (k, (a, c)) in gg.iter().zip(&cg).enumerate() {
+            let num: f64 = a.iter().zip(c).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
+            let den: f64 = c.iter().map(|q| (*q as f64).powi(2)).sum();
+            let e = (num / den.max(1e-30)).sqrt();
+            // Measured at most 1.1e-5 (summation order of the convolutions' reductions).
+            assert!(e < 1e-4, "{}: relative difference {e:.2e}", weights[k].name);
+        }
     }
+}
+
+#[test]
+fn baseline_adam_steps_lower_the_loss_of_a_batch() {
+    let b = CpuBackend::new();
+    let cfg = baseline_config();
+    let weights = glorot_init(&cfg, 12).unwrap();
+    // Keras' rate 1e-3 moves every one of the ~1.2 M weights by about that much on the first steps,
+    // which overshoots a linear head on a single batch; 1e-4 descends steadily.
+    let adam = AdamConfig {
+        learning_rate: 1e-4,
+        ..AdamConfig::default()
+    };
+    let mut trainer = Trainer::baseline(&b, &cfg, &weights, adam).unwrap();
+    let batch = baseline_batch(&b);
+    let losses: Vec<f64> = (0..8)
+        .map(|_| trainer.train_step(&b, &batch).unwrap())
+        .collect();
+    assert!(
+        losses.windows(2).all(|w| w[1] < w[0]) && losses[7] < 0.95 * losses[0],
+        "losses {losses:?}"
+    );
+}
+
+#[test]
+fn a_batch_of_the_wrong_kind_is_an_error() {
+    let b = CpuBackend::new();
+    let weights = glorot_init(&baseline_config(), 1).unwrap();
+    let trainer =
+        Trainer::baseline(&b, &baseline_config(), &weights, AdamConfig::default()).unwrap();
+    let data = batch();
+    let err = trainer
+        .loss(&b, &pinn_batch(&b, &data, &data.target))
+        .unwrap_err();
+    assert!(err.contains("labels"), "{err}");
 }
 
 #[test]
@@ -151,12 +322,10 @@ fn adam_steps_lower_the_loss_of_a_batch() {
     let data = batch();
     let weights = glorot_init(&config(), 7).unwrap();
     let mut trainer =
-        PinnTrainer::new(&b, &config(), &weights, &probe(), S, AdamConfig::default()).unwrap();
-    let x = b.upload_f32(&[GROUPS, C, N, N], &data.x).unwrap();
-    let t = b.upload_f32(&[GROUPS, C, N, N], &data.target).unwrap();
-    let rel = b.upload_f32(&[GROUPS * C, 2], &data.relative).unwrap();
+        Trainer::pinn(&b, &config(), &weights, &probe(), S, AdamConfig::default()).unwrap();
+    let batch = pinn_batch(&b, &data, &data.target);
     let losses: Vec<f64> = (0..8)
-        .map(|_| trainer.train_step(&b, &x, &rel, &t).unwrap())
+        .map(|_| trainer.train_step(&b, &batch).unwrap())
         .collect();
     assert_eq!(trainer.step, 8);
     assert!(

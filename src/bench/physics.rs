@@ -96,6 +96,7 @@ pub fn run<B: Backend>(b: &B, config: &PhysicsBenchConfig) -> anyhow::Result<Phy
                 object_big: true,
                 probe_mask: false,
                 intensity_scale: 100.0,
+                separate_ring: false,
             },
         )?;
         let patches: Vec<Complex32> = (0..config.patterns * n * n)

@@ -47,10 +47,7 @@ pub enum ModelCommand {
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     let ModelCommand::Summary(args) = command;
     let config = ModelConfig {
-        kind: match args.model {
-            ModelArg::Pinn => ModelKind::Pinn,
-            ModelArg::Baseline => ModelKind::Baseline,
-        },
+        kind: ModelKind::from(args.model),
         n: args.n,
         gridsize: args.gridsize,
         n_filters_scale: args.n_filters_scale,
@@ -79,6 +76,15 @@ impl From<AmpActivationArg> for AmpActivation {
             AmpActivationArg::Swish => AmpActivation::Swish,
             AmpActivationArg::Softplus => AmpActivation::Softplus,
             AmpActivationArg::Relu => AmpActivation::Relu,
+        }
+    }
+}
+
+impl From<ModelArg> for ModelKind {
+    fn from(arg: ModelArg) -> Self {
+        match arg {
+            ModelArg::Pinn => ModelKind::Pinn,
+            ModelArg::Baseline => ModelKind::Baseline,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::device::{with_backend, DeviceArgs};
-use super::model::AmpActivationArg;
+use super::model::{AmpActivationArg, ModelArg};
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
 use crate::train::infer::InferConfig;
 use crate::train::run::{train, Progress, TrainConfig};
@@ -16,6 +16,13 @@ pub struct TrainArgs {
     /// Training data: an NPZ file, a folder of shards, or a glob.
     #[arg(long)]
     train_data: PathBuf,
+    /// Test data, scored once after training (its mean loss goes into history.json).
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// pinn: the physics-informed network (no labels); baseline: the supervised network, trained on
+    /// ground-truth patches ('Y', or cut from 'objectGuess').
+    #[arg(long, value_enum, default_value = "pinn")]
+    model: ModelArg,
     /// Where the bundle (wts.h5.zip), history.json and the log go.
     #[arg(long)]
     output_dir: PathBuf,
@@ -33,6 +40,10 @@ pub struct TrainArgs {
     nphotons: f64,
     #[arg(long, default_value_t = 2)]
     n_filters_scale: usize,
+    /// Add the probe-big ring branch to each PINN decoder (merged at unit scale, not the
+    /// reference's × 1000; see the README).
+    #[arg(long)]
+    probe_big: bool,
     #[arg(long, value_enum, default_value = "sigmoid")]
     amp_activation: AmpActivationArg,
     #[arg(long, default_value_t = 1e-3)]
@@ -57,13 +68,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let n = crate::data::dataset::Dataset::open(&args.train_data)?.n;
     let config = TrainConfig {
         train_data: args.train_data,
+        test_data: args.test_data,
         output_dir: args.output_dir,
         model: ModelConfig {
-            kind: ModelKind::Pinn,
+            kind: ModelKind::from(args.model),
             n,
             gridsize: args.gridsize,
             n_filters_scale: args.n_filters_scale,
-            probe_big: false,
+            probe_big: args.probe_big,
             amp_activation: AmpActivation::from(args.amp_activation),
         },
         n_groups: args.n_groups,
@@ -105,6 +117,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             last.train_loss,
             report.samples_per_s
         );
+        if let Some(loss) = report.test_loss {
+            println!("test loss {loss:.6e}");
+        }
         println!(
             "bundle {} (sha256 {}, {} bytes)",
             report.bundle.path.display(),

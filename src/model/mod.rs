@@ -17,6 +17,16 @@ pub enum ModelKind {
     Baseline,
 }
 
+impl ModelKind {
+    /// As params.json's "model_type".
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Pinn => "pinn",
+            ModelKind::Baseline => "baseline",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AmpActivation {
@@ -37,7 +47,7 @@ impl AmpActivation {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelConfig {
     pub kind: ModelKind,
     /// Patch size: 64, 128 or 256 (the baseline: 64).

@@ -28,6 +28,13 @@ pub fn glorot_init(config: &ModelConfig, seed: u64) -> Result<Vec<NamedTensor>, 
         .collect())
 }
 
+/// x ⊙ (1 − Mc) for x (B, N, N, C): x minus its centre N/2 square. The map is its own adjoint.
+fn border<B: Backend>(b: &B, x: &Tensor<B::Storage>) -> Result<Tensor<B::Storage>, KernelError> {
+    let quarter = x.shape()[1] / 4;
+    let centre = b.pad_spatial(&b.crop_spatial(x, quarter)?, quarter)?;
+    b.add_real(x, &b.scale(&centre, -1.0)?)
+}
+
 /// A network with its parameters resident on a backend.
 pub struct Network<S> {
     arch: Architecture,
@@ -52,9 +59,6 @@ impl<S> Network<S> {
         weights: &[NamedTensor],
     ) -> Result<Self, String> {
         let arch = architecture(config)?;
-        if arch.layers.iter().any(|l| matches!(l.op, Op::BorderMask)) {
-            return Err("running the probe-big ring branch is not supported yet".into());
-        }
         let expected = parameters(config)?;
         let mut params = Vec::with_capacity(expected.len());
         for (name, shape) in &expected {
@@ -158,7 +162,7 @@ impl<S> Network<S> {
                 Op::Slice { start, count } => (b.slice_channels(src, *start, *count)?, None),
                 Op::Pad { pad } => (b.pad_spatial(src, *pad)?, None),
                 Op::Add { other } => (b.add_real(src, &outputs[*other])?, None),
-                Op::BorderMask => unreachable!("refused by Network::new"),
+                Op::BorderMask => (border(b, src)?, None),
             };
             outputs.push(out);
             pre_activation.push(pre);
@@ -237,7 +241,7 @@ impl<S> Network<S> {
                     accumulate(&mut grads, *other, b.copy(&g)?)?;
                     Some(g)
                 }
-                Op::BorderMask => unreachable!("refused by Network::new"),
+                Op::BorderMask => Some(border(b, &g)?),
             };
             if let (Some(j), Some(t)) = (source, grad_in) {
                 accumulate(&mut grads, j, t)?;

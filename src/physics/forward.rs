@@ -29,6 +29,9 @@ pub struct ForwardConfig {
     pub probe_mask: bool,
     /// The intensity scale s.
     pub intensity_scale: f32,
+    /// Merge the heads' probe-big ring apart from the centre ([`merge::merge_separating_ring`]); only
+    /// a ring-producing network needs it, since without a ring both merges agree.
+    pub separate_ring: bool,
 }
 
 /// The model's fixed parts on one backend: the probe (already normalised) and the configuration.
@@ -146,7 +149,11 @@ impl<S> ForwardModel<S> {
         let (n, p) = (self.n, self.config.canvas);
         let groups = self.check_inputs(patches, relative, channels)?;
         let canvas = if self.config.object_big {
-            Canvas::Merged(merge::merge(b, patches, relative, p)?)
+            Canvas::Merged(if self.config.separate_ring {
+                merge::merge_separating_ring(b, patches, relative, p)?
+            } else {
+                merge::merge(b, patches, relative, p)?
+            })
         } else {
             Canvas::Padded(b.recenter(patches, p, p)?.reshape(&[groups, p, p])?)
         };

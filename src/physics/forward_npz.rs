@@ -296,6 +296,7 @@ fn read_inputs(path: &Path) -> Result<Inputs, PhysicsError> {
             object_big,
             probe_mask,
             intensity_scale: scale[0],
+            separate_ring: false,
         },
     })
 }

@@ -3,9 +3,15 @@
 //! per sample for every batch size (its B·C ≥ 64 branch merges the whole batch into one canvas, a
 //! defect). The reference's batch-mean centring of the shifts is a no-op (relative offsets sum to zero
 //! in each group) and is left out.
+//!
+//! With the probe-big ring (physics-and-model.md §6.3, §11 P1) the reference divides the whole
+//! numerator by the centre-window count + 0.001, so the ring, where the count is 0, comes out × 1000.
+//! [`merge_separating_ring`] instead averages only the centre part of each patch by the count and adds
+//! the ring part as it is: canvas = Σ T(pad(Mc ⊙ O)) / (count + 0.001) + Σ T(pad((1 − Mc) ⊙ O)). Without
+//! the ring the heads are zero outside the centre, so both forms give the same canvas.
 
 use ptycho_kernels::ops::translate::TranslateDirection::{Backward, Forward};
-use ptycho_kernels::{Backend, KernelError, Tensor};
+use ptycho_kernels::{Backend, Complex32, KernelError, Tensor};
 
 /// Added to the overlap count before dividing, as the reference.
 pub const COUNT_EPSILON: f32 = 0.001;
@@ -32,6 +38,8 @@ pub struct Merged<S> {
     count: Tensor<S>,
     /// −rel per patch, (B·C, 2).
     shifts: Tensor<S>,
+    /// Mc and 1 − Mc as (N, N) complex64, when the ring is merged apart.
+    ring_masks: Option<(Tensor<S>, Tensor<S>)>,
     channels: usize,
     n: usize,
 }
@@ -47,7 +55,7 @@ fn dims(patches_shape: &[usize]) -> Result<(usize, usize, usize), KernelError> {
     }
 }
 
-/// canvas = Σ_c T_{−rel_c}(pad_P(O_c)) / (Σ_c T_{−rel_c}(pad_P(Mc)) + 0.001), per sample.
+/// canvas = Σ_c T_{−rel_c}(pad_P(O_c)) / (Σ_c T_{−rel_c}(pad_P(Mc)) + 0.001), per sample, as the reference.
 /// `patches` (B, C, N, N) complex64; `relative` (B·C, 2) float32 holding rel = −(position − centroid).
 pub fn merge<B: Backend>(
     b: &B,
@@ -55,23 +63,68 @@ pub fn merge<B: Backend>(
     relative: &Tensor<B::Storage>,
     p: usize,
 ) -> Result<Merged<B::Storage>, KernelError> {
+    merge_with(b, patches, relative, p, false)
+}
+
+/// The merge for the probe-big ring: the centre parts averaged by the count, the ring parts summed
+/// (see the module notes).
+pub fn merge_separating_ring<B: Backend>(
+    b: &B,
+    patches: &Tensor<B::Storage>,
+    relative: &Tensor<B::Storage>,
+    p: usize,
+) -> Result<Merged<B::Storage>, KernelError> {
+    merge_with(b, patches, relative, p, true)
+}
+
+fn merge_with<B: Backend>(
+    b: &B,
+    patches: &Tensor<B::Storage>,
+    relative: &Tensor<B::Storage>,
+    p: usize,
+    separate_ring: bool,
+) -> Result<Merged<B::Storage>, KernelError> {
     let (groups, channels, n) = dims(patches.shape())?;
     let shifts = b.scale(relative, -1.0)?;
-    let num = b.sum_channels(&b.translate(&b.recenter(patches, p, p)?, &shifts, Forward)?)?;
+    let placed = |t: &Tensor<B::Storage>| {
+        b.sum_channels(&b.translate(&b.recenter(t, p, p)?, &shifts, Forward)?)
+    };
     let mask: Vec<f32> = centre_mask(n).repeat(groups * channels);
-    let mask = b.upload_f32(&[groups, channels, n, n], &mask)?;
     let count = b.offset(
-        &b.sum_channels(&b.translate(&b.recenter(&mask, p, p)?, &shifts, Forward)?)?,
+        &placed(&b.upload_f32(&[groups, channels, n, n], &mask)?)?,
         COUNT_EPSILON,
     )?;
-    let canvas = b.div_real(&num, &count)?;
+    let (canvas, ring_masks) = if separate_ring {
+        let (centre, border) = ring_masks(b, n)?;
+        let averaged = b.div_real(&placed(&b.mul(patches, &centre)?)?, &count)?;
+        let ring = placed(&b.mul(patches, &border)?)?;
+        (b.add(&averaged, &ring)?, Some((centre, border)))
+    } else {
+        (b.div_real(&placed(patches)?, &count)?, None)
+    };
     Ok(Merged {
         canvas,
         count,
         shifts,
+        ring_masks,
         channels,
         n,
     })
+}
+
+/// Mc and 1 − Mc as (N, N) complex64.
+fn ring_masks<B: Backend>(
+    b: &B,
+    n: usize,
+) -> Result<(Tensor<B::Storage>, Tensor<B::Storage>), KernelError> {
+    let mc = centre_mask(n);
+    let as_complex = |f: &dyn Fn(f32) -> f32| -> Vec<Complex32> {
+        mc.iter().map(|&m| Complex32::new(f(m), 0.0)).collect()
+    };
+    Ok((
+        b.upload_c64(&[n, n], &as_complex(&|m| m))?,
+        b.upload_c64(&[n, n], &as_complex(&|m| 1.0 - m))?,
+    ))
 }
 
 /// ∂L/∂patches (B, C, N, N) from ∂L/∂canvas (B, P, P): the adjoint of the merge (the count is data).
@@ -80,12 +133,22 @@ pub fn merge_backward<B: Backend>(
     merged: &Merged<B::Storage>,
     grad_canvas: &Tensor<B::Storage>,
 ) -> Result<Tensor<B::Storage>, KernelError> {
-    let per_patch = b.repeat_channels(&b.div_real(grad_canvas, &merged.count)?, merged.channels)?;
-    b.recenter(
-        &b.translate(&per_patch, &merged.shifts, Backward)?,
-        merged.n,
-        merged.n,
-    )
+    let spread = |g: &Tensor<B::Storage>| {
+        let per_patch = b.repeat_channels(g, merged.channels)?;
+        b.recenter(
+            &b.translate(&per_patch, &merged.shifts, Backward)?,
+            merged.n,
+            merged.n,
+        )
+    };
+    let averaged = spread(&b.div_real(grad_canvas, &merged.count)?)?;
+    match &merged.ring_masks {
+        None => Ok(averaged),
+        Some((centre, border)) => b.add(
+            &b.mul(&averaged, centre)?,
+            &b.mul(&spread(grad_canvas)?, border)?,
+        ),
+    }
 }
 
 /// patch_c = crop_N(T_{+rel_c}(canvas)) for each of the C offsets of each sample: (B, C, N, N).

@@ -1,7 +1,8 @@
 //! `ptycho infer`: a trained bundle's `diffraction_to_obj` on test data (physics-and-model.md §9): the
 //! data grouped as the model's gridsize requires, the network and the merge in batches on the device,
 //! the trimmed objects stitched at the group centroids (`reassemble_position`), and the reconstruction
-//! written as NPZ and pictures.
+//! written as NPZ and pictures. The supervised baseline predicts each pattern's patch directly (no
+//! merge), stitched at the pattern positions.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -18,7 +19,7 @@ use crate::model::network::Network;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
 use crate::persist::bundle;
 use crate::physics::forward::default_canvas_size;
-use crate::physics::merge::{merge, relative_tensor};
+use crate::physics::merge::{merge, merge_separating_ring, relative_tensor};
 
 #[derive(Clone, Debug)]
 pub struct InferConfig {
@@ -52,14 +53,17 @@ pub fn model_config(
         Some("relu") => AmpActivation::Relu,
         Some(other) => return Err(format!("unknown amp_activation '{other}' in params.json")),
     };
-    if params.get("model_type").and_then(|v| v.as_str()) != Some("pinn") {
-        return Err(format!(
-            "model_type {:?}: inference supports the PINN",
-            params.get("model_type")
-        ));
-    }
+    let kind = match params.get("model_type").and_then(|v| v.as_str()) {
+        Some("pinn") => ModelKind::Pinn,
+        Some("baseline") => ModelKind::Baseline,
+        other => {
+            return Err(format!(
+                "model_type {other:?} in params.json: expected \"pinn\" or \"baseline\""
+            ))
+        }
+    };
     Ok(ModelConfig {
-        kind: ModelKind::Pinn,
+        kind,
         n: int("N").ok_or("params.json lacks N")?,
         gridsize: int("gridsize").ok_or("params.json lacks gridsize")?,
         n_filters_scale: int("n_filters_scale").unwrap_or(2),
@@ -90,11 +94,16 @@ pub fn infer<B: Backend>(
             n = dataset.n
         ));
     }
+    // The baseline reconstructs single patterns whatever gridsize it was trained at.
+    let gridsize = match model.kind {
+        ModelKind::Pinn => model.gridsize,
+        ModelKind::Baseline => 1,
+    };
     let groups = group(
         &dataset.xcoords(),
         &dataset.ycoords(),
         &GroupingConfig {
-            gridsize: model.gridsize,
+            gridsize,
             n_groups: Some(dataset.m),
             neighbor_count: 4,
             enable_oversampling: false,
@@ -124,11 +133,19 @@ pub fn infer<B: Backend>(
                 network.output(&acts, "amplitude"),
                 network.output(&acts, "phase"),
             )?;
+            if model.kind == ModelKind::Baseline {
+                return b.download_c64(&patches);
+            }
             let rel: Vec<[f32; 2]> = groups.relative[first * c..(first + count) * c]
                 .iter()
                 .map(|r| [r[0] as f32, r[1] as f32])
                 .collect();
-            let merged = merge(b, &patches, &relative_tensor(b, &rel)?, canvas)?;
+            let rel = relative_tensor(b, &rel)?;
+            let merged = if model.probe_big {
+                merge_separating_ring(b, &patches, &rel, canvas)?
+            } else {
+                merge(b, &patches, &rel, canvas)?
+            };
             b.download_c64(&b.recenter(&merged.canvas, n, n)?)
         };
         objects.extend(run().map_err(|e| e.to_string())?);

@@ -1,6 +1,8 @@
 //! Training (physics-and-model.md §7–8). The PINN step: normalised diffraction → network → amp·e^{iφ}
 //! → the physics forward (merge per sample, extraction, probe, far field) → Poisson NLL against the
 //! observed amplitudes s·X; then the backward pass through the physics and the network, and Adam.
+//! The supervised baseline's step (§8.1): the same input → network → MAE against amplitude and phase
+//! labels of the ground-truth patches.
 
 pub mod infer;
 pub mod run;
@@ -16,17 +18,38 @@ use crate::physics::forward::{
     default_canvas_size, mean_loss, mean_loss_grad, ForwardConfig, ForwardModel, ForwardPass,
 };
 
-/// One forward pass: the network's input and activations, and the physics pass.
+/// What a batch is trained against.
+pub enum Targets<S> {
+    /// The PINN: relative offsets (B·C, 2) and the observed amplitudes s·X (B, C, N, N).
+    Physics {
+        relative: Tensor<S>,
+        amplitude: Tensor<S>,
+    },
+    /// The supervised baseline: amplitude and phase labels (B, N, N, 1).
+    Labels {
+        amplitude: Tensor<S>,
+        phase: Tensor<S>,
+    },
+}
+
+/// A batch: the normalised diffraction X (B, C, N, N) and its targets.
+pub struct Batch<S> {
+    pub x: Tensor<S>,
+    pub targets: Targets<S>,
+}
+
+/// One forward pass: the network's input and activations, and the physics pass (PINN only).
 struct Pass<S> {
     input: Tensor<S>,
     acts: Activations<S>,
-    physics: ForwardPass<S>,
+    physics: Option<ForwardPass<S>>,
 }
 
-/// A PINN with its physics, its optimizer state, and the step count.
-pub struct PinnTrainer<S> {
+/// A network with its objective, its optimizer state, and the step count. The PINN's objective is
+/// the physics forward and the Poisson NLL; the baseline's is MAE on amplitude and phase labels.
+pub struct Trainer<S> {
     pub network: Network<S>,
-    physics: ForwardModel<S>,
+    physics: Option<ForwardModel<S>>,
     channels: usize,
     adam: AdamConfig,
     m: Vec<Tensor<S>>,
@@ -35,9 +58,9 @@ pub struct PinnTrainer<S> {
     pub step: u64,
 }
 
-impl<S> PinnTrainer<S> {
-    /// `probe` N x N, already normalised; `intensity_scale` s.
-    pub fn new<B: Backend<Storage = S>>(
+impl<S> Trainer<S> {
+    /// A PINN; `probe` N x N, already normalised; `intensity_scale` s.
+    pub fn pinn<B: Backend<Storage = S>>(
         b: &B,
         config: &ModelConfig,
         weights: &[NamedTensor],
@@ -48,7 +71,6 @@ impl<S> PinnTrainer<S> {
         if config.kind != ModelKind::Pinn {
             return Err("the PINN trainer needs a PINN model".into());
         }
-        let network = Network::new(b, config, weights)?;
         let physics = ForwardModel::new(
             b,
             probe,
@@ -58,9 +80,34 @@ impl<S> PinnTrainer<S> {
                 object_big: true,
                 probe_mask: false,
                 intensity_scale,
+                separate_ring: config.probe_big,
             },
         )
         .map_err(|e| e.to_string())?;
+        Self::with_objective(b, config, weights, Some(physics), adam)
+    }
+
+    /// The supervised baseline (physics-and-model.md §8.1).
+    pub fn baseline<B: Backend<Storage = S>>(
+        b: &B,
+        config: &ModelConfig,
+        weights: &[NamedTensor],
+        adam: AdamConfig,
+    ) -> Result<Self, String> {
+        if config.kind != ModelKind::Baseline {
+            return Err("the baseline trainer needs a baseline model".into());
+        }
+        Self::with_objective(b, config, weights, None, adam)
+    }
+
+    fn with_objective<B: Backend<Storage = S>>(
+        b: &B,
+        config: &ModelConfig,
+        weights: &[NamedTensor],
+        physics: Option<ForwardModel<S>>,
+        adam: AdamConfig,
+    ) -> Result<Self, String> {
+        let network = Network::new(b, config, weights)?;
         let zeros = |t: &Tensor<S>| b.scale(t, 0.0).map_err(|e| e.to_string());
         let m = network.params.iter().map(zeros).collect::<Result<_, _>>()?;
         let v = network.params.iter().map(zeros).collect::<Result<_, _>>()?;
@@ -100,7 +147,7 @@ impl<S> PinnTrainer<S> {
         Ok(out)
     }
 
-    /// Restore what [`PinnTrainer::optimizer_state`] saved.
+    /// Restore what [`Trainer::optimizer_state`] saved.
     pub fn restore_optimizer<B: Backend<Storage = S>>(
         &mut self,
         b: &B,
@@ -135,20 +182,26 @@ impl<S> PinnTrainer<S> {
         Ok(())
     }
 
-    /// The network and the physics on a batch, keeping what the backward pass needs.
+    /// The network (and for the PINN the physics) on a batch, keeping what the backward pass needs.
     fn forward<B: Backend<Storage = S>>(
         &self,
         b: &B,
         x: &Tensor<S>,
-        relative: &Tensor<S>,
+        relative: Option<&Tensor<S>>,
     ) -> Result<Pass<S>, KernelError> {
         let input = b.to_channels_last(x)?;
         let acts = self.network.forward(b, &input)?;
-        let patches = b.combine_complex(
-            self.network.output(&acts, "amplitude"),
-            self.network.output(&acts, "phase"),
-        )?;
-        let physics = self.physics.forward(b, &patches, relative, self.channels)?;
+        let physics = match (&self.physics, relative) {
+            (Some(model), Some(relative)) => {
+                let patches = b.combine_complex(
+                    self.network.output(&acts, "amplitude"),
+                    self.network.output(&acts, "phase"),
+                )?;
+                Some(model.forward(b, &patches, relative, self.channels)?)
+            }
+            (None, None) => None,
+            _ => unreachable!("Trainer::check matched the batch to the trainer"),
+        };
         Ok(Pass {
             input,
             acts,
@@ -156,53 +209,113 @@ impl<S> PinnTrainer<S> {
         })
     }
 
-    /// The mean Poisson NLL of a batch, without gradients.
-    pub fn loss<B: Backend<Storage = S>>(
-        &self,
-        b: &B,
-        x: &Tensor<S>,
-        relative: &Tensor<S>,
-        target: &Tensor<S>,
-    ) -> Result<f64, String> {
-        let pass = self.forward(b, x, relative).map_err(|e| e.to_string())?;
-        mean_loss(b, LossKind::Poisson, pass.physics.amplitude(), target).map_err(|e| e.to_string())
+    /// A PINN trains on physics targets, the baseline on labels.
+    fn check(&self, batch: &Batch<S>) -> Result<(), String> {
+        match (&self.physics, &batch.targets) {
+            (Some(_), Targets::Physics { .. }) | (None, Targets::Labels { .. }) => Ok(()),
+            (Some(_), Targets::Labels { .. }) => {
+                Err("a PINN trains on diffraction, not labels".into())
+            }
+            (None, Targets::Physics { .. }) => Err("the baseline trains on labels".into()),
+        }
     }
 
-    /// The predicted amplitudes Â (B, C, N, N) of a batch.
+    fn relative(batch: &Batch<S>) -> Option<&Tensor<S>> {
+        match &batch.targets {
+            Targets::Physics { relative, .. } => Some(relative),
+            Targets::Labels { .. } => None,
+        }
+    }
+
+    /// The batch's loss and ∂loss/∂(network outputs), in the architecture's output order.
+    fn objective<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        pass: &Pass<S>,
+        targets: &Targets<S>,
+        with_grads: bool,
+    ) -> Result<(f64, Vec<Tensor<S>>), KernelError> {
+        match (targets, &pass.physics) {
+            (
+                Targets::Physics {
+                    amplitude,
+                    relative,
+                },
+                Some(physics),
+            ) => {
+                let predicted = physics.amplitude();
+                let loss = mean_loss(b, LossKind::Poisson, predicted, amplitude)?;
+                if !with_grads {
+                    return Ok((loss, Vec::new()));
+                }
+                let model = self.physics.as_ref().expect("a PINN pass has physics");
+                let g = mean_loss_grad(b, LossKind::Poisson, predicted, amplitude)?;
+                let physics_grads = model.backward(b, physics, relative, &g)?;
+                let (grad_amp, grad_phase) = b.combine_complex_backward(
+                    self.network.output(&pass.acts, "amplitude"),
+                    self.network.output(&pass.acts, "phase"),
+                    &physics_grads.patches,
+                )?;
+                Ok((loss, vec![grad_amp, grad_phase]))
+            }
+            (Targets::Labels { amplitude, phase }, None) => {
+                let mut loss = 0.0;
+                let mut grads = Vec::new();
+                for (name, label) in [("amplitude", amplitude), ("phase", phase)] {
+                    let predicted = self.network.output(&pass.acts, name);
+                    loss += mean_loss(b, LossKind::Mae, predicted, label)?;
+                    if with_grads {
+                        grads.push(mean_loss_grad(b, LossKind::Mae, predicted, label)?);
+                    }
+                }
+                Ok((loss, grads))
+            }
+            _ => unreachable!("forward checked that the targets match the trainer"),
+        }
+    }
+
+    /// The batch's mean loss (Poisson NLL for the PINN, the sum of the two MAEs for the baseline),
+    /// without gradients.
+    pub fn loss<B: Backend<Storage = S>>(&self, b: &B, batch: &Batch<S>) -> Result<f64, String> {
+        self.check(batch)?;
+        let run = || {
+            let pass = self.forward(b, &batch.x, Self::relative(batch))?;
+            Ok::<_, KernelError>(self.objective(b, &pass, &batch.targets, false)?.0)
+        };
+        run().map_err(|e| e.to_string())
+    }
+
+    /// The PINN's predicted amplitudes Â (B, C, N, N) of a batch.
     pub fn predict_amplitude<B: Backend<Storage = S>>(
         &self,
         b: &B,
         x: &Tensor<S>,
         relative: &Tensor<S>,
     ) -> Result<Vec<f32>, String> {
-        let pass = self.forward(b, x, relative).map_err(|e| e.to_string())?;
-        b.download_f32(pass.physics.amplitude())
+        if self.physics.is_none() {
+            return Err("only a PINN predicts amplitudes".into());
+        }
+        let pass = self
+            .forward(b, x, Some(relative))
+            .map_err(|e| e.to_string())?;
+        let physics = pass.physics.expect("a PINN pass has physics");
+        b.download_f32(physics.amplitude())
             .map_err(|e| e.to_string())
     }
 
-    /// The mean Poisson NLL of a batch and the parameter gradients. `x` (B, C, N, N) the normalised
-    /// diffraction X; `relative` (B·C, 2) the offsets; `target` (B, C, N, N) the amplitudes s·X.
+    /// The batch's mean loss and the parameter gradients.
     pub fn loss_and_grads<B: Backend<Storage = S>>(
         &self,
         b: &B,
-        x: &Tensor<S>,
-        relative: &Tensor<S>,
-        target: &Tensor<S>,
+        batch: &Batch<S>,
     ) -> Result<(f64, Vec<Tensor<S>>), String> {
+        self.check(batch)?;
         let run = || -> Result<(f64, Vec<Tensor<S>>), KernelError> {
-            let pass = self.forward(b, x, relative)?;
-            let amplitude = pass.physics.amplitude();
-            let loss = mean_loss(b, LossKind::Poisson, amplitude, target)?;
-            let g = mean_loss_grad(b, LossKind::Poisson, amplitude, target)?;
-            let physics_grads = self.physics.backward(b, &pass.physics, relative, &g)?;
-            let (grad_amp, grad_phase) = b.combine_complex_backward(
-                self.network.output(&pass.acts, "amplitude"),
-                self.network.output(&pass.acts, "phase"),
-                &physics_grads.patches,
-            )?;
-            let grads =
-                self.network
-                    .backward(b, &pass.input, &pass.acts, vec![grad_amp, grad_phase])?;
+            let pass = self.forward(b, &batch.x, Self::relative(batch))?;
+            let (loss, grad_outputs) = self.objective(b, &pass, &batch.targets, true)?;
+            let grads = self
+                .network
+                .backward(b, &pass.input, &pass.acts, grad_outputs)?;
             Ok((loss, grads))
         };
         run().map_err(|e| e.to_string())
@@ -212,11 +325,9 @@ impl<S> PinnTrainer<S> {
     pub fn train_step<B: Backend<Storage = S>>(
         &mut self,
         b: &B,
-        x: &Tensor<S>,
-        relative: &Tensor<S>,
-        target: &Tensor<S>,
+        batch: &Batch<S>,
     ) -> Result<f64, String> {
-        let (loss, grads) = self.loss_and_grads(b, x, relative, target)?;
+        let (loss, grads) = self.loss_and_grads(b, batch)?;
         if !loss.is_finite() {
             return Err(format!("the loss is {loss} at step {}", self.step + 1));
         }

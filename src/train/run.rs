@@ -1,9 +1,15 @@
-//! `ptycho train`: the PINN trained on a dataset (physics-and-model.md §8): grouping, normalisation,
-//! the last 5% of the groups held out for validation, batches reshuffled every epoch with the seed,
-//! ReduceLROnPlateau on the validation loss (factor 0.5, patience 2, min 1e-4, min_delta 1e-4), early
-//! stopping on the training loss (patience 3), `history.json`, and the bundle.
+//! `ptycho train`: the PINN or the supervised baseline trained on a dataset (physics-and-model.md §8):
+//! grouping, normalisation, the last 5% of the samples held out for validation, batches reshuffled
+//! every epoch with the seed, ReduceLROnPlateau on the validation loss (factor 0.5, patience 2, min
+//! 1e-4, min_delta 1e-4), early stopping on the training loss (patience 3), `history.json`, the bundle,
+//! and the loss on a separate test file when one is given.
+//!
+//! The baseline's samples are single patterns: groups drawn at the gridsize are flattened (as the
+//! reference's run_baseline does), its input is X without the intensity scale, and its labels are the
+//! amplitude and phase of the ground-truth patch: the file's `Y` when it has one per pattern, else the
+//! patch cut from `objectGuess` at the pattern's position as `ptycho simulate` cuts it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ptycho_kernels::ops::optim::AdamConfig;
@@ -12,17 +18,18 @@ use ptycho_kernels::Backend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::PinnTrainer;
+use super::{Batch, Targets, Trainer};
 use crate::data::dataset::{intensity_scale, Dataset};
 use crate::data::grouping::{group, GroupingConfig};
 use crate::model::network::glorot_init;
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, ModelKind};
 use crate::persist::bundle::{self, Bundle, SavedBundle};
 use crate::persist::digest::sha256_file;
 use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{MAX_POSITION_JITTER, OFFSET};
 use crate::physics::overlap::write_json;
 use crate::physics::probe::{normalize, DEFAULT_PROBE_SCALE};
+use crate::physics::simulate::{extract_patch, Image};
 use crate::train::infer::model_config;
 use ptycho_kernels::Complex32;
 
@@ -37,6 +44,8 @@ const EARLY_STOP_PATIENCE: usize = 3;
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
     pub train_data: PathBuf,
+    /// Scored once after training (the loss of every test sample).
+    pub test_data: Option<PathBuf>,
     pub output_dir: PathBuf,
     pub model: ModelConfig,
     pub n_groups: usize,
@@ -109,6 +118,8 @@ pub struct TrainReport {
     pub groups: usize,
     pub validation_groups: usize,
     pub epochs: Vec<EpochRecord>,
+    /// The mean loss on --test-data after training.
+    pub test_loss: Option<f64>,
     pub stopped_early: bool,
     pub bundle: SavedBundle,
     pub samples_per_s: f64,
@@ -116,34 +127,68 @@ pub struct TrainReport {
 
 /// Host copies of the grouped, normalised data.
 struct Samples {
-    /// (groups, C, N, N) α·diffraction.
+    /// (samples, C, N, N) α·diffraction.
     x: Vec<f32>,
-    /// (groups, C, 2) relative offsets.
+    /// (samples, C, 2) relative offsets (the PINN).
     relative: Vec<f32>,
+    /// (samples, N, N) amplitude and phase labels (the baseline).
+    labels: Option<(Vec<f32>, Vec<f32>)>,
     c: usize,
     n: usize,
 }
 
 impl Samples {
-    fn batch(&self, groups: &[usize], s: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let per = self.c * self.n * self.n;
-        let mut x = Vec::with_capacity(groups.len() * per);
-        let mut rel = Vec::with_capacity(groups.len() * self.c * 2);
-        for &g in groups {
-            x.extend_from_slice(&self.x[g * per..(g + 1) * per]);
-            rel.extend_from_slice(&self.relative[g * self.c * 2..(g + 1) * self.c * 2]);
-        }
-        let target = x.iter().map(|v| s * v).collect();
-        (x, target, rel)
+    fn len(&self) -> usize {
+        self.x.len() / (self.c * self.n * self.n)
+    }
+
+    /// The samples `which` on the backend; the PINN's targets are s·X.
+    fn batch<B: Backend>(
+        &self,
+        b: &B,
+        which: &[usize],
+        s: f32,
+    ) -> Result<Batch<B::Storage>, String> {
+        let (c, n) = (self.c, self.n);
+        let gather = |v: &[f32], per: usize| -> Vec<f32> {
+            which
+                .iter()
+                .flat_map(|&k| v[k * per..(k + 1) * per].iter().copied())
+                .collect()
+        };
+        let upload = |shape: &[usize], v: &[f32]| b.upload_f32(shape, v).map_err(|e| e.to_string());
+        let shape = [which.len(), c, n, n];
+        let x = gather(&self.x, c * n * n);
+        let targets = match &self.labels {
+            None => {
+                let amplitude: Vec<f32> = x.iter().map(|v| s * v).collect();
+                Targets::Physics {
+                    relative: upload(&[which.len() * c, 2], &gather(&self.relative, c * 2))?,
+                    amplitude: upload(&shape, &amplitude)?,
+                }
+            }
+            Some((amplitude, phase)) => {
+                let label_shape = [which.len(), n, n, 1];
+                Targets::Labels {
+                    amplitude: upload(&label_shape, &gather(amplitude, n * n))?,
+                    phase: upload(&label_shape, &gather(phase, n * n))?,
+                }
+            }
+        };
+        Ok(Batch {
+            x: upload(&shape, &x)?,
+            targets,
+        })
     }
 }
 
-fn load(config: &TrainConfig) -> Result<(Dataset, Samples), String> {
-    let dataset = Dataset::open(&config.train_data).map_err(|e| e.to_string())?;
+/// Group a dataset as the model needs and read the normalised samples (and the baseline's labels).
+fn load(path: &Path, config: &TrainConfig) -> Result<(Dataset, Samples), String> {
+    let dataset = Dataset::open(path).map_err(|e| e.to_string())?;
     if dataset.n != config.model.n {
         return Err(format!(
             "{}: patterns are {n}x{n}, but the model is built for N = {}",
-            config.train_data.display(),
+            path.display(),
             config.model.n,
             n = dataset.n
         ));
@@ -161,9 +206,9 @@ fn load(config: &TrainConfig) -> Result<(Dataset, Samples), String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let (c, n) = (groups.c, dataset.n);
+    let n = dataset.n;
     let alpha = dataset.normalization() as f32;
-    let mut x = vec![0f32; groups.len() * c * n * n];
+    let mut x = vec![0f32; groups.indices.len() * n * n];
     for (k, chunk) in x.chunks_mut(n * n).enumerate() {
         dataset
             .read_pattern(groups.indices[k], chunk)
@@ -175,7 +220,76 @@ fn load(config: &TrainConfig) -> Result<(Dataset, Samples), String> {
         .iter()
         .flat_map(|r| [r[0] as f32, r[1] as f32])
         .collect();
-    Ok((dataset, Samples { x, relative, c, n }))
+    let samples = match config.model.kind {
+        ModelKind::Pinn => Samples {
+            x,
+            relative,
+            labels: None,
+            c: groups.c,
+            n,
+        },
+        ModelKind::Baseline => Samples {
+            x,
+            relative: Vec::new(),
+            labels: Some(labels(&dataset, &groups.indices)?),
+            c: 1,
+            n,
+        },
+    };
+    Ok((dataset, samples))
+}
+
+/// Amplitude and phase of the ground-truth patch of each pattern in `indices`.
+fn labels(dataset: &Dataset, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let n = dataset.n;
+    let objects: Vec<Option<Image>> = dataset
+        .shards
+        .iter()
+        .map(|shard| {
+            shard.object.as_ref().map(|(rows, cols, data)| Image {
+                rows: *rows,
+                cols: *cols,
+                data: data.clone(),
+            })
+        })
+        .collect();
+    let (xs, ys) = (dataset.xcoords(), dataset.ycoords());
+    let mut patch = vec![Complex32::default(); n * n];
+    let (mut amplitude, mut phase) = (Vec::new(), Vec::new());
+    for &i in indices {
+        let (s, k) = dataset.locate(i);
+        let shard = &dataset.shards[s];
+        match (&shard.patches, &objects[s]) {
+            (Some(y), _) => y
+                .read_c64(k * n * n, &mut patch)
+                .map_err(|e| e.to_string())?,
+            (None, Some(object)) => extract_patch(object, xs[i], ys[i], n, &mut patch),
+            (None, None) => return Err(format!(
+                "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
+                     complex patch per pattern) or an 'objectGuess' to cut them from",
+                shard.path.display()
+            )),
+        }
+        amplitude.extend(patch.iter().map(|v| v.norm()));
+        phase.extend(patch.iter().map(|v| v.arg()));
+    }
+    Ok((amplitude, phase))
+}
+
+/// The mean loss over every sample, in batches.
+fn mean_loss_over<B: Backend>(
+    b: &B,
+    trainer: &Trainer<B::Storage>,
+    samples: &Samples,
+    which: &[usize],
+    batch_size: usize,
+    s: f32,
+) -> Result<f64, String> {
+    let mut sum = 0.0;
+    for chunk in which.chunks(batch_size) {
+        sum += trainer.loss(b, &samples.batch(b, chunk, s)?)? * chunk.len() as f64;
+    }
+    Ok(sum / which.len().max(1) as f64)
 }
 
 /// What a training run reports while it works.
@@ -201,9 +315,9 @@ pub fn train<B: Backend>(
     if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == 0 {
         return Err("batch size, epochs and n_groups must be at least 1".into());
     }
-    let (dataset, samples) = load(config)?;
+    let (dataset, samples) = load(&config.train_data, config)?;
     let n = samples.n;
-    let total = samples.x.len() / (samples.c * n * n);
+    let total = samples.len();
     // Keras splits at floor(n·(1 − 0.05)): the rest, from the end, is held out.
     let train_groups = ((total as f64) * (1.0 - VALIDATION_FRACTION)).floor() as usize;
     let validation = total - train_groups;
@@ -227,7 +341,10 @@ pub fn train<B: Backend>(
         learning_rate: schedule.learning_rate,
         ..AdamConfig::default()
     };
-    let mut trainer = PinnTrainer::new(b, &config.model, &weights, &probe, s, adam)?;
+    let mut trainer = match config.model.kind {
+        ModelKind::Pinn => Trainer::pinn(b, &config.model, &weights, &probe, s, adam)?,
+        ModelKind::Baseline => Trainer::baseline(b, &config.model, &weights, adam)?,
+    };
     if let Some(state) = &optimizer {
         trainer.restore_optimizer(b, state)?;
     }
@@ -240,7 +357,7 @@ pub fn train<B: Backend>(
         })
         .collect::<Result<_, String>>()?;
     let params = json!({
-        "N": n, "gridsize": config.model.gridsize, "model_type": "pinn",
+        "N": n, "gridsize": config.model.gridsize, "model_type": config.model.kind.name(),
         "n_filters_scale": config.model.n_filters_scale, "probe_big": config.model.probe_big,
         "amp_activation": config.model.amp_activation, "nphotons": config.nphotons,
         "intensity_scale": s, "offset": OFFSET, "max_position_jitter": MAX_POSITION_JITTER,
@@ -253,7 +370,7 @@ pub fn train<B: Backend>(
         .map_err(|e| format!("{}: {e}", config.output_dir.display()))?;
 
     let save =
-        |trainer: &PinnTrainer<B::Storage>, schedule: &Schedule| -> Result<SavedBundle, String> {
+        |trainer: &Trainer<B::Storage>, schedule: &Schedule| -> Result<SavedBundle, String> {
             let mut params = params.clone();
             params.insert(
                 "training_state".into(),
@@ -284,17 +401,8 @@ pub fn train<B: Backend>(
         let mut weighted = 0.0;
         let steps = train_groups.div_ceil(config.batch_size);
         for (step, batch) in order.chunks(config.batch_size).enumerate() {
-            let (x, t, rel) = samples.batch(batch, s);
-            let shape = [batch.len(), samples.c, n, n];
-            let upload =
-                |v: &[f32], shape: &[usize]| b.upload_f32(shape, v).map_err(|e| e.to_string());
             let loss = trainer
-                .train_step(
-                    b,
-                    &upload(&x, &shape)?,
-                    &upload(&rel, &[batch.len() * samples.c, 2])?,
-                    &upload(&t, &shape)?,
-                )
+                .train_step(b, &samples.batch(b, batch, s)?)
                 .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
             weighted += loss * batch.len() as f64;
             progress(Progress::Step {
@@ -307,22 +415,15 @@ pub fn train<B: Backend>(
         }
         let train_loss = weighted / train_groups as f64;
         let val_loss = if validation > 0 {
-            let groups: Vec<usize> = (train_groups..total).collect();
-            let mut sum = 0.0;
-            for batch in groups.chunks(config.batch_size) {
-                let (x, t, rel) = samples.batch(batch, s);
-                let shape = [batch.len(), samples.c, n, n];
-                let upload =
-                    |v: &[f32], shape: &[usize]| b.upload_f32(shape, v).map_err(|e| e.to_string());
-                let loss = trainer.loss(
-                    b,
-                    &upload(&x, &shape)?,
-                    &upload(&rel, &[batch.len() * samples.c, 2])?,
-                    &upload(&t, &shape)?,
-                )?;
-                sum += loss * batch.len() as f64;
-            }
-            Some(sum / validation as f64)
+            let held_out: Vec<usize> = (train_groups..total).collect();
+            Some(mean_loss_over(
+                b,
+                &trainer,
+                &samples,
+                &held_out,
+                config.batch_size,
+                s,
+            )?)
         } else {
             None
         };
@@ -344,7 +445,7 @@ pub fn train<B: Backend>(
         schedule.epochs.push(record);
         write_json(
             &config.output_dir.join("history.json"),
-            &history(&schedule.epochs),
+            &history(&schedule.epochs, None),
         )
         .map_err(|e| e.to_string())?;
         // ReduceLROnPlateau on the validation loss (the training loss without a validation split),
@@ -365,6 +466,25 @@ pub fn train<B: Backend>(
             break;
         }
     }
+    let test_loss = match &config.test_data {
+        Some(path) => {
+            let (_, test) = load(path, config)?;
+            let all: Vec<usize> = (0..test.len()).collect();
+            let loss = mean_loss_over(b, &trainer, &test, &all, config.batch_size, s)?;
+            progress(Progress::Line(&format!(
+                "test loss {loss:.6e} over {} samples of {}",
+                all.len(),
+                path.display()
+            )));
+            write_json(
+                &config.output_dir.join("history.json"),
+                &history(&schedule.epochs, Some(loss)),
+            )
+            .map_err(|e| e.to_string())?;
+            Some(loss)
+        }
+        None => None,
+    };
     let last_epoch = schedule.epochs.last().map_or(0, |e| e.epoch);
     let bundle = match saved {
         Some((epoch, bundle)) if epoch == last_epoch => bundle,
@@ -376,6 +496,7 @@ pub fn train<B: Backend>(
         validation_groups: validation,
         samples_per_s: samples_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
         epochs: schedule.epochs,
+        test_loss,
         stopped_early,
         bundle,
     })
@@ -393,20 +514,10 @@ fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, S
     let saved = bundle::load(dir, None).map_err(|e| e.to_string())?;
     let model = model_config(&saved.params)?;
     let m = &config.model;
-    if (
-        model.n,
-        model.gridsize,
-        model.n_filters_scale,
-        model.amp_activation,
-    ) != (m.n, m.gridsize, m.n_filters_scale, m.amp_activation)
-    {
+    if model != *m {
         return Err(format!(
-            "{}: the bundle's model (N {}, gridsize {}, n_filters_scale {}, {:?}) differs from the one asked for",
+            "{}: the bundle's model ({model:?}) differs from the one asked for ({m:?})",
             dir.display(),
-            model.n,
-            model.gridsize,
-            model.n_filters_scale,
-            model.amp_activation
         ));
     }
     let schedule: Schedule = saved
@@ -431,8 +542,9 @@ fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, S
     Ok((saved.weights, saved.probe, saved.optimizer, schedule))
 }
 
-fn history(epochs: &[EpochRecord]) -> serde_json::Value {
+fn history(epochs: &[EpochRecord], test_loss: Option<f64>) -> serde_json::Value {
     json!({
+        "test_loss": test_loss,
         "train_loss": epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
         "loss": epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
         "val_loss": epochs.iter().map(|e| e.val_loss).collect::<Vec<_>>(),
