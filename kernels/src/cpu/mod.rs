@@ -7,6 +7,7 @@ mod fft;
 mod layers;
 mod layout;
 mod loss;
+mod peak;
 mod translate;
 
 use std::collections::HashMap;
@@ -443,6 +444,10 @@ impl Backend for CpuBackend {
                 .map(|(x, y)| x + y)
                 .collect(),
         ))
+    }
+
+    fn fma_chain(&self, lanes: usize, iterations: u32) -> Result<CpuTensor> {
+        Ok(real_tensor(&[lanes], peak::fma_chain(lanes, iterations)))
     }
 
     fn adam_update(

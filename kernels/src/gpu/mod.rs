@@ -110,6 +110,15 @@ impl LayerParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PeakParams {
+    lanes: u32,
+    row_invocations: u32,
+    iterations: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct AdamParams {
     len: u32,
     row_invocations: u32,
@@ -1271,6 +1280,28 @@ impl Backend for GpuBackend {
             &[(2, &out)],
             LayerParams::default(),
             out.len(),
+        )?;
+        Ok(out)
+    }
+
+    fn fma_chain(&self, lanes: usize, iterations: u32) -> Result<GpuTensor> {
+        check_u32("fma_chain", lanes)?;
+        let out = self.alloc("fma_chain", &[lanes], Dtype::F32)?;
+        let pipeline = self.pipeline("peak", "fma_chain", shaders::peak_source)?;
+        let (workgroups, row_invocations) = self.grid(lanes as u64);
+        let params = PeakParams {
+            lanes: lanes as u32,
+            row_invocations,
+            iterations,
+            _pad: 0,
+        };
+        self.dispatch(
+            "fma_chain",
+            &pipeline,
+            &[bind(0, &out)],
+            1,
+            bytemuck::bytes_of(&params),
+            workgroups,
         )?;
         Ok(out)
     }

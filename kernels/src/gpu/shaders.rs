@@ -13,6 +13,7 @@ pub const LOSS_WGSL: &str = include_str!("../../../shaders/loss.wgsl");
 pub const CONV_WGSL: &str = include_str!("../../../shaders/conv.wgsl");
 pub const LAYERS_WGSL: &str = include_str!("../../../shaders/layers.wgsl");
 pub const OPTIM_WGSL: &str = include_str!("../../../shaders/optim.wgsl");
+pub const PEAK_WGSL: &str = include_str!("../../../shaders/peak.wgsl");
 
 /// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
 pub const SHADER_FILES: &[&str] = &[
@@ -26,6 +27,7 @@ pub const SHADER_FILES: &[&str] = &[
     "conv.wgsl",
     "layers.wgsl",
     "optim.wgsl",
+    "peak.wgsl",
 ];
 
 /// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
@@ -225,6 +227,10 @@ pub fn optim_source() -> String {
     format!("{}{OPTIM_WGSL}", elementwise_constants())
 }
 
+pub fn peak_source() -> String {
+    format!("{}{PEAK_WGSL}", elementwise_constants())
+}
+
 pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
     let mut out: Vec<_> = FftPass::all()
         .into_iter()
@@ -253,5 +259,7 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
         LAYOUT_ENTRY_POINTS.to_vec(),
     ));
     out.push(("loss".into(), loss_source(), LOSS_ENTRY_POINTS.to_vec()));
+    out.push(("optim".into(), optim_source(), vec!["adam"]));
+    out.push(("peak".into(), peak_source(), vec!["fma_chain"]));
     out
 }

@@ -8,6 +8,7 @@ pub mod layers;
 pub mod layout;
 pub mod loss;
 pub mod optim;
+pub mod peak;
 pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -229,6 +230,10 @@ pub trait Backend: Send + Sync {
         a: &Tensor<Self::Storage>,
         b: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>>;
+
+    /// out (lanes) float32: lane i's sum of [`peak::CHAINS`] chains a ← fma(a, m, c) run `iterations`
+    /// times (ops/peak.rs), a kernel that measures the FP32 multiply-add rate.
+    fn fma_chain(&self, lanes: usize, iterations: u32) -> Result<Tensor<Self::Storage>>;
 
     /// One Adam step of step number `step` (from 1), in place: `param`, `m` and `v` are updated from
     /// `grad`.
