@@ -21,7 +21,8 @@ fn binary_ops_match_formulas<B: Backend>(b: &B) {
         b.upload_c64(&[10, 100], &x).unwrap(),
         b.upload_c64(&[10, 100], &y).unwrap(),
     );
-    let cases: [(&str, Box<dyn Fn(Complex32, Complex32) -> Complex32>); 3] = [
+    type Reference = Box<dyn Fn(Complex32, Complex32) -> Complex32>;
+    let cases: [(&str, Reference); 3] = [
         ("mul", Box::new(|p, q| p * q)),
         ("mul_conj", Box::new(|p, q| p * q.conj())),
         ("add", Box::new(|p, q| p + q)),
@@ -94,11 +95,9 @@ fn empty_tensors_work<B: Backend>(b: &B) {
 
 fn bad_shapes_and_dtypes_are_clear_errors<B: Backend>(b: &B) {
     let a = b
-        .upload_c64(&[2, 3, 4], &vec![Complex32::default(); 24])
+        .upload_c64(&[2, 3, 4], &[Complex32::default(); 24])
         .unwrap();
-    let wrong = b
-        .upload_c64(&[3, 3], &vec![Complex32::default(); 9])
-        .unwrap();
+    let wrong = b.upload_c64(&[3, 3], &[Complex32::default(); 9]).unwrap();
     let err = b.mul(&a, &wrong).unwrap_err();
     assert!(
         err.to_string()

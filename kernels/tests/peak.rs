@@ -21,7 +21,9 @@ fn closed_form(i: usize) -> f64 {
 #[test]
 fn cpu_chains_follow_the_closed_form() {
     let b = CpuBackend::new();
-    let out = b.download_f32(&b.fma_chain(LANES, ITERATIONS).unwrap()).unwrap();
+    let out = b
+        .download_f32(&b.fma_chain(LANES, ITERATIONS).unwrap())
+        .unwrap();
     for (i, v) in out.iter().enumerate() {
         let expected = closed_form(i);
         assert!(
@@ -35,8 +37,12 @@ fn cpu_chains_follow_the_closed_form() {
 fn gpu_matches_cpu() {
     let Some(gpu) = shared_gpu() else { return };
     let cpu = CpuBackend::new();
-    let g = gpu.download_f32(&gpu.fma_chain(LANES, ITERATIONS).unwrap()).unwrap();
-    let c = cpu.download_f32(&cpu.fma_chain(LANES, ITERATIONS).unwrap()).unwrap();
+    let g = gpu
+        .download_f32(&gpu.fma_chain(LANES, ITERATIONS).unwrap())
+        .unwrap();
+    let c = cpu
+        .download_f32(&cpu.fma_chain(LANES, ITERATIONS).unwrap())
+        .unwrap();
     for (i, (a, b)) in g.iter().zip(&c).enumerate() {
         // WGSL lets an implementation evaluate fma unfused (lavapipe measured 2e-6 apart): a rounding
         // difference per step, damped by m, stays below ulp / (1 − m) ≈ 6e-5 relative.

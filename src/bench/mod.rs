@@ -5,6 +5,7 @@
 pub mod fft;
 pub mod io;
 pub mod physics;
+pub mod train;
 
 use std::time::{Duration, Instant};
 

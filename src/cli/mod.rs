@@ -102,6 +102,35 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Training steps, every convolution of the network timed alone against the FLOP counts of the
+    /// layer table, and the adapter's FP32 FMA peak measured in the same run.
+    Train {
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        #[arg(long, default_value_t = 1)]
+        gridsize: usize,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 2)]
+        n_filters_scale: usize,
+        #[arg(long, value_enum, default_value = "pinn")]
+        model: model::ModelArg,
+        #[arg(long)]
+        probe_big: bool,
+        /// Timed training steps, after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// One short sample per timing.
+        #[arg(long)]
+        quick: bool,
+        /// Skip the CPU backend's run when the device is a GPU.
+        #[arg(long)]
+        no_cpu: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// The physics chain (forward, and forward + backward) against the FFT alone, at gridsize 1 and 2.
     Physics {
         /// Patch size N.
@@ -219,6 +248,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 quick,
             };
             let report = with_backend!(device.open()?, backend => crate::bench::physics::run(&backend, &config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Train {
+                    n,
+                    gridsize,
+                    batch_size,
+                    n_filters_scale,
+                    model,
+                    probe_big,
+                    steps,
+                    quick,
+                    no_cpu,
+                    json,
+                    device,
+                },
+        } => {
+            let config = crate::bench::train::TrainBenchConfig {
+                model: crate::model::ModelConfig {
+                    kind: crate::model::ModelKind::from(model),
+                    n,
+                    gridsize,
+                    n_filters_scale,
+                    probe_big,
+                    amp_activation: crate::model::AmpActivation::Sigmoid,
+                },
+                batch_size,
+                steps,
+                quick,
+                compare_cpu: !no_cpu,
+            };
+            let report = with_backend!(device.open()?, backend => crate::bench::train::run(&backend, &config))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -39,7 +39,7 @@ pub struct Merged<S> {
     /// −rel per patch, (B·C, 2).
     shifts: Tensor<S>,
     /// Mc and 1 − Mc as (N, N) complex64, when the ring is merged apart.
-    ring_masks: Option<(Tensor<S>, Tensor<S>)>,
+    ring_masks: Option<RingMasks<S>>,
     channels: usize,
     n: usize,
 }
@@ -113,10 +113,9 @@ fn merge_with<B: Backend>(
 }
 
 /// Mc and 1 − Mc as (N, N) complex64.
-fn ring_masks<B: Backend>(
-    b: &B,
-    n: usize,
-) -> Result<(Tensor<B::Storage>, Tensor<B::Storage>), KernelError> {
+type RingMasks<S> = (Tensor<S>, Tensor<S>);
+
+fn ring_masks<B: Backend>(b: &B, n: usize) -> Result<RingMasks<B::Storage>, KernelError> {
     let mc = centre_mask(n);
     let as_complex = |f: &dyn Fn(f32) -> f32| -> Vec<Complex32> {
         mc.iter().map(|&m| Complex32::new(f(m), 0.0)).collect()

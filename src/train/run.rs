@@ -264,11 +264,13 @@ fn labels(dataset: &Dataset, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>), 
                 .read_c64(k * n * n, &mut patch)
                 .map_err(|e| e.to_string())?,
             (None, Some(object)) => extract_patch(object, xs[i], ys[i], n, &mut patch),
-            (None, None) => return Err(format!(
+            (None, None) => {
+                return Err(format!(
                 "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
                      complex patch per pattern) or an 'objectGuess' to cut them from",
                 shard.path.display()
-            )),
+            ))
+            }
         }
         amplitude.extend(patch.iter().map(|v| v.norm()));
         phase.extend(patch.iter().map(|v| v.arg()));
