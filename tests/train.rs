@@ -5,6 +5,7 @@
 //! n_filters_scale 1, two groups at gridsize 2) keep this fast on two cores.
 
 use ptycho_wgpu::kernels::cpu::CpuBackend;
+use ptycho_wgpu::kernels::gpu::{GpuBackend, GpuSelection};
 use ptycho_wgpu::kernels::ops::optim::AdamConfig;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;
@@ -331,5 +332,46 @@ fn adam_steps_lower_the_loss_of_a_batch() {
     assert!(
         losses[7] < losses[0] - 0.05 * losses[0].abs(),
         "losses {losses:?}"
+    );
+}
+
+/// A whole step (forward, loss, backward, Adam) goes to the device as one submission, started by
+/// the read-back of its loss; nothing in the step waits for the device.
+#[test]
+fn a_gpu_training_step_is_one_submission() {
+    if shared_gpu().is_none() {
+        return;
+    }
+    // A backend of its own: other tests submit on the shared one concurrently.
+    let gpu = GpuBackend::new(&GpuSelection::from_env()).unwrap();
+    let weights = glorot_init(&config(), 13).unwrap();
+    let mut trainer = Trainer::pinn(
+        &gpu,
+        &config(),
+        &weights,
+        &probe(),
+        S,
+        AdamConfig::default(),
+    )
+    .unwrap();
+    let data = batch();
+    let batch = pinn_batch(&gpu, &data, &data.target);
+    let first = trainer.record_step(&gpu, &batch).unwrap();
+    let first = gpu
+        .finish_read_f32(gpu.start_read_f32(&first).unwrap())
+        .unwrap()[0];
+    let before = gpu.stats().submissions;
+    let loss = trainer.record_step(&gpu, &batch).unwrap();
+    assert_eq!(
+        gpu.stats().submissions,
+        before,
+        "the step recorded, not submitted"
+    );
+    let pending = gpu.start_read_f32(&loss).unwrap();
+    assert_eq!(gpu.stats().submissions, before + 1);
+    let second = gpu.finish_read_f32(pending).unwrap()[0];
+    assert!(
+        second.is_finite() && second < first,
+        "{first} then {second}"
     );
 }

@@ -15,7 +15,7 @@ use crate::model::network::{Activations, Network};
 use crate::model::{ModelConfig, ModelKind};
 use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{
-    default_canvas_size, mean_loss, mean_loss_grad, ForwardConfig, ForwardModel, ForwardPass,
+    default_canvas_size, mean_loss_grad, mean_loss_tensor, ForwardConfig, ForwardModel, ForwardPass,
 };
 
 /// What a batch is trained against.
@@ -227,14 +227,15 @@ impl<S> Trainer<S> {
         }
     }
 
-    /// The batch's loss and ∂loss/∂(network outputs), in the architecture's output order.
+    /// The batch's mean loss (a 0-d tensor on the device) and ∂loss/∂(network outputs), in the
+    /// architecture's output order.
     fn objective<B: Backend<Storage = S>>(
         &self,
         b: &B,
         pass: &Pass<S>,
         targets: &Targets<S>,
         with_grads: bool,
-    ) -> Result<(f64, Vec<Tensor<S>>), KernelError> {
+    ) -> Result<(Tensor<S>, Vec<Tensor<S>>), KernelError> {
         match (targets, &pass.physics) {
             (
                 Targets::Physics {
@@ -244,7 +245,7 @@ impl<S> Trainer<S> {
                 Some(physics),
             ) => {
                 let predicted = physics.amplitude();
-                let loss = mean_loss(b, LossKind::Poisson, predicted, amplitude)?;
+                let loss = mean_loss_tensor(b, LossKind::Poisson, predicted, amplitude)?;
                 if !with_grads {
                     return Ok((loss, Vec::new()));
                 }
@@ -259,16 +260,16 @@ impl<S> Trainer<S> {
                 Ok((loss, vec![grad_amp, grad_phase]))
             }
             (Targets::Labels { amplitude, phase }, None) => {
-                let mut loss = 0.0;
                 let mut grads = Vec::new();
+                let mut losses = Vec::new();
                 for (name, label) in [("amplitude", amplitude), ("phase", phase)] {
                     let predicted = self.network.output(&pass.acts, name);
-                    loss += mean_loss(b, LossKind::Mae, predicted, label)?;
+                    losses.push(mean_loss_tensor(b, LossKind::Mae, predicted, label)?);
                     if with_grads {
                         grads.push(mean_loss_grad(b, LossKind::Mae, predicted, label)?);
                     }
                 }
-                Ok((loss, grads))
+                Ok((b.add_real(&losses[0], &losses[1])?, grads))
             }
             _ => unreachable!("forward checked that the targets match the trainer"),
         }
@@ -280,7 +281,8 @@ impl<S> Trainer<S> {
         self.check(batch)?;
         let run = || {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
-            Ok::<_, KernelError>(self.objective(b, &pass, &batch.targets, false)?.0)
+            let (loss, _) = self.objective(b, &pass, &batch.targets, false)?;
+            Ok::<_, KernelError>(b.download_f32(&loss)?[0] as f64)
         };
         run().map_err(|e| e.to_string())
     }
@@ -309,8 +311,18 @@ impl<S> Trainer<S> {
         b: &B,
         batch: &Batch<S>,
     ) -> Result<(f64, Vec<Tensor<S>>), String> {
+        let (loss, grads) = self.loss_tensor_and_grads(b, batch)?;
+        let loss = b.download_f32(&loss).map_err(|e| e.to_string())?[0] as f64;
+        Ok((loss, grads))
+    }
+
+    fn loss_tensor_and_grads<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        batch: &Batch<S>,
+    ) -> Result<(Tensor<S>, Vec<Tensor<S>>), String> {
         self.check(batch)?;
-        let run = || -> Result<(f64, Vec<Tensor<S>>), KernelError> {
+        let run = || -> Result<(Tensor<S>, Vec<Tensor<S>>), KernelError> {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
             let (loss, grad_outputs) = self.objective(b, &pass, &batch.targets, true)?;
             let grads = self
@@ -321,16 +333,15 @@ impl<S> Trainer<S> {
         run().map_err(|e| e.to_string())
     }
 
-    /// One Adam step on a batch; the batch's loss before the step.
-    pub fn train_step<B: Backend<Storage = S>>(
+    /// Record one whole step (forward, loss, backward, Adam) without reading anything back; the
+    /// batch's mean loss before the step stays on the device. On a GPU the step is then one
+    /// submission, and the caller reads the loss while the next step is recorded.
+    pub fn record_step<B: Backend<Storage = S>>(
         &mut self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<f64, String> {
-        let (loss, grads) = self.loss_and_grads(b, batch)?;
-        if !loss.is_finite() {
-            return Err(format!("the loss is {loss} at step {}", self.step + 1));
-        }
+    ) -> Result<Tensor<S>, String> {
+        let (loss, grads) = self.loss_tensor_and_grads(b, batch)?;
         self.step += 1;
         for (((p, g), m), v) in self
             .network
@@ -342,6 +353,21 @@ impl<S> Trainer<S> {
         {
             b.adam_update(&self.adam, self.step, p, g, m, v)
                 .map_err(|e| e.to_string())?;
+        }
+        Ok(loss)
+    }
+
+    /// One Adam step on a batch, waiting for it; the batch's loss before the step (an error when it
+    /// is not finite).
+    pub fn train_step<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        batch: &Batch<S>,
+    ) -> Result<f64, String> {
+        let loss = self.record_step(b, batch)?;
+        let loss = b.download_f32(&loss).map_err(|e| e.to_string())?[0] as f64;
+        if !loss.is_finite() {
+            return Err(format!("the loss is {loss} at step {}", self.step));
         }
         Ok(loss)
     }

@@ -402,18 +402,36 @@ pub fn train<B: Backend>(
         }
         let mut weighted = 0.0;
         let steps = train_groups.div_ceil(config.batch_size);
-        for (step, batch) in order.chunks(config.batch_size).enumerate() {
-            let loss = trainer
-                .train_step(b, &samples.batch(b, batch, s)?)
-                .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
-            weighted += loss * batch.len() as f64;
+        // Each step is recorded whole and submitted as the read-back of its loss starts; that loss
+        // is taken after the next step has been recorded, so the host never waits for the step it
+        // has just submitted.
+        let mut in_flight: Option<(usize, usize, B::PendingRead)> = None;
+        let mut finish = |(step, size, pending): (usize, usize, B::PendingRead)| {
+            let loss = b.finish_read_f32(pending).map_err(|e| e.to_string())?[0] as f64;
+            if !loss.is_finite() {
+                return Err(format!("epoch {epoch}, step {step}: the loss is {loss}"));
+            }
+            weighted += loss * size as f64;
             progress(Progress::Step {
                 epoch,
-                step: step + 1,
+                step,
                 steps,
                 loss,
             });
+            Ok(())
+        };
+        for (step, batch) in order.chunks(config.batch_size).enumerate() {
+            let loss = trainer
+                .record_step(b, &samples.batch(b, batch, s)?)
+                .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
+            let pending = b.start_read_f32(&loss).map_err(|e| e.to_string())?;
+            if let Some(previous) = in_flight.replace((step + 1, batch.len(), pending)) {
+                finish(previous)?;
+            }
             samples_seen += batch.len();
+        }
+        if let Some(last) = in_flight.take() {
+            finish(last)?;
         }
         let train_loss = weighted / train_groups as f64;
         let val_loss = if validation > 0 {

@@ -79,6 +79,7 @@ fn complex_tensor(shape: &[usize], data: Vec<Complex32>) -> CpuTensor {
 
 impl Backend for CpuBackend {
     type Storage = Vec<f32>;
+    type PendingRead = Vec<f32>;
 
     fn kind(&self) -> BackendKind {
         BackendKind::Cpu
@@ -444,6 +445,14 @@ impl Backend for CpuBackend {
                 .map(|(x, y)| x + y)
                 .collect(),
         ))
+    }
+
+    fn start_read_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        self.download_f32(t)
+    }
+
+    fn finish_read_f32(&self, pending: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(pending)
     }
 
     fn fma_chain(&self, lanes: usize, iterations: u32) -> Result<CpuTensor> {

@@ -108,6 +108,15 @@ impl LayerParams {
     }
 }
 
+/// A read-back in flight (see [`Backend::start_read_f32`]); None for an empty tensor.
+pub struct PendingRead(Option<InFlight>);
+
+struct InFlight {
+    staging: wgpu::Buffer,
+    index: Option<wgpu::SubmissionIndex>,
+    receiver: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct PeakParams {
@@ -390,9 +399,15 @@ impl GpuBackend {
     }
 
     fn download_bytes(&self, t: &GpuTensor) -> Result<Vec<u8>> {
+        self.finish_read_bytes(self.start_read_bytes(t)?)
+    }
+
+    /// Record a copy of `t` into a mapped-on-completion staging buffer and submit everything recorded,
+    /// without waiting.
+    fn start_read_bytes(&self, t: &GpuTensor) -> Result<PendingRead> {
         let bytes = t.size_bytes();
         if bytes == 0 {
-            return Ok(Vec::new());
+            return Ok(PendingRead(None));
         }
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback staging"),
@@ -400,7 +415,7 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        {
+        let index = {
             let mut recorder = self.recorder();
             let src = t.storage.buffer();
             capture(&self.device, "readback", || {
@@ -408,14 +423,34 @@ impl GpuBackend {
                     .encoder()
                     .copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
                 recorder.submit()
-            })?;
-        }
+            })?
+        };
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = sender.send(r);
         });
+        Ok(PendingRead(Some(InFlight {
+            staging,
+            index,
+            receiver,
+        })))
+    }
+
+    /// Wait for the submission that holds the copy (not for later ones) and take the bytes.
+    fn finish_read_bytes(&self, pending: PendingRead) -> Result<Vec<u8>> {
+        let Some(InFlight {
+            staging,
+            index,
+            receiver,
+        }) = pending.0
+        else {
+            return Ok(Vec::new());
+        };
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
             .map_err(|e| KernelError::Readback(e.to_string()))?;
         receiver
             .recv()
@@ -720,6 +755,7 @@ fn check_u32(op: &'static str, len: usize) -> Result<()> {
 
 impl Backend for GpuBackend {
     type Storage = PooledBuffer;
+    type PendingRead = PendingRead;
 
     fn kind(&self) -> BackendKind {
         BackendKind::Gpu
@@ -754,6 +790,17 @@ impl Backend for GpuBackend {
     fn download_f32(&self, t: &GpuTensor) -> Result<Vec<f32>> {
         require_dtype("download_f32", t, Dtype::F32)?;
         Ok(bytemuck::pod_collect_to_vec(&self.download_bytes(t)?))
+    }
+
+    fn start_read_f32(&self, t: &GpuTensor) -> Result<PendingRead> {
+        require_dtype("start_read_f32", t, Dtype::F32)?;
+        self.start_read_bytes(t)
+    }
+
+    fn finish_read_f32(&self, pending: PendingRead) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.finish_read_bytes(pending)?,
+        ))
     }
 
     fn fft2(&self, x: &GpuTensor, direction: FftDirection, shift: FftShift) -> Result<GpuTensor> {

@@ -28,6 +28,8 @@ pub enum BackendKind {
 /// is recorded, and reading a tensor back (or [`Backend::synchronize`]) waits for everything before it.
 pub trait Backend: Send + Sync {
     type Storage: Send + Sync + std::fmt::Debug;
+    /// A read-back in flight, from [`Backend::start_read_f32`].
+    type PendingRead;
 
     fn kind(&self) -> BackendKind;
 
@@ -38,6 +40,12 @@ pub trait Backend: Send + Sync {
     fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<Tensor<Self::Storage>>;
     fn download_c64(&self, t: &Tensor<Self::Storage>) -> Result<Vec<Complex32>>;
     fn download_f32(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>>;
+    /// Start reading a float32 tensor back: record the copy and submit the recorded work without
+    /// waiting, so the host can record more (the next training step) while the device works.
+    fn start_read_f32(&self, t: &Tensor<Self::Storage>) -> Result<Self::PendingRead>;
+    /// Finish a read started by [`Backend::start_read_f32`], waiting only for the work recorded before
+    /// it.
+    fn finish_read_f32(&self, pending: Self::PendingRead) -> Result<Vec<f32>>;
 
     /// Batched 2-D FFT over the last two axes (N x N, N in [`fft::SUPPORTED_FFT_SIZES`]), numpy
     /// conventions: forward unnormalised with exp(-2 pi i k n / N), inverse scaled by 1/N^2.
