@@ -1,6 +1,8 @@
 //! `ptycho train` end to end on a tiny simulated dataset (CPU backend): history.json, a verified
 //! bundle whose tensors fit the architecture, and the same loss history for the same seed.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -179,4 +181,125 @@ fn resumed_training_matches_uninterrupted_training() {
     let b = bundle::load(&resumed, None).unwrap();
     assert_eq!(a.weights, b.weights, "the same weights after four epochs");
     assert_eq!(a.optimizer, b.optimizer);
+}
+
+fn ptycho_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The baseline at gridsize 2 (groups flattened to patterns) and the PINN with the probe-big ring,
+/// each trained, saved, and reconstructed by `ptycho infer`; test data scored into history.json; a
+/// baseline on a file without ground truth refused by name.
+#[test]
+fn baseline_and_probe_big_train_and_infer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    ptycho(&[
+        "simulate",
+        "--output",
+        sim.to_str().unwrap(),
+        "--n",
+        "64",
+        "--object-size",
+        "160",
+        "--n-images",
+        "60",
+        "--doses",
+        "1e4",
+        "--device",
+        "cpu",
+    ]);
+    let train_file = sim.join("dose_10000/patched_train.npz");
+    let test_file = sim.join("dose_10000/patched_test.npz");
+    for (name, extra) in [
+        ("baseline", &["--model", "baseline", "--gridsize", "2"][..]),
+        ("ring", &["--probe-big", "--gridsize", "1"][..]),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--train-data",
+            train_file.to_str().unwrap(),
+            "--test-data",
+            test_file.to_str().unwrap(),
+            "--output-dir",
+            out.to_str().unwrap(),
+            "--n-groups",
+            "8",
+            "--nepochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--n-filters-scale",
+            "1",
+            "--nphotons",
+            "1e4",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        ptycho(&args);
+        let history: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+        assert!(history["test_loss"].as_f64().unwrap().is_finite(), "{name}");
+        let saved = bundle::load(&out, None).unwrap();
+        assert_eq!(
+            saved.params["model_type"],
+            if name == "baseline" {
+                "baseline"
+            } else {
+                "pinn"
+            }
+        );
+        let recon = dir.path().join(format!("{name}_recon"));
+        ptycho(&[
+            "infer",
+            "--model-dir",
+            out.to_str().unwrap(),
+            "--test-data",
+            test_file.to_str().unwrap(),
+            "--output-dir",
+            recon.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
+        assert!(recon.join("reconstruction.npz").exists(), "{name}");
+    }
+
+    // Without objectGuess (and without Y) there is nothing to cut labels from.
+    let bare = dir.path().join("bare.npz");
+    let script = format!(
+        "import numpy as np\nd = dict(np.load('{}'))\nd.pop('objectGuess')\nnp.savez('{}', **d)",
+        train_file.display(),
+        bare.display()
+    );
+    if common::python_has("numpy") {
+        common::run_python(dir.path(), &script);
+        let err = ptycho_fails(&[
+            "train",
+            "--train-data",
+            bare.to_str().unwrap(),
+            "--output-dir",
+            dir.path().join("none").to_str().unwrap(),
+            "--model",
+            "baseline",
+            "--n-groups",
+            "8",
+            "--nepochs",
+            "1",
+            "--n-filters-scale",
+            "1",
+            "--device",
+            "cpu",
+        ]);
+        assert!(
+            err.contains("bare.npz") && err.contains("objectGuess"),
+            "{err}"
+        );
+    }
 }

@@ -52,6 +52,36 @@ impl Groups {
     pub fn is_empty(&self) -> bool {
         self.centroids.is_empty()
     }
+
+    /// The groups `range` (rows of this table), in order.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Groups {
+        let c = self.c;
+        Groups {
+            c,
+            indices: self.indices[range.start * c..range.end * c].to_vec(),
+            centroids: self.centroids[range.clone()].to_vec(),
+            relative: self.relative[range.start * c..range.end * c].to_vec(),
+        }
+    }
+
+    /// Every pattern as a group of its own (C = 1), centred on its position (centroid − relative).
+    pub fn flattened(&self) -> Groups {
+        let centroids = self
+            .relative
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let centroid = self.centroids[k / self.c];
+                [centroid[0] - r[0], centroid[1] - r[1]]
+            })
+            .collect();
+        Groups {
+            c: 1,
+            indices: self.indices.clone(),
+            centroids,
+            relative: vec![[0.0, 0.0]; self.indices.len()],
+        }
+    }
 }
 
 /// Draw `k` distinct values of 0..n (partial Fisher–Yates).

@@ -10,17 +10,18 @@
 //! patch cut from `objectGuess` at the pattern's position as `ptycho simulate` cuts it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ptycho_kernels::ops::optim::AdamConfig;
-use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::Backend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Batch, Targets, Trainer};
 use crate::data::dataset::{intensity_scale, Dataset};
-use crate::data::grouping::{group, GroupingConfig};
+use crate::data::grouping::{group, GroupingConfig, Groups};
+use crate::data::stream::{Batch as StreamBatch, BatchStream, StreamConfig};
 use crate::model::network::glorot_init;
 use crate::model::{ModelConfig, ModelKind};
 use crate::persist::bundle::{self, Bundle, SavedBundle};
@@ -125,65 +126,79 @@ pub struct TrainReport {
     pub samples_per_s: f64,
 }
 
-/// Host copies of the grouped, normalised data.
+/// A dataset grouped for the model: the training and validation groups (the baseline's flattened to
+/// single patterns), streamed from the mapped shards batch by batch; and, for the baseline, what the
+/// labels are cut from.
 struct Samples {
-    /// (samples, C, N, N) α·diffraction.
-    x: Vec<f32>,
-    /// (samples, C, 2) relative offsets (the PINN).
-    relative: Vec<f32>,
-    /// (samples, N, N) amplitude and phase labels (the baseline).
-    labels: Option<(Vec<f32>, Vec<f32>)>,
-    c: usize,
-    n: usize,
+    dataset: Arc<Dataset>,
+    train: Arc<Groups>,
+    validation: Arc<Groups>,
+    alpha: f32,
+    /// The baseline: each shard's object (None when the shard carries Y instead).
+    objects: Option<Vec<Option<Image>>>,
 }
 
 impl Samples {
-    fn len(&self) -> usize {
-        self.x.len() / (self.c * self.n * self.n)
+    fn stream(
+        &self,
+        groups: &Arc<Groups>,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<BatchStream, String> {
+        BatchStream::epoch(
+            self.dataset.clone(),
+            groups.clone(),
+            &StreamConfig {
+                batch_size,
+                shuffle,
+                seed,
+                scale: self.alpha,
+                ..StreamConfig::default()
+            },
+            epoch,
+        )
+        .map_err(|e| e.to_string())
     }
 
-    /// The samples `which` on the backend; the PINN's targets are s·X.
-    fn batch<B: Backend>(
+    /// A streamed batch on the backend: X, and the PINN's offsets and targets s·X or the
+    /// baseline's labels.
+    fn upload<B: Backend>(
         &self,
         b: &B,
-        which: &[usize],
+        batch: &StreamBatch,
         s: f32,
     ) -> Result<Batch<B::Storage>, String> {
-        let (c, n) = (self.c, self.n);
-        let gather = |v: &[f32], per: usize| -> Vec<f32> {
-            which
-                .iter()
-                .flat_map(|&k| v[k * per..(k + 1) * per].iter().copied())
-                .collect()
-        };
+        let (c, n) = (batch.c, batch.n);
         let upload = |shape: &[usize], v: &[f32]| b.upload_f32(shape, v).map_err(|e| e.to_string());
-        let shape = [which.len(), c, n, n];
-        let x = gather(&self.x, c * n * n);
-        let targets = match &self.labels {
+        let shape = [batch.groups, c, n, n];
+        let targets = match &self.objects {
             None => {
-                let amplitude: Vec<f32> = x.iter().map(|v| s * v).collect();
+                let amplitude: Vec<f32> = batch.diffraction.iter().map(|v| s * v).collect();
                 Targets::Physics {
-                    relative: upload(&[which.len() * c, 2], &gather(&self.relative, c * 2))?,
+                    relative: upload(&[batch.groups * c, 2], &batch.relative_offsets)?,
                     amplitude: upload(&shape, &amplitude)?,
                 }
             }
-            Some((amplitude, phase)) => {
-                let label_shape = [which.len(), n, n, 1];
+            Some(objects) => {
+                let (amplitude, phase) = labels(&self.dataset, objects, &batch.indices)?;
+                let label_shape = [batch.groups, n, n, 1];
                 Targets::Labels {
-                    amplitude: upload(&label_shape, &gather(amplitude, n * n))?,
-                    phase: upload(&label_shape, &gather(phase, n * n))?,
+                    amplitude: upload(&label_shape, &amplitude)?,
+                    phase: upload(&label_shape, &phase)?,
                 }
             }
         };
         Ok(Batch {
-            x: upload(&shape, &x)?,
+            x: upload(&shape, &batch.diffraction)?,
             targets,
         })
     }
 }
 
-/// Group a dataset as the model needs and read the normalised samples (and the baseline's labels).
-fn load(path: &Path, config: &TrainConfig) -> Result<(Dataset, Samples), String> {
+/// Group a dataset as the model needs and, with `hold_out`, split off the last 5% for validation.
+fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, String> {
     let dataset = Dataset::open(path).map_err(|e| e.to_string())?;
     if dataset.n != config.model.n {
         return Err(format!(
@@ -206,54 +221,56 @@ fn load(path: &Path, config: &TrainConfig) -> Result<(Dataset, Samples), String>
         },
     )
     .map_err(|e| e.to_string())?;
-    let n = dataset.n;
-    let alpha = dataset.normalization() as f32;
-    let mut x = vec![0f32; groups.indices.len() * n * n];
-    for (k, chunk) in x.chunks_mut(n * n).enumerate() {
-        dataset
-            .read_pattern(groups.indices[k], chunk)
-            .map_err(|e| e.to_string())?;
-        chunk.iter_mut().for_each(|v| *v *= alpha);
-    }
-    let relative = groups
-        .relative
-        .iter()
-        .flat_map(|r| [r[0] as f32, r[1] as f32])
-        .collect();
-    let samples = match config.model.kind {
-        ModelKind::Pinn => Samples {
-            x,
-            relative,
-            labels: None,
-            c: groups.c,
-            n,
-        },
-        ModelKind::Baseline => Samples {
-            x,
-            relative: Vec::new(),
-            labels: Some(labels(&dataset, &groups.indices)?),
-            c: 1,
-            n,
-        },
+    let (groups, objects) = match config.model.kind {
+        ModelKind::Pinn => (groups, None),
+        ModelKind::Baseline => (groups.flattened(), Some(label_sources(&dataset)?)),
     };
-    Ok((dataset, samples))
+    // Keras splits at floor(n·(1 − 0.05)): the rest, from the end, is held out.
+    let total = groups.len();
+    let train = if hold_out {
+        ((total as f64) * (1.0 - VALIDATION_FRACTION)).floor() as usize
+    } else {
+        total
+    };
+    Ok(Samples {
+        alpha: dataset.normalization() as f32,
+        train: Arc::new(groups.rows(0..train)),
+        validation: Arc::new(groups.rows(train..total)),
+        dataset: Arc::new(dataset),
+        objects,
+    })
 }
 
-/// Amplitude and phase of the ground-truth patch of each pattern in `indices`.
-fn labels(dataset: &Dataset, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>), String> {
-    let n = dataset.n;
-    let objects: Vec<Option<Image>> = dataset
+/// Each shard's object to cut labels from, when the shard has no Y; an error naming a shard with
+/// neither.
+fn label_sources(dataset: &Dataset) -> Result<Vec<Option<Image>>, String> {
+    dataset
         .shards
         .iter()
-        .map(|shard| {
-            shard.object.as_ref().map(|(rows, cols, data)| Image {
+        .map(|shard| match (&shard.patches, &shard.object) {
+            (Some(_), _) => Ok(None),
+            (None, Some((rows, cols, data))) => Ok(Some(Image {
                 rows: *rows,
                 cols: *cols,
                 data: data.clone(),
-            })
+            })),
+            (None, None) => Err(format!(
+                "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
+                 complex patch per pattern) or an 'objectGuess' to cut them from",
+                shard.path.display()
+            )),
         })
-        .collect();
-    let (xs, ys) = (dataset.xcoords(), dataset.ycoords());
+        .collect()
+}
+
+/// Amplitude and phase of the ground-truth patch of each pattern in `indices`: the shard's Y, or
+/// the patch cut from its object at the pattern's position.
+fn labels(
+    dataset: &Dataset,
+    objects: &[Option<Image>],
+    indices: &[usize],
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let n = dataset.n;
     let mut patch = vec![Complex32::default(); n * n];
     let (mut amplitude, mut phase) = (Vec::new(), Vec::new());
     for &i in indices {
@@ -263,14 +280,10 @@ fn labels(dataset: &Dataset, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>), 
             (Some(y), _) => y
                 .read_c64(k * n * n, &mut patch)
                 .map_err(|e| e.to_string())?,
-            (None, Some(object)) => extract_patch(object, xs[i], ys[i], n, &mut patch),
-            (None, None) => {
-                return Err(format!(
-                "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
-                     complex patch per pattern) or an 'objectGuess' to cut them from",
-                shard.path.display()
-            ))
+            (None, Some(object)) => {
+                extract_patch(object, shard.xcoords[k], shard.ycoords[k], n, &mut patch)
             }
+            (None, None) => unreachable!("label_sources refused the shard"),
         }
         amplitude.extend(patch.iter().map(|v| v.norm()));
         phase.extend(patch.iter().map(|v| v.arg()));
@@ -278,20 +291,21 @@ fn labels(dataset: &Dataset, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>), 
     Ok((amplitude, phase))
 }
 
-/// The mean loss over every sample, in batches.
+/// The mean loss over every group, streamed in order.
 fn mean_loss_over<B: Backend>(
     b: &B,
     trainer: &Trainer<B::Storage>,
     samples: &Samples,
-    which: &[usize],
+    groups: &Arc<Groups>,
     batch_size: usize,
     s: f32,
 ) -> Result<f64, String> {
     let mut sum = 0.0;
-    for chunk in which.chunks(batch_size) {
-        sum += trainer.loss(b, &samples.batch(b, chunk, s)?)? * chunk.len() as f64;
+    for batch in samples.stream(groups, batch_size, false, 0, 0)? {
+        let batch = batch.map_err(|e| e.to_string())?;
+        sum += trainer.loss(b, &samples.upload(b, &batch, s)?)? * batch.groups as f64;
     }
-    Ok(sum / which.len().max(1) as f64)
+    Ok(sum / groups.len().max(1) as f64)
 }
 
 /// What a training run reports while it works.
@@ -317,14 +331,15 @@ pub fn train<B: Backend>(
     if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == 0 {
         return Err("batch size, epochs and n_groups must be at least 1".into());
     }
-    let (dataset, samples) = load(&config.train_data, config)?;
-    let n = samples.n;
-    let total = samples.len();
-    // Keras splits at floor(n·(1 − 0.05)): the rest, from the end, is held out.
-    let train_groups = ((total as f64) * (1.0 - VALIDATION_FRACTION)).floor() as usize;
-    let validation = total - train_groups;
+    let samples = load(&config.train_data, config, true)?;
+    let dataset = &samples.dataset;
+    let n = dataset.n;
+    let (train_groups, validation) = (samples.train.len(), samples.validation.len());
     if train_groups == 0 {
-        return Err(format!("{total} groups leave nothing to train on"));
+        return Err(format!(
+            "{} groups leave nothing to train on",
+            train_groups + validation
+        ));
     }
     let s = intensity_scale(config.nphotons, n) as f32;
     let (weights, probe, optimizer, mut schedule) = match &config.resume {
@@ -394,12 +409,6 @@ pub fn train<B: Backend>(
     let first_epoch = schedule.epochs.len() + 1;
     for epoch in first_epoch..=config.nepochs {
         let epoch_start = Instant::now();
-        let mut order: Vec<usize> = (0..train_groups).collect();
-        let mut rng =
-            SplitMix64::new(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
         let mut weighted = 0.0;
         let steps = train_groups.div_ceil(config.batch_size);
         // Each step is recorded whole and submitted as the read-back of its loss starts; that loss
@@ -420,27 +429,28 @@ pub fn train<B: Backend>(
             });
             Ok(())
         };
-        for (step, batch) in order.chunks(config.batch_size).enumerate() {
+        let stream = samples.stream(&samples.train, config.batch_size, true, config.seed, epoch)?;
+        for (step, batch) in stream.enumerate() {
+            let batch = batch.map_err(|e| e.to_string())?;
             let loss = trainer
-                .record_step(b, &samples.batch(b, batch, s)?)
+                .record_step(b, &samples.upload(b, &batch, s)?)
                 .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
             let pending = b.start_read_f32(&loss).map_err(|e| e.to_string())?;
-            if let Some(previous) = in_flight.replace((step + 1, batch.len(), pending)) {
+            if let Some(previous) = in_flight.replace((step + 1, batch.groups, pending)) {
                 finish(previous)?;
             }
-            samples_seen += batch.len();
+            samples_seen += batch.groups;
         }
         if let Some(last) = in_flight.take() {
             finish(last)?;
         }
         let train_loss = weighted / train_groups as f64;
         let val_loss = if validation > 0 {
-            let held_out: Vec<usize> = (train_groups..total).collect();
             Some(mean_loss_over(
                 b,
                 &trainer,
                 &samples,
-                &held_out,
+                &samples.validation,
                 config.batch_size,
                 s,
             )?)
@@ -488,12 +498,11 @@ pub fn train<B: Backend>(
     }
     let test_loss = match &config.test_data {
         Some(path) => {
-            let (_, test) = load(path, config)?;
-            let all: Vec<usize> = (0..test.len()).collect();
-            let loss = mean_loss_over(b, &trainer, &test, &all, config.batch_size, s)?;
+            let test = load(path, config, false)?;
+            let loss = mean_loss_over(b, &trainer, &test, &test.train, config.batch_size, s)?;
             progress(Progress::Line(&format!(
                 "test loss {loss:.6e} over {} samples of {}",
-                all.len(),
+                test.train.len(),
                 path.display()
             )));
             write_json(
