@@ -241,17 +241,6 @@ pub fn mean_loss<B: Backend>(
     Ok(terms.iter().map(|&v| v as f64).sum::<f64>() / terms.len().max(1) as f64)
 }
 
-/// The mean loss as a 0-d tensor left on the device (no read-back), summed there in float32.
-pub fn mean_loss_tensor<B: Backend>(
-    b: &B,
-    kind: LossKind,
-    pred: &Tensor<B::Storage>,
-    target: &Tensor<B::Storage>,
-) -> Result<Tensor<B::Storage>, KernelError> {
-    let sum = b.sum(&b.loss_terms(kind, pred, target)?)?;
-    b.scale(&sum, 1.0 / pred.len().max(1) as f32)
-}
-
 /// ∂(mean loss)/∂Â.
 pub fn mean_loss_grad<B: Backend>(
     b: &B,

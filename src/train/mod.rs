@@ -15,7 +15,7 @@ use crate::model::network::{Activations, Network};
 use crate::model::{ModelConfig, ModelKind};
 use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{
-    default_canvas_size, mean_loss_grad, mean_loss_tensor, ForwardConfig, ForwardModel, ForwardPass,
+    default_canvas_size, mean_loss_grad, ForwardConfig, ForwardModel, ForwardPass,
 };
 
 /// What a batch is trained against.
@@ -227,15 +227,15 @@ impl<S> Trainer<S> {
         }
     }
 
-    /// The batch's mean loss (a 0-d tensor on the device) and ∂loss/∂(network outputs), in the
-    /// architecture's output order.
+    /// The batch's loss as elementwise terms (one tensor per loss; the loss is the sum of their
+    /// means) and ∂loss/∂(network outputs), in the architecture's output order.
     fn objective<B: Backend<Storage = S>>(
         &self,
         b: &B,
         pass: &Pass<S>,
         targets: &Targets<S>,
         with_grads: bool,
-    ) -> Result<(Tensor<S>, Vec<Tensor<S>>), KernelError> {
+    ) -> Result<(Vec<Tensor<S>>, Vec<Tensor<S>>), KernelError> {
         match (targets, &pass.physics) {
             (
                 Targets::Physics {
@@ -245,7 +245,7 @@ impl<S> Trainer<S> {
                 Some(physics),
             ) => {
                 let predicted = physics.amplitude();
-                let loss = mean_loss_tensor(b, LossKind::Poisson, predicted, amplitude)?;
+                let loss = vec![b.loss_terms(LossKind::Poisson, predicted, amplitude)?];
                 if !with_grads {
                     return Ok((loss, Vec::new()));
                 }
@@ -264,12 +264,12 @@ impl<S> Trainer<S> {
                 let mut losses = Vec::new();
                 for (name, label) in [("amplitude", amplitude), ("phase", phase)] {
                     let predicted = self.network.output(&pass.acts, name);
-                    losses.push(mean_loss_tensor(b, LossKind::Mae, predicted, label)?);
+                    losses.push(b.loss_terms(LossKind::Mae, predicted, label)?);
                     if with_grads {
                         grads.push(mean_loss_grad(b, LossKind::Mae, predicted, label)?);
                     }
                 }
-                Ok((b.add_real(&losses[0], &losses[1])?, grads))
+                Ok((losses, grads))
             }
             _ => unreachable!("forward checked that the targets match the trainer"),
         }
@@ -281,8 +281,8 @@ impl<S> Trainer<S> {
         self.check(batch)?;
         let run = || {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
-            let (loss, _) = self.objective(b, &pass, &batch.targets, false)?;
-            Ok::<_, KernelError>(b.download_f32(&loss)?[0] as f64)
+            let (terms, _) = self.objective(b, &pass, &batch.targets, false)?;
+            host_mean(b, &terms)
         };
         run().map_err(|e| e.to_string())
     }
@@ -311,18 +311,17 @@ impl<S> Trainer<S> {
         b: &B,
         batch: &Batch<S>,
     ) -> Result<(f64, Vec<Tensor<S>>), String> {
-        let (loss, grads) = self.loss_tensor_and_grads(b, batch)?;
-        let loss = b.download_f32(&loss).map_err(|e| e.to_string())?[0] as f64;
-        Ok((loss, grads))
+        let (terms, grads) = self.terms_and_grads(b, batch)?;
+        Ok((host_mean(b, &terms).map_err(|e| e.to_string())?, grads))
     }
 
-    fn loss_tensor_and_grads<B: Backend<Storage = S>>(
+    fn terms_and_grads<B: Backend<Storage = S>>(
         &self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<(Tensor<S>, Vec<Tensor<S>>), String> {
+    ) -> Result<(Vec<Tensor<S>>, Vec<Tensor<S>>), String> {
         self.check(batch)?;
-        let run = || -> Result<(Tensor<S>, Vec<Tensor<S>>), KernelError> {
+        let run = || -> Result<(Vec<Tensor<S>>, Vec<Tensor<S>>), KernelError> {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
             let (loss, grad_outputs) = self.objective(b, &pass, &batch.targets, true)?;
             let grads = self
@@ -341,7 +340,8 @@ impl<S> Trainer<S> {
         b: &B,
         batch: &Batch<S>,
     ) -> Result<Tensor<S>, String> {
-        let (loss, grads) = self.loss_tensor_and_grads(b, batch)?;
+        let (terms, grads) = self.terms_and_grads(b, batch)?;
+        let loss = device_mean(b, &terms).map_err(|e| e.to_string())?;
         self.step += 1;
         for (((p, g), m), v) in self
             .network
@@ -371,4 +371,28 @@ impl<S> Trainer<S> {
         }
         Ok(loss)
     }
+}
+
+/// The sum of the terms' means, summed on the host in f64 (finite differences need its digits).
+fn host_mean<B: Backend>(b: &B, terms: &[Tensor<B::Storage>]) -> Result<f64, KernelError> {
+    terms.iter().try_fold(0.0, |total, t| {
+        let values = b.download_f32(t)?;
+        Ok(total + values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64)
+    })
+}
+
+/// The sum of the terms' means as a 0-d tensor left on the device (summed there in float32).
+fn device_mean<B: Backend>(
+    b: &B,
+    terms: &[Tensor<B::Storage>],
+) -> Result<Tensor<B::Storage>, KernelError> {
+    let mut total: Option<Tensor<B::Storage>> = None;
+    for t in terms {
+        let mean = b.scale(&b.sum(t)?, 1.0 / t.len().max(1) as f32)?;
+        total = Some(match total {
+            None => mean,
+            Some(sum) => b.add_real(&sum, &mean)?,
+        });
+    }
+    Ok(total.expect("at least one loss"))
 }
