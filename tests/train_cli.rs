@@ -21,6 +21,27 @@ fn ptycho(args: &[&str]) {
     );
 }
 
+/// `ptycho simulate` of N = 64 patterns from a 160² object on the CPU backend into `sim`.
+fn simulate(sim: &Path, images: &str, dose: &str, extra: &[&str]) {
+    let mut args = vec![
+        "simulate",
+        "--output",
+        sim.to_str().unwrap(),
+        "--n",
+        "64",
+        "--object-size",
+        "160",
+        "--n-images",
+        images,
+        "--doses",
+        dose,
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    ptycho(&args);
+}
+
 fn train(data: &Path, out: &Path) -> serde_json::Value {
     ptycho(&[
         "train",
@@ -50,22 +71,7 @@ fn train(data: &Path, out: &Path) -> serde_json::Value {
 fn train_writes_history_and_a_verified_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
-    ptycho(&[
-        "simulate",
-        "--output",
-        sim.to_str().unwrap(),
-        "--n",
-        "64",
-        "--object-size",
-        "160",
-        "--n-images",
-        "40",
-        "--doses",
-        "1e4",
-        "--no-split",
-        "--device",
-        "cpu",
-    ]);
+    simulate(&sim, "40", "1e4", &["--no-split"]);
     let data = sim.join("dose_10000/patched.npz");
     let first = train(&data, &dir.path().join("a"));
     let losses = first["train_loss"].as_array().unwrap();
@@ -102,24 +108,7 @@ fn train_writes_history_and_a_verified_bundle() {
 fn resumed_training_matches_uninterrupted_training() {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
-    ptycho(&[
-        "simulate",
-        "--output",
-        sim.to_str().unwrap(),
-        "--n",
-        "64",
-        "--object-size",
-        "160",
-        "--n-images",
-        "24",
-        "--doses",
-        "1e5",
-        "--no-split",
-        "--device",
-        "cpu",
-        "--seed",
-        "9",
-    ]);
+    simulate(&sim, "24", "1e5", &["--no-split", "--seed", "9"]);
     let data = sim.join("dose_100000/patched.npz");
     let run = |out: &str, epochs: &str, resume: Option<&str>| {
         let out = dir.path().join(out);
@@ -199,21 +188,7 @@ fn ptycho_fails(args: &[&str]) -> String {
 fn baseline_and_probe_big_train_and_infer() {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
-    ptycho(&[
-        "simulate",
-        "--output",
-        sim.to_str().unwrap(),
-        "--n",
-        "64",
-        "--object-size",
-        "160",
-        "--n-images",
-        "60",
-        "--doses",
-        "1e4",
-        "--device",
-        "cpu",
-    ]);
+    simulate(&sim, "60", "1e4", &[]);
     let train_file = sim.join("dose_10000/patched_train.npz");
     let test_file = sim.join("dose_10000/patched_test.npz");
     for (name, extra) in [
