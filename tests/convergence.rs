@@ -12,7 +12,8 @@
 //! where nothing but the network ties one pattern's object to another's. The thresholds pin what is
 //! measured; a reconstruction that matches the truth well is still open.
 //!
-//! It runs on the CPU backend, where it takes about a minute on two cores. On lavapipe the same run
+//! It runs on the CPU backend, where it takes about a minute on two cores in a release build and four
+//! in the debug build CI uses. On lavapipe the same run
 //! takes hours (its convolutions reach ~0.3 GFLOP/s), so the GPU's part is the gradient parity of
 //! tests/train.rs: the same step on both backends agrees to 1e-5.
 
