@@ -38,6 +38,10 @@ pub struct Batch<S> {
     pub targets: Targets<S>,
 }
 
+/// A batch's loss as elementwise terms (one tensor per loss; the loss is the sum of their means) and
+/// the gradients that go with it.
+type TermsAndGrads<S> = (Vec<Tensor<S>>, Vec<Tensor<S>>);
+
 /// One forward pass: the network's input and activations, and the physics pass (PINN only).
 struct Pass<S> {
     input: Tensor<S>,
@@ -235,7 +239,7 @@ impl<S> Trainer<S> {
         pass: &Pass<S>,
         targets: &Targets<S>,
         with_grads: bool,
-    ) -> Result<(Vec<Tensor<S>>, Vec<Tensor<S>>), KernelError> {
+    ) -> Result<TermsAndGrads<S>, KernelError> {
         match (targets, &pass.physics) {
             (
                 Targets::Physics {
@@ -319,9 +323,9 @@ impl<S> Trainer<S> {
         &self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<(Vec<Tensor<S>>, Vec<Tensor<S>>), String> {
+    ) -> Result<TermsAndGrads<S>, String> {
         self.check(batch)?;
-        let run = || -> Result<(Vec<Tensor<S>>, Vec<Tensor<S>>), KernelError> {
+        let run = || -> Result<TermsAndGrads<S>, KernelError> {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
             let (loss, grad_outputs) = self.objective(b, &pass, &batch.targets, true)?;
             let grads = self
