@@ -172,15 +172,13 @@ impl Samples {
     ) -> Result<Batch<B::Storage>, String> {
         let (c, n) = (batch.c, batch.n);
         let upload = |shape: &[usize], v: &[f32]| b.upload_f32(shape, v).map_err(|e| e.to_string());
-        let shape = [batch.groups, c, n, n];
+        let x = upload(&[batch.groups, c, n, n], &batch.diffraction)?;
         let targets = match &self.objects {
-            None => {
-                let amplitude: Vec<f32> = batch.diffraction.iter().map(|v| s * v).collect();
-                Targets::Physics {
-                    relative: upload(&[batch.groups * c, 2], &batch.relative_offsets)?,
-                    amplitude: upload(&shape, &amplitude)?,
-                }
-            }
+            // The target s·X is scaled on the device: one upload per batch, not two.
+            None => Targets::Physics {
+                relative: upload(&[batch.groups * c, 2], &batch.relative_offsets)?,
+                amplitude: b.scale(&x, s).map_err(|e| e.to_string())?,
+            },
             Some(objects) => {
                 let (amplitude, phase) = labels(&self.dataset, objects, &batch.indices)?;
                 let label_shape = [batch.groups, n, n, 1];
@@ -190,10 +188,7 @@ impl Samples {
                 }
             }
         };
-        Ok(Batch {
-            x: upload(&shape, &batch.diffraction)?,
-            targets,
-        })
+        Ok(Batch { x, targets })
     }
 }
 
