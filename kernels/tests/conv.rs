@@ -1,10 +1,12 @@
 //! 3 x 3 'same' convolution (NHWC, Keras kernel layout) on every backend: forward and both backward
 //! passes against a naive f64 oracle at sizes that cross the GEMM tiles, finite differences of the
-//! backward passes, GPU against CPU with several gradient splits, and shape errors.
+//! backward passes, GPU against CPU with several gradient splits, and shape errors; on the GPU for
+//! both kernel families (tiled for GPUs, lanes for CPU-type adapters).
 
 mod common;
 
 use ptycho_kernels::cpu::CpuBackend;
+use ptycho_kernels::gpu::{ConvKernels, GpuBackend, GpuSelection};
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::Backend;
 
@@ -217,12 +219,21 @@ backend_tests!(
     shape_errors_name_the_operand
 );
 
-#[test]
-fn gpu_matches_cpu_with_several_gradient_splits() {
-    let Some(gpu) = common::gpu() else { return };
-    // 3 x 24 x 24 = 1728 pixels: two splits of the parameter gradients; 64 -> 96 channels: two N tiles.
+/// A GPU backend of its own running the given kernel family (the shared one runs whichever family its
+/// adapter type chooses), or None where the GPU tests skip.
+fn gpu_with(kernels: ConvKernels) -> Option<GpuBackend> {
+    common::gpu()?;
+    let gpu = GpuBackend::new(&GpuSelection::from_env()).unwrap();
+    gpu.set_conv_kernels(kernels).unwrap();
+    Some(gpu)
+}
+
+fn matches_cpu_with_several_chunks_and_splits(kernels: ConvKernels) {
+    let Some(gpu) = gpu_with(kernels) else { return };
+    // 3 x 24 x 24 = 1728 pixels: two splits of the tiled parameter gradients and eleven pixel chunks of
+    // the lane kernels; 64 -> 96 channels: two N tiles, six column blocks, four kernel-row chunks.
     let c = case(3, 24, 24, 64, 96, 21);
-    let g = run(gpu, &c);
+    let g = run(&gpu, &c);
     let cpu = run(&CpuBackend::new(), &c);
     for (name, a, b) in [
         ("out", &g.0, &cpu.0),
@@ -232,6 +243,49 @@ fn gpu_matches_cpu_with_several_gradient_splits() {
     ] {
         let b64: Vec<f64> = b.iter().map(|v| *v as f64).collect();
         let e = rel(a, &b64);
-        assert!(e < 1e-5, "{name}: relative difference {e:.2e}");
+        assert!(e < 1e-5, "{kernels:?} {name}: relative difference {e:.2e}");
+    }
+}
+
+/// Both kernel families on the test adapter, whichever it would choose itself.
+mod families {
+    use super::*;
+
+    #[test]
+    fn tiled_matches_the_oracle() {
+        if let Some(gpu) = gpu_with(ConvKernels::Tiled) {
+            matches_the_oracle(&gpu);
+        }
+    }
+
+    #[test]
+    fn lanes_match_the_oracle() {
+        if let Some(gpu) = gpu_with(ConvKernels::Lanes) {
+            matches_the_oracle(&gpu);
+        }
+    }
+
+    #[test]
+    fn tiled_backward_matches_finite_differences() {
+        if let Some(gpu) = gpu_with(ConvKernels::Tiled) {
+            backward_matches_finite_differences(&gpu);
+        }
+    }
+
+    #[test]
+    fn lanes_backward_matches_finite_differences() {
+        if let Some(gpu) = gpu_with(ConvKernels::Lanes) {
+            backward_matches_finite_differences(&gpu);
+        }
+    }
+
+    #[test]
+    fn tiled_matches_cpu_with_several_gradient_splits() {
+        matches_cpu_with_several_chunks_and_splits(ConvKernels::Tiled);
+    }
+
+    #[test]
+    fn lanes_match_cpu_with_several_chunks() {
+        matches_cpu_with_several_chunks_and_splits(ConvKernels::Lanes);
     }
 }

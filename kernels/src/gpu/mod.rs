@@ -7,6 +7,7 @@ mod recorder;
 pub mod shaders;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytemuck::{Pod, Zeroable};
@@ -42,6 +43,48 @@ pub struct GpuBackend {
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     twiddles: Mutex<HashMap<usize, Arc<wgpu::Buffer>>>,
     recorder: Mutex<Recorder>,
+    /// Which convolution kernels run: shaders/conv_lanes.wgsl on CPU-type adapters, conv.wgsl elsewhere.
+    lane_convs: AtomicBool,
+}
+
+/// The two families of convolution kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernels {
+    /// shaders/conv.wgsl: 64 x 64 output tiles staged in workgroup memory, for GPUs.
+    Tiled,
+    /// shaders/conv_lanes.wgsl: one GEMM row per invocation against a uniform window of the shared
+    /// operand, for CPU-type adapters (lavapipe, llvmpipe, WARP).
+    Lanes,
+}
+
+/// Floats in the uniform window of shaders/conv_lanes.wgsl (64 KiB, the binding size every wgpu
+/// adapter must allow).
+const LANES_WINDOW: usize = 16384;
+/// Window starts are multiples of this many floats: 256 bytes, the largest uniform offset alignment
+/// wgpu allows.
+const LANES_WINDOW_ALIGN: usize = 64;
+/// The last block of 16 columns reads up to 15 floats past its row.
+const LANES_WINDOW_SLACK: usize = 16;
+/// Invocations per workgroup in shaders/conv_lanes.wgsl.
+const LANES: usize = 64;
+/// Output columns per invocation in shaders/conv_lanes.wgsl.
+const LANE_COLUMNS: usize = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LaneConvParams {
+    h: u32,
+    w: u32,
+    a_channels: u32,
+    n: u32,
+    m: u32,
+    k: u32,
+    row_blocks: u32,
+    mode: u32,
+    chunk_begin: u32,
+    chunk_end: u32,
+    window_base: u32,
+    len: u32,
 }
 
 #[repr(C)]
@@ -223,8 +266,11 @@ impl GpuBackend {
         let limits = device.limits();
         let pool = BufferPool::new(device.clone(), limits.max_buffer_size);
         let recorder = Recorder::new(device.clone(), queue, pool.clone(), &limits);
+        let info = adapter.get_info();
+        let lane_convs = info.device_type == wgpu::DeviceType::Cpu && lane_convs_fit(&limits);
         Ok(Self {
-            info: adapter.get_info(),
+            info,
+            lane_convs: AtomicBool::new(lane_convs),
             index,
             features: device.features(),
             limits,
@@ -234,6 +280,33 @@ impl GpuBackend {
             recorder: Mutex::new(recorder),
             device,
         })
+    }
+
+    /// The convolution kernels in use.
+    pub fn conv_kernels(&self) -> ConvKernels {
+        if self.lane_convs.load(Ordering::Relaxed) {
+            ConvKernels::Lanes
+        } else {
+            ConvKernels::Tiled
+        }
+    }
+
+    /// Choose the convolution kernels (the adapter type chooses by default); both compute the same
+    /// sums, so tests and benchmarks can run either on any adapter whose limits allow it.
+    pub fn set_conv_kernels(&self, kernels: ConvKernels) -> Result<()> {
+        if kernels == ConvKernels::Lanes && !lane_convs_fit(&self.limits) {
+            return Err(KernelError::Gpu {
+                kernel: "conv_lanes".into(),
+                message: format!(
+                    "needs 64 KiB uniform bindings at 256-byte offsets; the adapter allows {} bytes at {}",
+                    self.limits.max_uniform_buffer_binding_size,
+                    self.limits.min_uniform_buffer_offset_alignment
+                ),
+            });
+        }
+        self.lane_convs
+            .store(kernels == ConvKernels::Lanes, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
@@ -576,6 +649,9 @@ impl GpuBackend {
         out: &GpuTensor,
     ) -> Result<()> {
         check_u32(op, g.pixels() * a_channels.max(n))?;
+        if self.conv_kernels() == ConvKernels::Lanes {
+            return self.lanes_gemm(op, g, (a_channels, n, mode), inputs, out);
+        }
         let m = g.pixels();
         let params = ConvParams {
             h: g.h as u32,
@@ -639,6 +715,159 @@ impl GpuBackend {
 
     /// out[j] = Σ_s partial[s, j] over `params.splits` splits of length `params.k` (the reduction reads
     /// the length from the GEMM's k field).
+    /// Copy of `src` (mode 2) or the input gradient's rearranged kernel (mode 3) with room for a
+    /// whole uniform window past any aligned start inside it.
+    fn lanes_stage(
+        &self,
+        op: &'static str,
+        src: &GpuTensor,
+        mode: u32,
+        (a_channels, n): (usize, usize),
+    ) -> Result<GpuTensor> {
+        let len = src.len();
+        let floats = len.next_multiple_of(LANES_WINDOW_ALIGN) + LANES_WINDOW;
+        check_u32(op, floats)?;
+        self.check_size(op, 4 * floats as u64)?;
+        let staged = Tensor::new(
+            vec![floats],
+            Dtype::F32,
+            self.pool.take(
+                4 * floats as u64,
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+                op,
+            ),
+        );
+        let params = LaneConvParams {
+            a_channels: a_channels as u32,
+            n: n as u32,
+            mode,
+            len: len as u32,
+            ..Zeroable::zeroed()
+        };
+        let pipeline = self.pipeline("conv_lanes", "stage", shaders::conv_lanes_source)?;
+        self.dispatch(
+            "conv_lanes stage",
+            &pipeline,
+            &[bind(0, src), bind(3, &staged)],
+            4,
+            bytemuck::bytes_of(&params),
+            (len as u64).div_ceil(LANES as u64),
+        )?;
+        Ok(staged)
+    }
+
+    /// The reduction of a shaders/conv_lanes.wgsl kernel in chunks whose rows of the shared operand
+    /// (`n` floats each) fit one uniform window: one dispatch per chunk, each after the first adding
+    /// to `out`.
+    fn lanes_chunks(
+        &self,
+        entry: &'static str,
+        staged: &GpuTensor,
+        bindings: &[Binding<'_>],
+        mut params: LaneConvParams,
+        rows: usize,
+        workgroups: u64,
+    ) -> Result<()> {
+        let n = params.n as usize;
+        let per_chunk = (LANES_WINDOW - LANES_WINDOW_ALIGN - LANES_WINDOW_SLACK) / n;
+        if per_chunk == 0 {
+            return Err(KernelError::Shape {
+                op: entry,
+                expected: format!("at most {} output channels", LANES_WINDOW / 2),
+                found: vec![n],
+            });
+        }
+        let pipeline = self.pipeline("conv_lanes", entry, shaders::conv_lanes_source)?;
+        for begin in (0..rows).step_by(per_chunk) {
+            let base = begin * n / LANES_WINDOW_ALIGN * LANES_WINDOW_ALIGN;
+            params.chunk_begin = begin as u32;
+            params.chunk_end = (begin + per_chunk).min(rows) as u32;
+            params.window_base = base as u32;
+            let mut all = bindings.to_vec();
+            all.push(Binding {
+                index: 1,
+                buffer: staged.storage.buffer(),
+                offset: 4 * base as u64,
+                size: 4 * LANES_WINDOW as u64,
+            });
+            self.dispatch(
+                entry,
+                &pipeline,
+                &all,
+                4,
+                bytemuck::bytes_of(&params),
+                workgroups,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The forward (mode 0) or input gradient (mode 1) on shaders/conv_lanes.wgsl.
+    fn lanes_gemm(
+        &self,
+        op: &'static str,
+        g: &ConvGeometry,
+        (a_channels, n, mode): (usize, usize, u32),
+        inputs: [&GpuTensor; 3],
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let m = g.pixels();
+        let k = 9 * a_channels;
+        let staged = self.lanes_stage(op, inputs[1], 2 + mode, (a_channels, n))?;
+        let row_blocks = m.div_ceil(LANES);
+        let params = LaneConvParams {
+            h: g.h as u32,
+            w: g.w as u32,
+            a_channels: a_channels as u32,
+            n: n as u32,
+            m: m as u32,
+            k: k as u32,
+            row_blocks: row_blocks as u32,
+            mode,
+            ..Zeroable::zeroed()
+        };
+        self.lanes_chunks(
+            "gemm_pixels",
+            &staged,
+            &[bind(0, inputs[0]), bind(2, inputs[2]), bind(3, out)],
+            params,
+            k,
+            (row_blocks * n.div_ceil(LANE_COLUMNS)) as u64,
+        )
+    }
+
+    /// The kernel gradient on shaders/conv_lanes.wgsl, summed over the pixels in chunks.
+    fn lanes_weight_grad(
+        &self,
+        op: &'static str,
+        g: &ConvGeometry,
+        x: &GpuTensor,
+        grad_out: &GpuTensor,
+        grad_kernel: &GpuTensor,
+    ) -> Result<()> {
+        let k = 9 * g.cin;
+        let staged = self.lanes_stage(op, grad_out, 2, (g.cin, g.cout))?;
+        let row_blocks = k.div_ceil(LANES);
+        let params = LaneConvParams {
+            h: g.h as u32,
+            w: g.w as u32,
+            a_channels: g.cin as u32,
+            n: g.cout as u32,
+            m: g.pixels() as u32,
+            k: k as u32,
+            row_blocks: row_blocks as u32,
+            ..Zeroable::zeroed()
+        };
+        self.lanes_chunks(
+            "weight_grad_rows",
+            &staged,
+            &[bind(0, x), bind(3, grad_kernel)],
+            params,
+            g.pixels(),
+            (row_blocks * g.cout.div_ceil(LANE_COLUMNS)) as u64,
+        )
+    }
+
     fn conv_reduce(&self, partial: &GpuTensor, out: &GpuTensor, params: ConvParams) -> Result<()> {
         let pipeline = self.pipeline("conv", "reduce_splits", shaders::conv_source)?;
         self.dispatch(
@@ -730,8 +959,15 @@ fn bind(index: u32, t: &GpuTensor) -> Binding<'_> {
     Binding {
         index,
         buffer: t.storage.buffer(),
+        offset: 0,
         size: binding_size(t),
     }
+}
+
+/// Whether the adapter's limits allow the uniform windows of shaders/conv_lanes.wgsl.
+fn lane_convs_fit(limits: &wgpu::Limits) -> bool {
+    limits.max_uniform_buffer_binding_size as usize >= 4 * LANES_WINDOW
+        && limits.min_uniform_buffer_offset_alignment as usize <= 4 * LANES_WINDOW_ALIGN
 }
 
 /// Bytes a kernel may touch: the tensor rounded up to 16 bytes (the copy kernel moves vec4s), never
@@ -834,6 +1070,7 @@ impl Backend for GpuBackend {
                 Binding {
                     index: 2,
                     buffer: &twiddles,
+                    offset: 0,
                     size: twiddles.size(),
                 },
             ];
@@ -1059,23 +1296,27 @@ impl Backend for GpuBackend {
             splits: splits as u32,
             _pad: 0,
         };
-        let partial_kernel = self.alloc(OP, &[splits, k, g.cout], Dtype::F32)?;
-        let pipeline = self.pipeline("conv", "weight_grad", shaders::conv_source)?;
-        let tiles = params.tiles_m as u64 * params.tiles_n as u64 * splits as u64;
-        self.dispatch(
-            "conv weight_grad",
-            &pipeline,
-            &[bind(0, x), bind(1, grad_out), bind(3, &partial_kernel)],
-            4,
-            bytemuck::bytes_of(&params),
-            tiles,
-        )?;
         let grad_kernel = self.alloc(OP, &[3, 3, g.cin, g.cout], Dtype::F32)?;
-        let reduce_kernel = ConvParams {
-            k: (k * g.cout) as u32,
-            ..params
-        };
-        self.conv_reduce(&partial_kernel, &grad_kernel, reduce_kernel)?;
+        if self.conv_kernels() == ConvKernels::Lanes {
+            self.lanes_weight_grad(OP, &g, x, grad_out, &grad_kernel)?;
+        } else {
+            let partial_kernel = self.alloc(OP, &[splits, k, g.cout], Dtype::F32)?;
+            let pipeline = self.pipeline("conv", "weight_grad", shaders::conv_source)?;
+            let tiles = params.tiles_m as u64 * params.tiles_n as u64 * splits as u64;
+            self.dispatch(
+                "conv weight_grad",
+                &pipeline,
+                &[bind(0, x), bind(1, grad_out), bind(3, &partial_kernel)],
+                4,
+                bytemuck::bytes_of(&params),
+                tiles,
+            )?;
+            let reduce_kernel = ConvParams {
+                k: (k * g.cout) as u32,
+                ..params
+            };
+            self.conv_reduce(&partial_kernel, &grad_kernel, reduce_kernel)?;
+        }
 
         let partial_bias = self.alloc(OP, &[splits, g.cout], Dtype::F32)?;
         let pipeline = self.pipeline("conv", "bias_grad", shaders::conv_source)?;

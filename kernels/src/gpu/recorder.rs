@@ -13,9 +13,11 @@ const MAX_DISPATCHES_PER_SUBMISSION: usize = 4096;
 const ARENA_BYTES: u64 = 64 * 1024;
 
 /// A storage binding of one dispatch: the first `size` bytes of `buffer` at binding `index`.
+#[derive(Clone, Copy)]
 pub struct Binding<'a> {
     pub index: u32,
     pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
     pub size: u64,
 }
 
@@ -116,7 +118,7 @@ impl Recorder {
                 binding: b.index,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: b.buffer,
-                    offset: 0,
+                    offset: b.offset,
                     size: wgpu::BufferSize::new(b.size),
                 }),
             })

@@ -189,6 +189,14 @@ pub fn copy_source() -> String {
 /// (name, WGSL source, entry points) of every pipeline the GPU backend can create.
 pub const CONV_ENTRY_POINTS: &[&str] = &["forward", "weight_grad", "bias_grad", "reduce_splits"];
 
+pub const CONV_LANES_WGSL: &str = include_str!("../../../shaders/conv_lanes.wgsl");
+
+pub const CONV_LANES_ENTRY_POINTS: &[&str] = &["gemm_pixels", "weight_grad_rows", "stage"];
+
+pub fn conv_lanes_source() -> String {
+    CONV_LANES_WGSL.to_string()
+}
+
 pub fn conv_source() -> String {
     CONV_WGSL.to_string()
 }
@@ -243,6 +251,11 @@ pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
     ));
     out.push(("copy".into(), copy_source(), vec!["main"]));
     out.push(("conv".into(), conv_source(), CONV_ENTRY_POINTS.to_vec()));
+    out.push((
+        "conv_lanes".into(),
+        conv_lanes_source(),
+        CONV_LANES_ENTRY_POINTS.to_vec(),
+    ));
     out.push((
         "layers".into(),
         layers_source(),
