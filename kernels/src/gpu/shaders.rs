@@ -25,6 +25,7 @@ pub const SHADER_FILES: &[&str] = &[
     "layout.wgsl",
     "loss.wgsl",
     "conv.wgsl",
+    "conv_lanes.wgsl",
     "layers.wgsl",
     "optim.wgsl",
     "peak.wgsl",
