@@ -10,8 +10,8 @@ use ptycho_wgpu::kernels::ops::optim::AdamConfig;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;
 use ptycho_wgpu::kernels::Backend;
-use ptycho_wgpu::model::network::glorot_init;
-use ptycho_wgpu::model::{ModelConfig, ModelKind};
+use ptycho_wgpu::model::network::{glorot_init, Network};
+use ptycho_wgpu::model::{architecture, ModelConfig, ModelKind, Op};
 use ptycho_wgpu::persist::weights::NamedTensor;
 use ptycho_wgpu::physics::probe::{default_probe, normalize};
 use ptycho_wgpu::train::{Batch, Targets, Trainer};
@@ -259,6 +259,67 @@ fn cpu_baseline_gradients_match_finite_differences() {
     );
 }
 
+/// Max-pool windows whose largest entry differs between the two backends' forward passes, per pool
+/// layer of the architecture: a near-tie (two entries within rounding of each other) that the two
+/// backends' rounding resolves differently routes that window's gradient to another pixel.
+fn pool_routing_flips<G: Backend, C: Backend>(
+    gpu: &G,
+    cpu: &C,
+    cfg: &ModelConfig,
+    weights: &[NamedTensor],
+) -> Vec<(usize, usize)> {
+    let data = batch();
+    let shape = match cfg.kind {
+        ModelKind::Pinn => [GROUPS, C, N, N],
+        ModelKind::Baseline => [GROUPS * C, 1, N, N],
+    };
+    fn layer_outputs<B: Backend>(
+        b: &B,
+        cfg: &ModelConfig,
+        weights: &[NamedTensor],
+        shape: &[usize],
+        x: &[f32],
+    ) -> Vec<Vec<f32>> {
+        let network = Network::new(b, cfg, weights).unwrap();
+        let x = b
+            .to_channels_last(&b.upload_f32(shape, x).unwrap())
+            .unwrap();
+        let acts = network.forward(b, &x).unwrap();
+        (0..network.architecture().layers.len())
+            .map(|i| b.download_f32(network.layer_output(&acts, i)).unwrap())
+            .collect()
+    }
+    let g = layer_outputs(gpu, cfg, weights, &shape, &data.x);
+    let c = layer_outputs(cpu, cfg, weights, &shape, &data.x);
+    let layers = architecture(cfg).unwrap().layers;
+    let mut flips = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        if !matches!(layer.op, Op::MaxPool) {
+            continue;
+        }
+        let [h, w, channels] = layers[i - 1].output;
+        let argmax = |v: &[f32], p: usize, y: usize, x: usize, k: usize| {
+            let at = |dy: usize, dx: usize| v[((p * h + y + dy) * w + x + dx) * channels + k];
+            let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+            (1..4).fold(0, |best, j| if window[j] > window[best] { j } else { best })
+        };
+        let mut count = 0;
+        for p in 0..shape[0] {
+            for y in (0..h).step_by(2) {
+                for x in (0..w).step_by(2) {
+                    for k in 0..channels {
+                        if argmax(&g[i - 1], p, y, x, k) != argmax(&c[i - 1], p, y, x, k) {
+                            count += 1;
+                        }
+                    }
+                }
+            }
+        }
+        flips.push((i, count));
+    }
+    flips
+}
+
 #[test]
 fn gpu_gradients_match_cpu() {
     let Some(gpu) = shared_gpu() else { return };
@@ -269,16 +330,41 @@ fn gpu_gradients_match_cpu() {
             ModelKind::Pinn => near_target(&cpu, &cfg, &weights),
             ModelKind::Baseline => Vec::new(),
         };
+        // The layers upstream of a pool that routes a window differently get a different gradient by
+        // design (one window's whole gradient moves); they are compared only where no pool
+        // upstream of them routes differently. Measured: one window of 131,072 at the baseline's
+        // second pool on lavapipe (its convolutions round differently from the CPU's), none
+        // elsewhere.
+        let flips = pool_routing_flips(gpu, &cpu, &cfg, &weights);
+        let total: usize = flips.iter().map(|f| f.1).sum();
+        assert!(total <= 2, "{:?}: pool routings differ {flips:?}", cfg.kind);
+        let first_flipped = flips.iter().find(|f| f.1 > 0).map_or(0, |f| f.0);
+        let layers = architecture(&cfg).unwrap().layers;
         let (gl, gg) = loss_and_grads(gpu, &cfg, &weights, &target);
         let (cl, cg) = loss_and_grads(&cpu, &cfg, &weights, &target);
         assert!((gl - cl).abs() < 1e-5 * cl.abs(), "loss {gl} vs {cl}");
+        let mut compared = 0;
         for (k, (a, c)) in gg.iter().zip(&cg).enumerate() {
+            let name = &weights[k].name;
+            let layer = layers
+                .iter()
+                .position(|l| name.starts_with(&format!("{}/", l.name)))
+                .unwrap();
+            if layer < first_flipped {
+                continue;
+            }
+            compared += 1;
             let num: f64 = a.iter().zip(c).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
             let den: f64 = c.iter().map(|q| (*q as f64).powi(2)).sum();
             let e = (num / den.max(1e-30)).sqrt();
-            // Measured at most 1.1e-5 (summation order of the convolutions' reductions).
-            assert!(e < 1e-4, "{}: relative difference {e:.2e}", weights[k].name);
+            // Measured at most 5e-5 (summation order of the convolutions' reductions).
+            assert!(e < 1e-4, "{name}: relative difference {e:.2e}");
         }
+        assert!(
+            compared >= gg.len() - 8,
+            "{compared} of {} compared",
+            gg.len()
+        );
     }
 }
 

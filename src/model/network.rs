@@ -174,6 +174,11 @@ impl<S> Network<S> {
     }
 
     /// The output named `name` ("amplitude" or "phase").
+    /// The output of layer `index` of the architecture.
+    pub fn layer_output<'a>(&self, acts: &'a Activations<S>, index: usize) -> &'a Tensor<S> {
+        &acts.outputs[index]
+    }
+
     pub fn output<'a>(&self, acts: &'a Activations<S>, name: &str) -> &'a Tensor<S> {
         let (_, i) = self
             .arch
