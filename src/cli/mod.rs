@@ -83,6 +83,23 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ConvKernelsArg {
+    Auto,
+    Tiled,
+    Lanes,
+}
+
+impl ConvKernelsArg {
+    fn choice(self) -> Option<ptycho_kernels::gpu::ConvKernels> {
+        match self {
+            Self::Auto => None,
+            Self::Tiled => Some(ptycho_kernels::gpu::ConvKernels::Tiled),
+            Self::Lanes => Some(ptycho_kernels::gpu::ConvKernels::Lanes),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Batch streaming from NPZ shards against a plain sequential read of the same files.
@@ -126,6 +143,10 @@ enum BenchCommand {
         /// Skip the CPU backend's run when the device is a GPU.
         #[arg(long)]
         no_cpu: bool,
+        /// The GPU's convolution kernels: chosen by the adapter type, the shared-memory tiles meant
+        /// for GPUs, or the lanes meant for CPU-type adapters.
+        #[arg(long, value_enum, default_value_t = ConvKernelsArg::Auto)]
+        conv_kernels: ConvKernelsArg,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -267,10 +288,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     steps,
                     quick,
                     no_cpu,
+                    conv_kernels,
                     json,
                     device,
                 },
         } => {
+            let backend = device.open()?;
+            if let (ptycho_kernels::AnyBackend::Gpu(gpu), Some(kernels)) =
+                (&backend, conv_kernels.choice())
+            {
+                gpu.set_conv_kernels(kernels)?;
+            }
             let config = crate::bench::train::TrainBenchConfig {
                 model: crate::model::ModelConfig {
                     kind: crate::model::ModelKind::from(model),
@@ -285,7 +313,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 quick,
                 compare_cpu: !no_cpu,
             };
-            let report = with_backend!(device.open()?, backend => crate::bench::train::run(&backend, &config))?;
+            let report =
+                with_backend!(backend, backend => crate::bench::train::run(&backend, &config))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
