@@ -68,6 +68,43 @@ fn block_id(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wg.x + wg.y * groups.x;
 }
 
+// Blocks of COLUMNS output columns.
+fn column_blocks() -> u32 {
+    return (params.n + COLUMNS - 1u) / COLUMNS;
+}
+
+// Index of input pixel (b, sy, sx) clamped into the image, and whether it lies inside (outside it is
+// the zero padding).
+struct Source {
+    pixel: u32,
+    inside: bool,
+};
+
+fn source(b: u32, sy: i32, sx: i32) -> Source {
+    let inside = sy >= 0 && sx >= 0 && sy < i32(params.h) && sx < i32(params.w);
+    let pixel = (b * params.h + u32(clamp(sy, 0, i32(params.h) - 1))) * params.w
+        + u32(clamp(sx, 0, i32(params.w) - 1));
+    return Source(pixel, inside);
+}
+
+// Output row `row`, columns n0 .. n0 + COLUMNS: written by the first chunk (plus the bias when asked),
+// added to by the others.
+fn store_columns(row: u32, n0: u32, acc: array<vec4<f32>, 4>, add_bias: bool) {
+    for (var j = 0u; j < COLUMNS; j++) {
+        let n = n0 + j;
+        if n < params.n {
+            var v = acc[j / 4u][j % 4u];
+            let o = row * params.n + n;
+            if params.chunk_begin > 0u {
+                v += out[o];
+            } else if add_bias {
+                v += bias[n];
+            }
+            out[o] = v;
+        }
+    }
+}
+
 // Forward (mode 0) and input gradient (mode 1) over the chunk of GEMM rows [chunk_begin, chunk_end):
 // each invocation one pixel and COLUMNS output channels.
 @compute @workgroup_size(64)
@@ -77,8 +114,7 @@ fn gemm_pixels(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let id = block_id(wg, groups);
-    let column_blocks = (params.n + COLUMNS - 1u) / COLUMNS;
-    if id >= params.row_blocks * column_blocks {
+    if id >= params.row_blocks * column_blocks() {
         return;
     }
     let m = (id % params.row_blocks) * LANES + lid.x;
@@ -103,34 +139,19 @@ fn gemm_pixels(
             sy = y - dy;
             sx = x - dx;
         }
-        let inside = sy >= 0 && sx >= 0 && sy < i32(params.h) && sx < i32(params.w);
-        let row = (b * params.h + u32(clamp(sy, 0, i32(params.h) - 1))) * params.w
-            + u32(clamp(sx, 0, i32(params.w) - 1));
+        let at = source(b, sy, sx);
         let c_begin = max(params.chunk_begin, tap * channels) - tap * channels;
         let c_end = min(params.chunk_end, (tap + 1u) * channels) - tap * channels;
         for (var c = c_begin; c < c_end; c++) {
-            let a = select(0.0, src[row * channels + c], inside);
+            let a = select(0.0, src[at.pixel * channels + c], at.inside);
             shared16((tap * channels + c) * params.n + n0 - params.window_base, &cols);
             for (var q = 0u; q < 4u; q++) {
                 acc[q] += a * cols[q];
             }
         }
     }
-    if !live {
-        return;
-    }
-    for (var j = 0u; j < COLUMNS; j++) {
-        let n = n0 + j;
-        if n < params.n {
-            var v = acc[j / 4u][j % 4u];
-            let o = m * params.n + n;
-            if params.chunk_begin > 0u {
-                v += out[o];
-            } else if params.mode == 0u {
-                v += bias[n];
-            }
-            out[o] = v;
-        }
+    if live {
+        store_columns(m, n0, acc, params.mode == 0u);
     }
 }
 
@@ -143,8 +164,7 @@ fn weight_grad_rows(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let id = block_id(wg, groups);
-    let column_blocks = (params.n + COLUMNS - 1u) / COLUMNS;
-    if id >= params.row_blocks * column_blocks {
+    if id >= params.row_blocks * column_blocks() {
         return;
     }
     let k = (id % params.row_blocks) * LANES + lid.x;
@@ -163,30 +183,15 @@ fn weight_grad_rows(
         let b = m / hw;
         let y = i32((m % hw) / params.w);
         let x = i32(m % params.w);
-        let sy = y + dy;
-        let sx = x + dx;
-        let inside = sy >= 0 && sx >= 0 && sy < i32(params.h) && sx < i32(params.w);
-        let row = (b * params.h + u32(clamp(sy, 0, i32(params.h) - 1))) * params.w
-            + u32(clamp(sx, 0, i32(params.w) - 1));
-        let a = select(0.0, src[row * channels + c], inside);
+        let at = source(b, y + dy, x + dx);
+        let a = select(0.0, src[at.pixel * channels + c], at.inside);
         shared16(m * params.n + n0 - params.window_base, &cols);
         for (var q = 0u; q < 4u; q++) {
             acc[q] += a * cols[q];
         }
     }
-    if !live {
-        return;
-    }
-    for (var j = 0u; j < COLUMNS; j++) {
-        let n = n0 + j;
-        if n < params.n {
-            var v = acc[j / 4u][j % 4u];
-            let o = k * params.n + n;
-            if params.chunk_begin > 0u {
-                v += out[o];
-            }
-            out[o] = v;
-        }
+    if live {
+        store_columns(k, n0, acc, false);
     }
 }
 

@@ -861,7 +861,8 @@ impl GpuBackend {
         self.lanes_chunks(
             "weight_grad_rows",
             &staged,
-            &[bind(0, x), bind(3, grad_kernel)],
+            // The bias binding is unused here; x stands in for it.
+            &[bind(0, x), bind(2, x), bind(3, grad_kernel)],
             params,
             g.pixels(),
             (row_blocks * g.cout.div_ceil(LANE_COLUMNS)) as u64,
