@@ -57,8 +57,8 @@ pub enum ConvKernels {
     Lanes,
 }
 
-/// Floats in the uniform window of shaders/conv_lanes.wgsl (64 KiB, the binding size every wgpu
-/// adapter must allow).
+/// Floats in the uniform window of shaders/conv_lanes.wgsl (64 KiB, wgpu's default binding limit;
+/// adapters below it keep the tiled kernels).
 const LANES_WINDOW: usize = 16384;
 /// Window starts are multiples of this many floats: 256 bytes, the largest uniform offset alignment
 /// wgpu allows.
