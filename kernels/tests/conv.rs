@@ -288,4 +288,25 @@ mod families {
     fn lanes_match_cpu_with_several_chunks() {
         matches_cpu_with_several_chunks_and_splits(ConvKernels::Lanes);
     }
+
+    /// Rows wider than a uniform window (over 16,304 channels) fall back to the tiled kernels.
+    #[test]
+    fn lanes_fall_back_for_rows_wider_than_a_window() {
+        let Some(gpu) = gpu_with(ConvKernels::Lanes) else {
+            return;
+        };
+        let c = case(1, 2, 3, 2, 16_400, 4);
+        let g = run(&gpu, &c);
+        let cpu = run(&CpuBackend::new(), &c);
+        for (name, a, b) in [
+            ("out", &g.0, &cpu.0),
+            ("grad x", &g.1, &cpu.1),
+            ("grad kernel", &g.2, &cpu.2),
+            ("grad bias", &g.3, &cpu.3),
+        ] {
+            let b64: Vec<f64> = b.iter().map(|v| *v as f64).collect();
+            let e = rel(a, &b64);
+            assert!(e < 1e-5, "{name}: relative difference {e:.2e}");
+        }
+    }
 }

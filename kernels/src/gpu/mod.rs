@@ -291,6 +291,12 @@ impl GpuBackend {
         }
     }
 
+    /// Whether a convolution with `n` output columns runs on the lane kernels: they are chosen and a
+    /// row of `n` floats fits one uniform window (wider ones take the tiled kernels).
+    fn uses_lane_convs(&self, n: usize) -> bool {
+        self.conv_kernels() == ConvKernels::Lanes && lanes_rows_per_window(n) > 0
+    }
+
     /// Choose the convolution kernels (the adapter type chooses by default); both compute the same
     /// sums, so tests and benchmarks can run either on any adapter whose limits allow it.
     pub fn set_conv_kernels(&self, kernels: ConvKernels) -> Result<()> {
@@ -649,7 +655,7 @@ impl GpuBackend {
         out: &GpuTensor,
     ) -> Result<()> {
         check_u32(op, g.pixels() * a_channels.max(n))?;
-        if self.conv_kernels() == ConvKernels::Lanes {
+        if self.uses_lane_convs(n) {
             return self.lanes_gemm(op, g, (a_channels, n, mode), inputs, out);
         }
         let m = g.pixels();
@@ -769,14 +775,7 @@ impl GpuBackend {
         workgroups: u64,
     ) -> Result<()> {
         let n = params.n as usize;
-        let per_chunk = (LANES_WINDOW - LANES_WINDOW_ALIGN - LANES_WINDOW_SLACK) / n;
-        if per_chunk == 0 {
-            return Err(KernelError::Shape {
-                op: entry,
-                expected: format!("at most {} output channels", LANES_WINDOW / 2),
-                found: vec![n],
-            });
-        }
+        let per_chunk = lanes_rows_per_window(n);
         let pipeline = self.pipeline("conv_lanes", entry, shaders::conv_lanes_source)?;
         for begin in (0..rows).step_by(per_chunk) {
             let base = begin * n / LANES_WINDOW_ALIGN * LANES_WINDOW_ALIGN;
@@ -963,6 +962,11 @@ fn bind(index: u32, t: &GpuTensor) -> Binding<'_> {
         offset: 0,
         size: binding_size(t),
     }
+}
+
+/// Rows of `n` floats of the shared operand that one uniform window holds from any aligned start.
+fn lanes_rows_per_window(n: usize) -> usize {
+    (LANES_WINDOW - LANES_WINDOW_ALIGN - LANES_WINDOW_SLACK) / n
 }
 
 /// Whether the adapter's limits allow the uniform windows of shaders/conv_lanes.wgsl.
@@ -1298,7 +1302,7 @@ impl Backend for GpuBackend {
             _pad: 0,
         };
         let grad_kernel = self.alloc(OP, &[3, 3, g.cin, g.cout], Dtype::F32)?;
-        if self.conv_kernels() == ConvKernels::Lanes {
+        if self.uses_lane_convs(g.cout) {
             self.lanes_weight_grad(OP, &g, x, grad_out, &grad_kernel)?;
         } else {
             let partial_kernel = self.alloc(OP, &[splits, k, g.cout], Dtype::F32)?;
