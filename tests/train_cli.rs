@@ -9,7 +9,8 @@ use std::process::Command;
 use ptycho_wgpu::model::{parameters, ModelConfig};
 use ptycho_wgpu::persist::bundle;
 
-fn ptycho(args: &[&str]) {
+/// Run `ptycho`, which must succeed; its standard output.
+fn ptycho(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
         .args(args)
         .output()
@@ -19,6 +20,7 @@ fn ptycho(args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `ptycho simulate` of N = 64 patterns from a 160² object on the CPU backend into `sim`.
@@ -232,18 +234,37 @@ fn baseline_and_probe_big_train_and_infer() {
             }
         );
         let recon = dir.path().join(format!("{name}_recon"));
-        ptycho(&[
-            "infer",
-            "--model-dir",
-            out.to_str().unwrap(),
-            "--test-data",
-            test_file.to_str().unwrap(),
-            "--output-dir",
-            recon.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ]);
+        let infer = |recon: &Path, extra: &[&str]| {
+            let mut args = vec![
+                "infer",
+                "--model-dir",
+                out.to_str().unwrap(),
+                "--test-data",
+                test_file.to_str().unwrap(),
+                "--output-dir",
+                recon.to_str().unwrap(),
+                "--device",
+                "cpu",
+            ];
+            args.extend_from_slice(extra);
+            ptycho(&args)
+        };
+        let said = infer(&recon, &[]);
         assert!(recon.join("reconstruction.npz").exists(), "{name}");
+        assert!(said.contains("phase sync: "), "{name}: {said}");
+        // The reference's plain stitch: no synchronisation, a different object.
+        let plain = dir.path().join(format!("{name}_plain"));
+        let said = infer(&plain, &["--no-phase-sync"]);
+        assert!(!said.contains("phase sync"), "{name}: {said}");
+        let object = |dir: &Path| {
+            ptycho_wgpu::data::npz::NpzFile::open(&dir.join("reconstruction.npz"))
+                .unwrap()
+                .array("object")
+                .unwrap()
+                .to_c64_vec()
+                .unwrap()
+        };
+        assert_ne!(object(&recon), object(&plain), "{name}");
     }
 
     // Without objectGuess (and without Y) there is nothing to cut labels from.

@@ -148,6 +148,10 @@ pub struct InferArgs {
     /// Seed of the group draw at gridsize 2.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Stitch the patches as they come out of the network (the reference), without first rotating
+    /// each one's global phase to agree with its neighbours.
+    #[arg(long)]
+    no_phase_sync: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -160,6 +164,7 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
         stitch_crop: args.stitch_crop,
         batch_size: args.batch_size,
         seed: args.seed,
+        phase_sync: !args.no_phase_sync,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("groups [{bar:30}] {pos}/{len} {per_sec}")
@@ -181,5 +186,11 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
         report.device,
         report.output.display()
     );
+    if let Some(sync) = &report.phase_sync {
+        println!(
+            "phase sync: {} overlapping pairs, {} component(s), phase disagreement {:.3} -> {:.3}",
+            sync.pairs, sync.components, sync.disagreement_before, sync.disagreement_after
+        );
+    }
     Ok(())
 }

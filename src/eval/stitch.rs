@@ -22,6 +22,16 @@ pub struct Stitched {
     pub coverage: Vec<f32>,
 }
 
+/// A stitching crop M must be between 1 and N and differ from N by an even number.
+pub fn check_crop(n: usize, crop: usize) -> Result<(), PhysicsError> {
+    if crop == 0 || crop > n || !(n - crop).is_multiple_of(2) {
+        return Err(PhysicsError::Input(format!(
+            "crop {crop} must be between 1 and N = {n} and differ from N by an even number"
+        )));
+    }
+    Ok(())
+}
+
 /// pad = ceil(max |d|) over both axes, made even; S = M + 2·pad.
 pub fn canvas_size(relative: &[[f64; 2]], crop: usize) -> (usize, usize) {
     let reach = relative
@@ -50,11 +60,7 @@ pub fn reassemble<B: Backend>(
             patches.len()
         )));
     }
-    if crop == 0 || crop > n || !(n - crop).is_multiple_of(2) {
-        return Err(PhysicsError::Input(format!(
-            "crop {crop} must be between 1 and N = {n} and differ from N by an even number"
-        )));
-    }
+    check_crop(n, crop)?;
     if let Some(i) = offsets
         .iter()
         .position(|o| !(o[0].is_finite() && o[1].is_finite()))

@@ -1,7 +1,8 @@
 //! `ptycho infer`: a trained bundle's `diffraction_to_obj` on test data (physics-and-model.md §9): the
 //! data grouped as the model's gridsize requires, the network and the merge in batches on the device,
 //! the trimmed objects stitched at the group centroids (`reassemble_position`), and the reconstruction
-//! written as NPZ and pictures. The supervised baseline predicts each pattern's patch directly (no
+//! written as NPZ and pictures. Before stitching, each patch's global phase (which the data do not
+//! fix) is rotated to agree with its neighbours' ([`synchronise_phases`]) unless that is turned off. The supervised baseline predicts each pattern's patch directly (no
 //! merge), stitched at the pattern positions.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use crate::data::dataset::Dataset;
 use crate::data::grouping::{group, GroupingConfig};
 use crate::data::writer::NpzWriter;
 use crate::eval::image::Real;
+use crate::eval::phase_sync::{synchronise_phases, PhaseSync};
 use crate::eval::{plot, stitch};
 use crate::model::network::Network;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
@@ -30,6 +32,9 @@ pub struct InferConfig {
     pub stitch_crop: usize,
     pub batch_size: usize,
     pub seed: u64,
+    /// Rotate each patch's global phase to agree with its neighbours before stitching
+    /// ([`phase_sync`]); off: the reference's plain stitch.
+    pub phase_sync: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +44,7 @@ pub struct InferReport {
     pub stitched_size: usize,
     pub patterns_per_s: f64,
     pub output: PathBuf,
+    pub phase_sync: Option<PhaseSync>,
 }
 
 /// The model configuration a bundle's params.json describes.
@@ -94,6 +100,7 @@ pub fn infer<B: Backend>(
             n = dataset.n
         ));
     }
+    stitch::check_crop(model.n, config.stitch_crop).map_err(|e| format!("--stitch-crop: {e}"))?;
     // The baseline reconstructs single patterns whatever gridsize it was trained at.
     let gridsize = match model.kind {
         ModelKind::Pinn => model.gridsize,
@@ -152,6 +159,9 @@ pub fn infer<B: Backend>(
         progress(first + count, groups.len());
     }
     let rate = (groups.len() * c) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let phase_sync = config
+        .phase_sync
+        .then(|| synchronise_phases(&mut objects, n, &groups.centroids, config.stitch_crop));
     let stitched = stitch::reassemble(b, &objects, n, &groups.centroids, config.stitch_crop)
         .map_err(|e| e.to_string())?;
     write_outputs(&config.output_dir, &stitched, &groups.centroids).map_err(|e| e.to_string())?;
@@ -161,6 +171,7 @@ pub fn infer<B: Backend>(
         stitched_size: stitched.size,
         patterns_per_s: rate,
         output: config.output_dir.join("reconstruction.npz"),
+        phase_sync,
     })
 }
 
