@@ -2,8 +2,9 @@
 //! data grouped as the model's gridsize requires, the network and the merge in batches on the device,
 //! the trimmed objects stitched at the group centroids (`reassemble_position`), and the reconstruction
 //! written as NPZ and pictures. Before stitching, each patch's global phase (which the data do not
-//! fix) is rotated to agree with its neighbours' ([`synchronise_phases`]) unless that is turned off. The supervised baseline predicts each pattern's patch directly (no
-//! merge), stitched at the pattern positions.
+//! fix) is rotated to agree with its neighbours' ([`synchronise_phases`]) unless that is turned off.
+//! The supervised baseline predicts each pattern's patch directly (no merge), stitched at the pattern
+//! positions.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,7 +34,7 @@ pub struct InferConfig {
     pub batch_size: usize,
     pub seed: u64,
     /// Rotate each patch's global phase to agree with its neighbours before stitching
-    /// ([`phase_sync`]); off: the reference's plain stitch.
+    /// ([`synchronise_phases`]); off: the reference's plain stitch.
     pub phase_sync: bool,
 }
 
