@@ -173,3 +173,68 @@ fn subpixel_offsets_match_numpy_through_the_command_line() {
         "{err}"
     );
 }
+
+/// `ptycho stitch --phase-sync`: patches of one object, each turned by its own constant phase, stitch
+/// back into the object (up to one common phase); the plain stitch does not.
+#[test]
+fn phase_sync_undoes_per_patch_phases_through_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.npz");
+    let (object, mut patches, offsets) = object_and_patches();
+    for (i, patch) in patches.chunks_mut(N * N).enumerate() {
+        let turn = Complex32::from_polar(1.0, (i as f32 * 2.399).rem_euclid(std::f32::consts::TAU));
+        patch.iter_mut().for_each(|v| *v *= turn);
+    }
+    let flat: Vec<f64> = offsets.iter().flatten().copied().collect();
+    let mut w = NpzWriter::create(&input, false).unwrap();
+    w.add_c64("patches", &[offsets.len(), N, N], &patches)
+        .unwrap();
+    w.add_f64("global_offsets", &[offsets.len(), 2], &flat)
+        .unwrap();
+    w.finish().unwrap();
+    // Relative error of the covered pixels against the object, after the best common phase.
+    let error_with = |extra: &[&str]| {
+        let output = dir.path().join(format!("out{}.npz", extra.len()));
+        let mut args = vec![
+            "stitch",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(said.contains("phase sync: "), !extra.is_empty(), "{said}");
+        let npz = NpzFile::open(&output).unwrap();
+        let image = npz.array("stitched").unwrap().to_c64_vec().unwrap();
+        let coverage = npz.array("coverage").unwrap().to_f32_vec().unwrap();
+        let s = (image.len() as f64).sqrt() as i64;
+        let pairs: Vec<(Complex32, Complex32)> = (0..s * s)
+            .filter(|&k| coverage[k as usize] > 0.5)
+            .map(|k| {
+                let (oy, ox) = (k / s - s / 2 + 48, k % s - s / 2 + 48);
+                (image[k as usize], object[(oy * SIDE as i64 + ox) as usize])
+            })
+            .collect();
+        let overlap: Complex32 = pairs.iter().map(|(a, t)| a * t.conj()).sum();
+        let common = overlap / overlap.norm();
+        let err: f32 = pairs.iter().map(|(a, t)| (a - t * common).norm_sqr()).sum();
+        let norm: f32 = pairs.iter().map(|(_, t)| t.norm_sqr()).sum();
+        (err / norm).sqrt()
+    };
+    let plain = error_with(&[]);
+    let synced = error_with(&["--phase-sync"]);
+    assert!(plain > 0.3, "plain stitch of scrambled phases: {plain}");
+    assert!(synced < 1e-5, "synchronised: {synced}");
+}

@@ -9,6 +9,7 @@ use super::device::{with_backend, DeviceArgs};
 use crate::data::npy::Kind;
 use crate::data::npz::NpzFile;
 use crate::data::writer::NpzWriter;
+use crate::eval::phase_sync::synchronise_phases;
 use crate::eval::stitch;
 
 #[derive(Args)]
@@ -22,6 +23,10 @@ pub struct StitchArgs {
     /// M of the central crop [default: the input's `crop`, else 20].
     #[arg(long)]
     crop: Option<usize>,
+    /// First rotate each patch's global phase to agree with its overlapping neighbours (as `ptycho
+    /// infer` does by default); without it, the reference's plain stitch.
+    #[arg(long)]
+    phase_sync: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -74,7 +79,12 @@ pub fn run(args: StitchArgs) -> anyhow::Result<()> {
         }
         (None, false) => 20,
     };
-    let data = patches.to_c64_vec()?;
+    let mut data = patches.to_c64_vec()?;
+    if args.phase_sync {
+        stitch::check_crop(n, crop).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+        let sync = synchronise_phases(&mut data, n, &offsets, crop);
+        println!("phase sync: {sync}");
+    }
     let stitched = with_backend!(args.device.open()?, backend => stitch::reassemble(&backend, &data, n, &offsets, crop))?;
     let s = stitched.size;
     let mut out = NpzWriter::create(&args.output, false)?;

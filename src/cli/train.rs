@@ -187,10 +187,7 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
         report.output.display()
     );
     if let Some(sync) = &report.phase_sync {
-        println!(
-            "phase sync: {} overlapping pairs, {} component(s), phase disagreement {:.3} -> {:.3}",
-            sync.pairs, sync.components, sync.disagreement_before, sync.disagreement_after
-        );
+        println!("phase sync: {sync}");
     }
     Ok(())
 }

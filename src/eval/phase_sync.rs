@@ -36,6 +36,16 @@ pub struct PhaseSync {
     pub disagreement_after: f64,
 }
 
+impl std::fmt::Display for PhaseSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} overlapping pairs, {} component(s), phase disagreement {:.3} -> {:.3}",
+            self.pairs, self.components, self.disagreement_before, self.disagreement_after
+        )
+    }
+}
+
 struct Edge {
     to: usize,
     /// h_{from,to} = Σ z_from z̄_to over the overlap.
