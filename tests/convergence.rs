@@ -260,7 +260,7 @@ fn learn<B: Backend>(b: &B, patterns: usize, nepochs: usize, batch_size: usize) 
             test_data: None,
             output_dir: run.clone(),
             model: config(),
-            n_groups: patterns,
+            n_groups: Some(patterns),
             nepochs,
             batch_size,
             nphotons: DOSE,

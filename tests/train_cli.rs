@@ -97,11 +97,39 @@ fn train_writes_history_and_a_verified_bundle() {
     // 15 training groups: 2 batches (8 + 7) per epoch, 2 epochs.
     assert_eq!(step.data, [4.0]);
 
+    assert_eq!(loaded.params["n_groups"], 16);
+
     let second = train(&data, &dir.path().join("b"));
     assert_eq!(
         first["train_loss"], second["train_loss"],
         "same seed, same history"
     );
+
+    // Without --n-groups every pattern is a sample: 40 groups, floor(40 · 0.95) = 38 of them train,
+    // 5 batches of 8 in the one epoch.
+    let all = dir.path().join("all");
+    ptycho(&[
+        "train",
+        "--train-data",
+        data.to_str().unwrap(),
+        "--output-dir",
+        all.to_str().unwrap(),
+        "--nepochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--n-filters-scale",
+        "1",
+        "--nphotons",
+        "1e4",
+        "--device",
+        "cpu",
+    ]);
+    let loaded = bundle::load(&all, None).unwrap();
+    assert_eq!(loaded.params["n_groups"], 40);
+    let optimizer = loaded.optimizer.unwrap();
+    let step = optimizer.iter().find(|t| t.name == "step").unwrap();
+    assert_eq!(step.data, [5.0]);
 }
 
 /// Two epochs, then a resume to four, equals four epochs at once: the same history and the same

@@ -28,9 +28,10 @@ pub struct TrainArgs {
     output_dir: PathBuf,
     #[arg(long, default_value_t = 1)]
     gridsize: usize,
-    /// Groups (samples) drawn from the data.
-    #[arg(long, default_value_t = 512)]
-    n_groups: usize,
+    /// Groups (samples) drawn from the data [default: every pattern; the reference draws 512, but
+    /// reconstructions improve with every pattern trained on].
+    #[arg(long)]
+    n_groups: Option<usize>,
     #[arg(long, default_value_t = 50)]
     nepochs: usize,
     #[arg(long, default_value_t = 16)]

@@ -49,7 +49,10 @@ pub struct TrainConfig {
     pub test_data: Option<PathBuf>,
     pub output_dir: PathBuf,
     pub model: ModelConfig,
-    pub n_groups: usize,
+    /// Groups (samples) drawn from the data; None: every pattern (at gridsize 2, every pattern as a
+    /// seed). The reference draws 512, but the reconstructions improve with every pattern trained on
+    /// (bench/results/quality/).
+    pub n_groups: Option<usize>,
     pub nepochs: usize,
     pub batch_size: usize,
     pub nphotons: f64,
@@ -209,7 +212,7 @@ fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, St
         &dataset.ycoords_start(),
         &GroupingConfig {
             gridsize: config.model.gridsize,
-            n_groups: Some(config.n_groups),
+            n_groups: config.n_groups,
             neighbor_count: 4,
             enable_oversampling: false,
             seed: config.seed,
@@ -323,7 +326,7 @@ pub fn train<B: Backend>(
     mut progress: impl FnMut(Progress),
 ) -> Result<TrainReport, String> {
     config.model.validate()?;
-    if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == 0 {
+    if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == Some(0) {
         return Err("batch size, epochs and n_groups must be at least 1".into());
     }
     let samples = load(&config.train_data, config, true)?;
@@ -374,7 +377,7 @@ pub fn train<B: Backend>(
         "amp_activation": config.model.amp_activation, "nphotons": config.nphotons,
         "intensity_scale": s, "offset": OFFSET, "max_position_jitter": MAX_POSITION_JITTER,
         "probe_scale": DEFAULT_PROBE_SCALE, "object_big": true, "pad_object": true,
-        "n_groups": config.n_groups, "batch_size": config.batch_size, "seed": config.seed,
+        "n_groups": train_groups + validation, "batch_size": config.batch_size, "seed": config.seed,
         "train_data": digests, "backend": "wgpu",
     });
     let params = params.as_object().cloned().expect("an object");
