@@ -5,8 +5,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use ptycho_wgpu::data::npz::NpzFile;
 use ptycho_wgpu::eval::image::{Complex, Real};
-use ptycho_wgpu::eval::metrics::{frc, gaussian_filter, ms_ssim, ssim, uniform_filter, MsSsimForm};
+use ptycho_wgpu::eval::metrics::{
+    frc, gaussian_filter, ms_ssim, ssim, uniform_filter, FrcWindow, MsSsimForm,
+};
 use ptycho_wgpu::eval::register::phase_cross_correlation;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use rustfft::num_complex::Complex64;
@@ -69,18 +72,38 @@ for _ in range(5):
     x, y = x[::2, ::2], y[::2, ::2]
 w = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 ms = float(np.prod([l ** w[i] for i, l in enumerate(levels)]))
-F1 = np.fft.fftshift(np.fft.fft2(a[:, 7:52])); F2 = np.fft.fftshift(np.fft.fft2(b[:, 7:52]))
-yy, xx = np.indices(F1.shape); rr = np.round(np.hypot(yy - 45 // 2, xx - 45 // 2)).astype(int)
-rings = 45 // 2 + 1
-num = np.bincount(rr.ravel(), (F1 * F2.conj()).real.ravel(), minlength=rings)[:rings]
-d1 = np.bincount(rr.ravel(), (abs(F1) ** 2).ravel(), minlength=rings)[:rings]
-d2 = np.bincount(rr.ravel(), (abs(F2) ** 2).ravel(), minlength=rings)[:rings]
+# The reference's FSC (hoidn/FRC), transcribed: ring means over round(r) about (h//2, w//2), corner
+# rings included, |R(F1 F2*)| / sqrt(R(|F1|^2) R(|F2|^2)); thresholds by linear interpolation, len(curve)
+# when the curve never crosses.
+def ring_mean(values, rr):
+    return np.bincount(rr.ravel(), values.ravel()) / np.bincount(rr.ravel())
+def fsc(x, y):
+    F1 = np.fft.fftshift(np.fft.fft2(x)); F2 = np.fft.fftshift(np.fft.fft2(y))
+    yy, xx = np.indices(F1.shape)
+    rr = np.round(np.hypot(yy - F1.shape[0] // 2, xx - F1.shape[1] // 2)).astype(int)
+    p = F1 * F2.conj()
+    num = np.abs(ring_mean(p.real, rr) + 1j * ring_mean(p.imag, rr))
+    return num / np.sqrt(np.abs(ring_mean(abs(F1) ** 2, rr) * ring_mean(abs(F2) ** 2, rr)))
+def crossing(curve, t):
+    below = np.where(curve < t)[0]
+    if len(below) == 0: return float(len(curve))
+    i = below[0]
+    if i == 0: return 0.0
+    return float(i - 1 + (curve[i - 1] - t) / (curve[i - 1] - curve[i]))
+curve = fsc(a[:, 7:52], b[:, 7:52])
+rng = np.random.default_rng(3)
+noisy = a[:, 7:52] + 0.6 * rng.standard_normal((45, 45))
+noisy_curve = fsc(a[:, 7:52], noisy)
+np.savez('noisy.npz', x=noisy)
 print(json.dumps({
   "ssim": ssim(a, b, data_range=a.max() - a.min()),
   "gauss": ndimage.gaussian_filter(a, 1.0).tolist(),
   "uniform": ndimage.uniform_filter(a, 7).tolist(),
   "ms_ssim": ms,
-  "frc": (num / np.sqrt(d1 * d2)).tolist(),
+  "frc": curve.tolist(),
+  "noisy_frc50": crossing(noisy_curve, 0.5),
+  "noisy_frc1over7": crossing(noisy_curve, 1 / 7),
+  "frc50": crossing(curve, 0.5),
 }))
 "#,
     );
@@ -117,7 +140,8 @@ print(json.dumps({
         reference["ms_ssim"]
     );
     let square = |img: &Real| img.center_crop(45, 45);
-    let curve = frc(&square(&a), &square(&b), false).curve;
+    let ours = frc(&square(&a), &square(&b), false, FrcWindow::None);
+    let curve = ours.curve.clone();
     let want: Vec<f64> = reference["frc"]
         .as_array()
         .unwrap()
@@ -129,6 +153,32 @@ print(json.dumps({
         curve.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-10),
         "FRC differs from numpy"
     );
+    assert!(close(
+        ours.frc50,
+        reference["frc50"].as_f64().unwrap(),
+        1e-10
+    ));
+    // A pair whose curve crosses both thresholds inside the rings.
+    let noisy = NpzFile::open(&dir.path().join("noisy.npz"))
+        .unwrap()
+        .array("x")
+        .unwrap()
+        .to_f64_vec()
+        .unwrap();
+    let noisy = frc(
+        &square(&a),
+        &Real::new(45, 45, noisy),
+        false,
+        FrcWindow::None,
+    );
+    assert!(noisy.crossed[0] && noisy.crossed[1], "{:?}", noisy.curve);
+    for (got, key) in [
+        (noisy.frc50, "noisy_frc50"),
+        (noisy.frc1over7, "noisy_frc1over7"),
+    ] {
+        let want = reference[key].as_f64().unwrap();
+        assert!(close(got, want, 1e-9), "{key}: {got} vs {want}");
+    }
 }
 
 #[test]

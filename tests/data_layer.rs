@@ -387,8 +387,14 @@ fn an_unfinished_writer_leaves_nothing_and_keeps_the_old_file() {
 #[test]
 fn shards_must_share_pattern_size_and_probe() {
     let dir = tempfile::tempdir().unwrap();
-    write_scan(&dir.path().join("a.npz"), 5, 32, "diffraction", false);
-    let other = dir.path().join("b.npz");
+    write_scan(
+        &dir.path().join("shard_00000.npz"),
+        5,
+        32,
+        "diffraction",
+        false,
+    );
+    let other = dir.path().join("shard_00001.npz");
     let mut w = NpzWriter::create(&other, false).unwrap();
     w.add_f32("diffraction", &[2, 32, 32], &[0.5; 2 * 32 * 32])
         .unwrap();
@@ -403,7 +409,7 @@ fn shards_must_share_pattern_size_and_probe() {
     w.finish().unwrap();
     let err = Dataset::open(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("b.npz") && err.contains("probeGuess differs"),
+        err.contains("shard_00001.npz") && err.contains("probeGuess differs"),
         "{err}"
     );
     write_scan(&other, 5, 64, "diffraction", false);

@@ -210,7 +210,7 @@ fn bundle_schema_and_geometry_bound() {
     write_split(&dose.join("patched_train.npz"), &diagonal, 32);
     write_split(&dose.join("patched_test.npz"), &diagonal, 32);
     let out = dir.path().join("views");
-    write_metrics_views(&dose, &metrics_config(1, 1.0, 10), &out, |_| {}).unwrap();
+    write_metrics_views(&dose, &metrics_config(1, 1.0, 10), &out, false, |_| {}).unwrap();
     let bundle: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("metrics_bundle.json")).unwrap()).unwrap();
     let expected = 2500.0 / (50.0 * std::f64::consts::PI * 19.2f64.powi(2));

@@ -25,6 +25,7 @@ fn config(output: &Path, seed: u64, noise: bool) -> SimulationConfig {
         split: true,
         legacy_key: false,
         output: output.to_path_buf(),
+        overwrite: false,
     }
 }
 

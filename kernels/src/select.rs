@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use crate::cpu::CpuBackend;
+use crate::gpu::context::choose_adapter;
 use crate::gpu::{GpuBackend, GpuSelection};
 use crate::{KernelError, Result};
 
@@ -36,8 +37,10 @@ pub enum AnyBackend {
     Cpu(CpuBackend),
 }
 
-/// Open the backend `choice` asks for. With `Auto` and no usable adapter, falls back to the CPU
-/// backend and returns the one-line notice to show the user.
+/// Open the backend `choice` asks for, with the one-line notice to show the user when `Auto` chose
+/// the CPU backend: when there is no usable adapter, and when the preferred one is a software
+/// rasteriser (lavapipe, llvmpipe, WARP), which trains many times slower than the CPU backend on the
+/// same cores. An adapter named with `--adapter`, or `--device gpu`, is used whatever its kind.
 pub fn open_backend(
     choice: DeviceChoice,
     selection: &GpuSelection,
@@ -45,15 +48,31 @@ pub fn open_backend(
     match choice {
         DeviceChoice::Cpu => Ok((AnyBackend::Cpu(CpuBackend::new()), None)),
         DeviceChoice::Gpu => Ok((AnyBackend::Gpu(GpuBackend::new(selection)?), None)),
-        DeviceChoice::Auto => match GpuBackend::new(selection) {
-            Ok(gpu) => Ok((AnyBackend::Gpu(gpu), None)),
-            Err(e @ (KernelError::UnknownBackend(_) | KernelError::AdapterNotFound { .. })) => {
-                Err(e)
+        DeviceChoice::Auto => {
+            let chosen = choose_adapter(selection).and_then(|(index, adapter)| {
+                let info = adapter.get_info();
+                if info.device_type == wgpu::DeviceType::Cpu && selection.adapter.is_none() {
+                    return Ok(Err(info.name));
+                }
+                GpuBackend::from_adapter(index, adapter).map(Ok)
+            });
+            match chosen {
+                Ok(Ok(gpu)) => Ok((AnyBackend::Gpu(gpu), None)),
+                Ok(Err(software)) => Ok((
+                    AnyBackend::Cpu(CpuBackend::new()),
+                    Some(format!(
+                        "the only GPU adapter is {software}, a software one, slower than the CPU \
+                         backend; running on the CPU backend (--device gpu uses it anyway)"
+                    )),
+                )),
+                Err(e @ (KernelError::UnknownBackend(_) | KernelError::AdapterNotFound { .. })) => {
+                    Err(e)
+                }
+                Err(e) => Ok((
+                    AnyBackend::Cpu(CpuBackend::new()),
+                    Some(format!("no GPU in use ({e}); running on the CPU backend")),
+                )),
             }
-            Err(e) => Ok((
-                AnyBackend::Cpu(CpuBackend::new()),
-                Some(format!("no GPU in use ({e}); running on the CPU backend")),
-            )),
-        },
+        }
     }
 }

@@ -53,7 +53,7 @@ fn make_shards(dir: &Path, total: u64) -> anyhow::Result<()> {
     let mut k = 0;
     while written < total {
         let m = ((total - written).min(SYNTH_SHARD_BYTES) / per_pattern).max(1) as usize;
-        let path = dir.join(format!("synthetic_{k:04}.npz"));
+        let path = dir.join(crate::data::dataset::shard_name(k));
         let mut w = NpzWriter::create(&path, false)?;
         w.add_streamed(
             "diffraction",

@@ -9,8 +9,9 @@ use rustfft::num_complex::Complex64;
 use crate::data::npz::NpzFile;
 use crate::eval::compare::{compare, Align, CompareOptions, Positions};
 use crate::eval::image::Complex;
-use crate::eval::metrics::{MsSsimForm, PhaseAlign};
+use crate::eval::metrics::{FrcWindow, MsSsimForm, PhaseAlign};
 use crate::eval::{plot, report};
+use crate::persist::output_dir::OutputDir;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AlignArg {
@@ -43,8 +44,12 @@ pub struct CompareArgs {
     /// Ground-truth NPZ holding `objectGuess` (or `object`).
     #[arg(long)]
     truth: PathBuf,
+    /// Where metrics.json, metrics.csv, report.md and compare.png go.
     #[arg(long)]
     output_dir: PathBuf,
+    /// Replace the outputs of an earlier comparison in --output-dir (otherwise refused).
+    #[arg(long)]
+    overwrite: bool,
     /// crop: truth cut to the scanned region (when the reconstruction has xcoords/ycoords) and both
     /// centre-cropped to a common size (the reference's choice for network results); register: then
     /// sub-pixel registration (its choice for iterative results); none: centre-crop only.
@@ -67,6 +72,19 @@ pub struct CompareArgs {
     /// M of the stitching crop: the scanned region is positions ± M/2.
     #[arg(long, default_value_t = 20)]
     stitch_crop: usize,
+    /// Apodise both images with a window before the FRC: none (the reference; the cut edges leak
+    /// into the high rings and hold the curve up) or hann.
+    #[arg(long, value_enum, default_value = "none")]
+    frc_window: FrcWindowArg,
+    /// With --align register: the largest whole-pixel shift searched, per axis.
+    #[arg(long, default_value_t = 16.0)]
+    register_max_shift: f64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FrcWindowArg {
+    None,
+    Hann,
 }
 
 fn load_complex(path: &Path, keys: &[&str]) -> anyhow::Result<Complex> {
@@ -147,7 +165,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         },
         frc_crop: !args.frc_no_crop,
         stitch_crop: args.stitch_crop,
+        frc_window: match args.frc_window {
+            FrcWindowArg::None => FrcWindow::None,
+            FrcWindowArg::Hann => FrcWindow::Hann,
+        },
+        register_max_shift: args.register_max_shift,
     };
+    let out = OutputDir::lock(&args.output_dir)?;
+    out.refuse_existing(&report::OUTPUTS, args.overwrite, "--overwrite")?;
     let truth = load_complex(&args.truth, &["objectGuess", "object"])?;
     let mut results = Vec::new();
     for (k, path) in args.recon.iter().enumerate() {
@@ -157,11 +182,20 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         });
         let recon = load_complex(path, &["object", "reconstructed_object", "objectGuess"])?;
         let positions = load_positions(path)?;
-        let comparison = compare(&recon, &truth, positions.as_ref(), &options);
-        if comparison.shape[0] < 7 || comparison.shape[1] < 7 {
-            bail!("{label}: only {:?} pixels remain after cropping and trimming; SSIM needs at least 7x7", comparison.shape);
+        let comparison = compare(&recon, &truth, positions.as_ref(), &options)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        outln!("{label}: {}", comparison.cropping.note);
+        if let Some(r) = comparison.registration.as_ref().filter(|r| !r.trusted) {
+            eprintln!(
+                "warning: {label}: registration not trusted (correlation peak {:.1}x its RMS, \
+                 below {}; the best shift within {} px was {:?}): scored without a shift",
+                r.peak_ratio,
+                crate::eval::register::MIN_PEAK_RATIO,
+                r.max_shift,
+                r.found
+            );
         }
-        println!(
+        outln!(
             "{label}: amplitude SSIM {:.4} MS-SSIM {:.4} MAE {:.6} | phase SSIM {:.4} MS-SSIM {:.4} MAE {:.6}",
             comparison.amplitude.ssim, comparison.amplitude.ms_ssim, comparison.amplitude.mae,
             comparison.phase.ssim, comparison.phase.ms_ssim, comparison.phase.mae
@@ -169,7 +203,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         results.push((label, comparison));
     }
     for line in report::delta_lines(&results) {
-        println!("{line}");
+        outln!("{line}");
     }
     let png = plot::compare_png(&results);
     report::write_all(
@@ -179,7 +213,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &png,
     )
     .with_context(|| format!("writing to {}", args.output_dir.display()))?;
-    println!(
+    outln!(
         "wrote metrics.json, metrics.csv, report.md and compare.png to {}",
         args.output_dir.display()
     );

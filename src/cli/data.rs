@@ -7,14 +7,17 @@ use serde_json::json;
 
 use crate::data::canonical::{parse_size, write_range, write_shards};
 use crate::data::contract::ContractOptions;
-use crate::data::dataset::{resolve, Dataset};
+use crate::data::dataset::{is_shard_name, resolve, Dataset};
 use crate::data::npz::NpzFile;
+use crate::persist::output_dir::OutputDir;
+use anyhow::Context;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
     /// Keys, shapes and dtypes of an NPZ (the first file of a folder or glob), diffraction statistics of
     /// the whole dataset, and the contract verdict (exit 1 when it breaks the contract).
     Inspect {
+        /// An NPZ file, a folder of shards, or a glob.
         path: PathBuf,
         #[arg(long)]
         json: bool,
@@ -25,9 +28,14 @@ pub enum DataCommand {
     /// Rewrite a dataset (file, folder of shards, or glob) as stored, memory-mappable shards in the
     /// canonical keys.
     Shard {
+        /// The dataset: an NPZ file, a folder of shards, or a glob.
         input: PathBuf,
+        /// The folder for the shards (shard_00000.npz, ...); it must be empty or new.
         #[arg(long)]
         out: PathBuf,
+        /// Remove the shards already in --out before writing the new ones.
+        #[arg(long)]
+        overwrite: bool,
         /// Largest diffraction payload per shard, e.g. 1GiB or 512MiB.
         #[arg(long, default_value = "1GiB", value_parser = parse_size)]
         max_shard_size: u64,
@@ -40,16 +48,59 @@ pub enum DataCommand {
     /// Rewrite legacy files in the canonical contract: `diff3d` to `diffraction`, (N, N, M) to (M, N, N),
     /// and with --from-counts integer photon counts to amplitudes (square root).
     Convert {
+        /// The legacy NPZ file.
         input: PathBuf,
+        /// The canonical NPZ file to write.
         #[arg(long)]
         out: PathBuf,
+        /// The diffraction holds photon counts (intensities): store their square roots, the
+        /// amplitudes the contract asks for.
         #[arg(long)]
         from_counts: bool,
+        /// Deflate the members (smaller files, but no longer memory-mappable in place).
         #[arg(long)]
         compress: bool,
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+}
+
+/// An empty shard folder, or with --overwrite one whose old shards are removed; any other file in
+/// it is refused (it is not ours to delete, and would make the folder no longer one dataset).
+fn clear_shard_folder(out: &OutputDir, overwrite: bool) -> anyhow::Result<()> {
+    let entries = out.entries()?;
+    let (shards, others): (Vec<&String>, Vec<&String>) = entries
+        .iter()
+        .filter(|n| !n.starts_with('.'))
+        .partition(|n| is_shard_name(n));
+    if !others.is_empty() {
+        anyhow::bail!(
+            "{}: holds files that are not shards ({}); shards go into an empty or new folder",
+            out.path().display(),
+            others
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if shards.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        anyhow::bail!(
+            "{}: already holds {} shard(s) ({} ...); they would be read back together with the new \
+             ones. Pass --overwrite to remove them first, or choose an empty folder",
+            out.path().display(),
+            shards.len(),
+            shards[0]
+        );
+    }
+    for name in shards {
+        let path = out.join(name);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn provenance(command: &str, input: &Path) -> serde_json::Value {
@@ -75,10 +126,13 @@ pub fn run(command: DataCommand) -> anyhow::Result<bool> {
             max_shard_size,
             compress,
             cache_dir,
+            overwrite,
         } => {
             let dataset =
                 Dataset::open_with(&input, ContractOptions::default(), cache_dir.as_deref())?;
             report_notices(&dataset);
+            let out_dir = OutputDir::lock(&out)?;
+            clear_shard_folder(&out_dir, overwrite)?;
             let paths = write_shards(
                 &dataset,
                 &out,
@@ -86,7 +140,7 @@ pub fn run(command: DataCommand) -> anyhow::Result<bool> {
                 compress,
                 provenance("data shard", &input),
             )?;
-            println!(
+            outln!(
                 "wrote {} shard(s) with {} patterns to {}",
                 paths.len(),
                 dataset.m,
@@ -107,7 +161,7 @@ pub fn run(command: DataCommand) -> anyhow::Result<bool> {
             let mut record = provenance("data convert", &input);
             record["from_counts"] = json!(from_counts);
             write_range(&dataset, 0..dataset.m, &out, compress, record)?;
-            println!(
+            outln!(
                 "wrote {} patterns of {}x{} to {}",
                 dataset.m,
                 dataset.n,
@@ -166,18 +220,18 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
         }
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         match files.len() {
-            1 => println!("{}", files[0].display()),
-            n => println!(
+            1 => outln!("{}", files[0].display()),
+            n => outln!(
                 "{} ({n} files; keys of {})",
                 path.display(),
                 files[0].display()
             ),
         }
         for a in &arrays {
-            println!(
+            outln!(
                 "  {:<16} {:<8} {:<18} {}{}",
                 a["key"].as_str().unwrap_or(""),
                 a["dtype"].as_str().unwrap_or(""),
@@ -196,16 +250,16 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
         }
         match &verdict {
             Ok(d) => {
-                println!(
+                outln!(
                     "diffraction: {} patterns of {}x{} under '{}'; min {:.6} mean {:.6} max {:.6}; alpha {:.6}",
                     d.m, d.n, d.n, d.shards[0].diffraction_key, d.stats.min, d.stats.mean(), d.stats.max, d.normalization()
                 );
                 for notice in &d.shards[0].notices {
-                    println!("note: {notice}");
+                    outln!("note: {notice}");
                 }
-                println!("contract: OK");
+                outln!("contract: OK");
             }
-            Err(e) => println!("contract: INVALID: {e}"),
+            Err(e) => outln!("contract: INVALID: {e}"),
         }
     }
     Ok(verdict.is_ok())

@@ -99,48 +99,53 @@ fn gather(args: &AdapterArgs) -> anyhow::Result<Info> {
 pub fn run(args: &AdapterArgs, json: bool) -> anyhow::Result<()> {
     let info = gather(args)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("adapters:");
+    outln!("adapters:");
     if info.adapters.is_empty() {
-        println!("  (none)");
+        outln!("  (none)");
     }
     for a in &info.adapters {
-        println!(
+        outln!(
             "  [{}] {} ({}, {}, driver: {} {})",
-            a.index, a.name, a.backend, a.device_type, a.driver, a.driver_info
+            a.index,
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.driver_info
         );
     }
     if let Some(c) = &info.chosen {
-        println!("chosen: [{}] {} ({})", c.index, c.name, c.backend);
+        outln!("chosen: [{}] {} ({})", c.index, c.name, c.backend);
         let l = &c.limits;
-        println!("limits:");
-        println!(
+        outln!("limits:");
+        outln!(
             "  max_storage_buffer_binding_size     {}",
             l.max_storage_buffer_binding_size
         );
-        println!(
+        outln!(
             "  max_buffer_size                     {}",
             l.max_buffer_size
         );
-        println!(
+        outln!(
             "  max_compute_workgroup_storage_size  {}",
             l.max_compute_workgroup_storage_size
         );
-        println!(
+        outln!(
             "  max_compute_invocations_per_workgroup {}",
             l.max_compute_invocations_per_workgroup
         );
-        println!(
+        outln!(
             "  max_compute_workgroup_size_x        {}",
             l.max_compute_workgroup_size_x
         );
-        println!(
+        outln!(
             "  max_compute_workgroups_per_dimension {}",
             l.max_compute_workgroups_per_dimension
         );
-        println!(
+        outln!(
             "  max_storage_buffers_per_shader_stage {}",
             l.max_storage_buffers_per_shader_stage
         );
@@ -149,10 +154,10 @@ pub fn run(args: &AdapterArgs, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(name, has)| format!("{name}: {}", if *has { "yes" } else { "no" }))
             .collect();
-        println!("features: {}", features.join(", "));
+        outln!("features: {}", features.join(", "));
     }
     if let Some(note) = &info.note {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     Ok(())
 }

@@ -1,5 +1,22 @@
 //! The `ptycho` command line. Thin: parse, call the library, report.
 
+/// Print a line to stdout through [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Print to stdout through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod compare;
 mod data;
 mod device;
@@ -10,7 +27,9 @@ mod physics;
 mod stitch;
 mod train;
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -188,6 +207,23 @@ enum BenchCommand {
     },
 }
 
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write to stdout. A reader that has gone away (`ptycho compare ... | head -1`) has lost interest
+/// in the rest, not in the command's files: the output ends quietly and the command goes on (the
+/// standard library would panic in println!).
+pub(crate) fn write_stdout(args: std::fmt::Arguments) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("warning: standard output: {e}; no more output there");
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -220,7 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { device } => {
             info::run(&device.adapter, false)?;
-            println!();
+            outln!();
             let config = FftBenchConfig {
                 n: 64,
                 batch: 256,
@@ -246,9 +282,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = crate::bench::io::run(&config)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_text());
+                out!("{}", report.to_text());
             }
             Ok(())
         }
@@ -270,9 +306,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = with_backend!(device.open()?, backend => crate::bench::physics::run(&backend, &config))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_text());
+                out!("{}", report.to_text());
             }
             Ok(())
         }
@@ -316,9 +352,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report =
                 with_backend!(backend, backend => crate::bench::train::run(&backend, &config))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_text());
+                out!("{}", report.to_text());
             }
             Ok(())
         }
@@ -341,9 +377,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn bench_fft(device: &DeviceArgs, config: FftBenchConfig, json: bool) -> anyhow::Result<()> {
     let report = with_backend!(device.open()?, backend => fft::run(&backend, &config))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text());
     }
     Ok(())
 }

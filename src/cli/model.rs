@@ -59,9 +59,9 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         let total: usize = layers.iter().map(|l| l.parameters).sum();
         let report =
             serde_json::json!({ "config": config, "layers": layers, "total_parameters": total });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!(
+        out!(
             "{}",
             model::summary_text(&config).map_err(anyhow::Error::msg)?
         );

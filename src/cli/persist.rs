@@ -14,7 +14,7 @@ pub struct VerifyArgs {
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let verified = bundle::verify(&args.path)?;
-    println!(
+    outln!(
         "OK: {} (sha256 {}, {} entries verified)",
         verified.path.display(),
         verified.sha256,

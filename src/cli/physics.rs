@@ -31,10 +31,10 @@ pub fn forward(args: ForwardArgs) -> anyhow::Result<()> {
     let summary =
         with_backend!(args.device.open()?, b => forward_npz::run(&b, &args.input, &args.output))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} groups of {} patterns, N = {}, canvas {} ({}): wrote {}",
         summary.groups,
         summary.channels,
@@ -48,7 +48,7 @@ pub fn forward(args: ForwardArgs) -> anyhow::Result<()> {
         args.output.display()
     );
     if let (Some(nll), Some(mae)) = (summary.poisson_nll, summary.mae) {
-        println!("poisson_nll {nll:.6e}  mae {mae:.6e}");
+        outln!("poisson_nll {nll:.6e}  mae {mae:.6e}");
     }
     Ok(())
 }
@@ -81,8 +81,9 @@ pub struct SimulateArgs {
     /// Take the probe (`probeGuess`, N x N) from this NPZ.
     #[arg(long)]
     probe_npz: Option<PathBuf>,
-    /// Phase curvature of the built-in probe: radians at radius N/4.
-    #[arg(long, default_value_t = 0.0)]
+    /// Phase curvature of the built-in probe: radians at radius N/4. The default defocuses it; 0 gives
+    /// the reference's real, symmetric probe, whose twin image the PINN cannot tell apart.
+    #[arg(long, default_value_t = crate::physics::probe::DEFAULT_PROBE_CURVATURE, allow_negative_numbers = true)]
     probe_curvature: f64,
     /// Seed of every random choice (object, positions, noise).
     #[arg(long, default_value_t = crate::physics::simulate::DEFAULT_SEED)]
@@ -111,6 +112,9 @@ pub struct SimulateArgs {
     /// Also write the diffraction under this legacy key.
     #[arg(long, value_enum)]
     legacy_key: Option<LegacyKey>,
+    /// Replace dose folders and the manifest already in --output (otherwise refused).
+    #[arg(long)]
+    overwrite: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -154,6 +158,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         split: !args.no_split,
         legacy_key: args.legacy_key.is_some(),
         output: args.output,
+        overwrite: args.overwrite,
     };
     let json = args.json;
     let report = with_backend!(args.device.open()?, b => simulate::run(&b, &config, |line| {
@@ -162,12 +167,13 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }
     }))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "{} patterns at {} doses; forward {:.0} patterns/s on {}; manifest {}",
+        outln!(
+            "{} patterns at {} dose{}; forward {:.0} patterns/s on {}; manifest {}",
             report.patterns,
             report.doses.len(),
+            if report.doses.len() == 1 { "" } else { "s" },
             report.forward_patterns_per_s,
             report.device,
             report.manifest.display()
@@ -198,6 +204,9 @@ pub enum OverlapCommand {
         /// Also copy each view's metrics bundle to ARTIFACTS/metrics/dose_{int}/{view}.json.
         #[arg(long)]
         artifact_root: Option<PathBuf>,
+        /// Replace views and the manifest already in --output-root (otherwise refused).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Metrics-based subsampling (the current generation): {split}.npz, {split}_metrics.json and
     /// metrics_bundle.json with the three disc-overlap metrics.
@@ -223,6 +232,9 @@ pub enum OverlapCommand {
         probe_diameter_px: f64,
         #[arg(long, default_value_t = 42)]
         rng_seed_subsample: u64,
+        /// Replace the files of an earlier run in --output-root (otherwise refused).
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -235,17 +247,20 @@ pub fn overlap(command: OverlapCommand) -> anyhow::Result<()> {
             views,
             patch_size,
             artifact_root,
+            overwrite,
         } => {
-            let manifest = overlap::run_spacing_views(
-                &phase_c_root,
-                &output_root,
-                doses.as_deref(),
-                &views,
+            let config = overlap::SpacingViews {
+                doses,
+                views,
                 patch_size,
-                artifact_root.as_deref(),
-                |line| println!("{line}"),
-            )?;
-            println!("manifest: {}", manifest.display());
+                artifact_root,
+                overwrite,
+            };
+            let manifest =
+                overlap::run_spacing_views(&phase_c_root, &output_root, &config, |line| {
+                    outln!("{line}")
+                })?;
+            outln!("manifest: {}", manifest.display());
         }
         OverlapCommand::Metrics {
             phase_c_root,
@@ -257,6 +272,7 @@ pub fn overlap(command: OverlapCommand) -> anyhow::Result<()> {
             neighbor_count,
             probe_diameter_px,
             rng_seed_subsample,
+            overwrite,
         } => {
             let config = MetricsConfig {
                 gridsize,
@@ -266,10 +282,13 @@ pub fn overlap(command: OverlapCommand) -> anyhow::Result<()> {
                 probe_diameter_px,
                 rng_seed_subsample,
             };
-            let written =
-                overlap::write_metrics_views(&phase_c_root, &config, &output_root, |line| {
-                    println!("{line}")
-                })?;
+            let written = overlap::write_metrics_views(
+                &phase_c_root,
+                &config,
+                &output_root,
+                overwrite,
+                |line| outln!("{line}"),
+            )?;
             if let Some(artifacts) = artifact_root {
                 std::fs::create_dir_all(&artifacts)?;
                 for path in written
@@ -280,7 +299,7 @@ pub fn overlap(command: OverlapCommand) -> anyhow::Result<()> {
                     std::fs::copy(path, artifacts.join(name))?;
                 }
             }
-            println!("wrote {} files to {}", written.len(), output_root.display());
+            outln!("wrote {} files to {}", written.len(), output_root.display());
         }
     }
     Ok(())

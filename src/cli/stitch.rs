@@ -83,7 +83,7 @@ pub fn run(args: StitchArgs) -> anyhow::Result<()> {
     if args.phase_sync {
         stitch::check_crop(n, crop).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         let sync = synchronise_phases(&mut data, n, &offsets, crop);
-        println!("phase sync: {sync}");
+        outln!("phase sync: {sync}");
     }
     let stitched = with_backend!(args.device.open()?, backend => stitch::reassemble(&backend, &data, n, &offsets, crop))?;
     let s = stitched.size;
@@ -91,7 +91,7 @@ pub fn run(args: StitchArgs) -> anyhow::Result<()> {
     out.add_c64("stitched", &[s, s], &stitched.image)?;
     out.add_f32("coverage", &[s, s], &stitched.coverage)?;
     out.finish()?;
-    println!(
+    outln!(
         "stitched {b} patches (crop {crop}) into {s} x {s}: {}",
         args.output.display()
     );

@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// ground-truth patches ('Y', or cut from 'objectGuess').
     #[arg(long, value_enum, default_value = "pinn")]
     model: ModelArg,
-    /// Where the bundle (wts.h5.zip), history.json and the log go.
+    /// Where the bundle (wts.h5.zip), history.json and train.log go.
     #[arg(long)]
     output_dir: PathBuf,
     #[arg(long, default_value_t = 1)]
@@ -36,9 +36,10 @@ pub struct TrainArgs {
     nepochs: usize,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Photons per pattern: sets the intensity scale sqrt(nphotons)/(N/2).
-    #[arg(long, default_value_t = 1e9)]
-    nphotons: f64,
+    /// Photons per pattern: sets the intensity scale sqrt(nphotons)/(N/2) [default: the resumed
+    /// bundle's, else the dose recorded in the data's _metadata, else 1e9 as the reference].
+    #[arg(long, allow_negative_numbers = true)]
+    nphotons: Option<f64>,
     #[arg(long, default_value_t = 2)]
     n_filters_scale: usize,
     /// Add the probe-big ring branch to each PINN decoder (merged at unit scale, not the
@@ -47,17 +48,22 @@ pub struct TrainArgs {
     probe_big: bool,
     #[arg(long, value_enum, default_value = "sigmoid")]
     amp_activation: AmpActivationArg,
-    #[arg(long, default_value_t = 1e-3)]
-    learning_rate: f64,
+    /// Adam's learning rate [default: 1e-3, or where the resumed schedule stopped].
+    #[arg(long, allow_negative_numbers = true)]
+    learning_rate: Option<f64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Save the bundle every K epochs as well as at the end.
-    #[arg(long, default_value_t = 0)]
-    checkpoint_every: usize,
+    /// Save the bundle (and history.json) every K epochs as well as at the end; 0: only at the end
+    /// [default: after an epoch once a minute has passed since the last save].
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
     /// Continue from the bundle in this folder (weights, Adam state, schedule, history) up to
     /// --nepochs epochs in all.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace a bundle already in --output-dir (otherwise refused).
+    #[arg(long)]
+    overwrite: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -87,6 +93,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         resume: args.resume,
+        overwrite: args.overwrite,
     };
     // A bar on a terminal (indicatif draws nothing elsewhere), and a plain line per epoch always.
     let bar = ProgressBar::new(0).with_style(
@@ -106,10 +113,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let last = report.epochs.last().expect("at least one epoch");
-        println!(
+        outln!(
             "trained {} epochs on {} groups ({} held out) on {}: loss {:.6e}, {:.1} samples/s",
             report.epochs.len(),
             report.groups,
@@ -119,9 +126,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             report.samples_per_s
         );
         if let Some(loss) = report.test_loss {
-            println!("test loss {loss:.6e}");
+            outln!("test loss {loss:.6e}");
         }
-        println!(
+        outln!(
             "bundle {} (sha256 {}, {} bytes)",
             report.bundle.path.display(),
             report.bundle.sha256,
@@ -136,6 +143,7 @@ pub struct InferArgs {
     /// A folder holding wts.h5.zip (or the bundle itself).
     #[arg(long)]
     model_dir: PathBuf,
+    /// The scan to reconstruct: an NPZ file, a folder of shards, or a glob.
     #[arg(long)]
     test_data: PathBuf,
     /// Where reconstruction.npz, amplitude.png and phase.png go.
@@ -153,6 +161,9 @@ pub struct InferArgs {
     /// each one's global phase to agree with its neighbours.
     #[arg(long)]
     no_phase_sync: bool,
+    /// Replace a reconstruction already in --output-dir (otherwise refused).
+    #[arg(long)]
+    overwrite: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -166,6 +177,7 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         phase_sync: !args.no_phase_sync,
+        overwrite: args.overwrite,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("groups [{bar:30}] {pos}/{len} {per_sec}")
@@ -178,7 +190,7 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
     }))
     .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "{} groups, stitched {} x {}, {:.1} patterns/s on {}: {}",
         report.groups,
         report.stitched_size,
@@ -188,7 +200,7 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
         report.output.display()
     );
     if let Some(sync) = &report.phase_sync {
-        println!("phase sync: {sync}");
+        outln!("phase sync: {sync}");
     }
     Ok(())
 }

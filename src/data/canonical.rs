@@ -112,7 +112,7 @@ pub fn write_shards(
     let per_shard = (max_bytes / pattern_bytes).max(1) as usize;
     let mut paths = Vec::new();
     for (k, start) in (0..dataset.m).step_by(per_shard).enumerate() {
-        let path = dir.join(format!("shard_{k:05}.npz"));
+        let path = dir.join(super::dataset::shard_name(k));
         write_range(
             dataset,
             start..(start + per_shard).min(dataset.m),

@@ -366,7 +366,26 @@ impl ScanFile {
             notices,
             from_counts,
         };
+        // Every stored member is checked against its CRC-32: the diffraction during the pass over its
+        // values, the small arrays here. Y (ground-truth patches, twice the diffraction's size and
+        // not read to validate) is the exception.
+        for key in npz.keys() {
+            if key != scan.diffraction_key && key != "Y" {
+                npz.check_crc(&key)?;
+            }
+        }
         scan.stats = scan.scan_values(&ctx)?;
+        if scan.stats.sum_sq == 0.0 {
+            return Err(ctx.err(
+                scan.diffraction_key,
+                "diffraction with some signal",
+                format!(
+                    "all {} amplitudes are zero (an empty detector, or the wrong array): the \
+                     normalisation would divide by zero",
+                    scan.m * scan.n * scan.n
+                ),
+            ));
+        }
         Ok(scan)
     }
 
@@ -389,16 +408,24 @@ impl ScanFile {
         Ok(())
     }
 
-    /// One pass over every amplitude: finite, non-negative, and the statistics.
+    /// One pass over every amplitude: finite, non-negative, and the statistics; with it, the
+    /// stored member's CRC-32 over the same bytes (each chunk's bytes, in storage order whatever
+    /// the layout, hashed as they are read and the parts combined in order).
     fn scan_values(&self, ctx: &Ctx<'_>) -> Result<DiffractionStats> {
         let nn = self.n * self.n;
         let chunk = (1 << 20) / nn.max(1) + 1;
         let key = self.diffraction_key;
-        let partials: Vec<Result<DiffractionStats>> = (0..self.m.div_ceil(chunk))
+        let crc = ctx.npz.stored_crc(key)?;
+        let (map, data) = self.diffraction.mapping();
+        let pattern_bytes = nn * self.diffraction.dtype().size;
+        let partials: Vec<Result<(DiffractionStats, crc32fast::Hasher)>> = (0..self
+            .m
+            .div_ceil(chunk))
             .into_par_iter()
             .map(|c| {
                 let mut buf = vec![0f32; nn];
                 let mut s = DiffractionStats::default();
+                let mut hasher = crc32fast::Hasher::new();
                 for i in c * chunk..((c + 1) * chunk).min(self.m) {
                     self.read_pattern(i, &mut buf)?;
                     for (p, &v) in buf.iter().enumerate() {
@@ -426,17 +453,32 @@ impl ScanFile {
                     }
                     s.count += nn as u64;
                 }
+                if crc.is_some() {
+                    let (first, end) = (c * chunk, ((c + 1) * chunk).min(self.m));
+                    hasher.update(
+                        &map[data.start + first * pattern_bytes..data.start + end * pattern_bytes],
+                    );
+                }
                 if self.layout == Layout::Canonical {
                     let first = c * chunk;
                     self.diffraction
                         .release(first * nn, (((c + 1) * chunk).min(self.m) - first) * nn);
                 }
-                Ok(s)
+                Ok((s, hasher))
             })
             .collect();
         let mut total = DiffractionStats::default();
+        let mut hasher = crc32fast::Hasher::new();
+        if let Some((_, member)) = &crc {
+            hasher.update(&map[member.start..data.start]);
+        }
         for p in partials {
-            total.merge(&p?);
+            let (stats, part) = p?;
+            total.merge(&stats);
+            hasher.combine(&part);
+        }
+        if let Some((expected, _)) = crc {
+            ctx.npz.crc_verdict(key, expected, hasher.finalize())?;
         }
         release_pages(&self.diffraction);
         Ok(total)

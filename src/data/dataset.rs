@@ -25,46 +25,96 @@ pub struct ShardSummary {
     pub object_shape: Option<[usize; 2]>,
 }
 
-/// The files a dataset path names: the file itself, the `*.npz` in a folder (sorted), or the matches of a
-/// `*`/`?` pattern in the last path component (sorted).
+/// The name of shard `k` of a dataset written as a folder: `shard_00000.npz`, `shard_00001.npz`, ...
+pub fn shard_name(k: usize) -> String {
+    format!("shard_{k:05}.npz")
+}
+
+/// Whether a file name is a shard name (`shard_` + digits + `.npz`).
+pub fn is_shard_name(name: &str) -> bool {
+    name.strip_prefix("shard_")
+        .and_then(|rest| rest.strip_suffix(".npz"))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The files a dataset path names: the file itself; the shards of a folder (`shard_NNNNN.npz`,
+/// sorted; a folder holding any other file is refused, so that a folder always means one dataset);
+/// or the matches of a `*`/`?` pattern in the last path component (sorted). Hidden entries (locks,
+/// caches, temporary files) are ignored.
 pub fn resolve(path: &Path) -> Result<Vec<PathBuf>> {
     let shown = path.display();
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let (dir, pattern) = if path.is_dir() {
-        (path.to_path_buf(), "*.npz".to_string())
-    } else {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if !name.contains(['*', '?']) {
-            return Err(DataError::format(&shown, "no such file or folder"));
-        }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        (dir.to_path_buf(), name)
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    if path.is_dir() {
+        return folder_shards(path);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return Err(DataError::format(&shown, "no such file or folder"));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| DataError::io(dir.display(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
                 && p.file_name()
-                    .is_some_and(|n| glob_match(&pattern, &n.to_string_lossy()))
+                    .is_some_and(|n| glob_match(&name, &n.to_string_lossy()))
         })
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(DataError::format(
             &shown,
-            format!("no files match '{pattern}': an empty dataset"),
+            format!("no files match '{name}': an empty dataset"),
         ));
     }
     Ok(files)
+}
+
+fn folder_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let (mut shards, mut others) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir.display(), e))? {
+        let entry = entry.map_err(|e| DataError::io(dir.display(), e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        if is_shard_name(&name) && entry.path().is_file() {
+            shards.push(entry.path());
+        } else {
+            others.push(name);
+        }
+    }
+    others.sort();
+    if !others.is_empty() {
+        let glob = dir.join("*.npz");
+        return Err(DataError::format(
+            dir.display(),
+            format!(
+                "a folder given as a dataset must hold only the shards of one dataset, named \
+                 shard_NNNNN.npz (as `ptycho data shard` writes them), but it also holds {}; \
+                 name one file, or several with a glob such as '{}'",
+                others.join(", "),
+                glob.display()
+            ),
+        ));
+    }
+    if shards.is_empty() {
+        return Err(DataError::format(
+            dir.display(),
+            "no shards (shard_NNNNN.npz) in this folder: an empty dataset",
+        ));
+    }
+    shards.sort();
+    Ok(shards)
 }
 
 fn glob_match(pattern: &str, name: &str) -> bool {
@@ -201,6 +251,35 @@ impl Dataset {
         (half * half / mean_per_pattern).sqrt()
     }
 
+    /// The dose the shards' `_metadata` records (`physics_parameters.nphotons`, where the reference's
+    /// MetadataManager and `ptycho simulate` put it): None when no shard records one, an error when
+    /// two shards disagree.
+    pub fn recorded_nphotons(&self) -> Result<Option<f64>> {
+        let mut found: Option<(f64, &Path)> = None;
+        for shard in &self.shards {
+            let recorded = shard
+                .metadata
+                .as_ref()
+                .and_then(|m| m.pointer("/physics_parameters/nphotons"))
+                .and_then(serde_json::Value::as_f64);
+            match (recorded, found) {
+                (Some(v), None) => found = Some((v, &shard.path)),
+                (Some(v), Some((w, first))) if v != w => {
+                    return Err(DataError::format(
+                        shard.path.display(),
+                        format!(
+                            "_metadata records nphotons {v:e}, but {} records {w:e}: shards of \
+                             one dataset must share one dose",
+                            first.display()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(found.map(|(v, _)| v))
+    }
+
     pub fn summaries(&self) -> Vec<ShardSummary> {
         self.shards
             .iter()
@@ -221,6 +300,33 @@ pub fn intensity_scale(nphotons: f64, n: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_names_are_shard_underscore_digits_npz() {
+        assert_eq!(shard_name(7), "shard_00007.npz");
+        assert!(is_shard_name(&shard_name(123_456)));
+        for name in [
+            "shard_.npz",
+            "shard_1a.npz",
+            "patched_train.npz",
+            "shard_01.npz.tmp",
+        ] {
+            assert!(!is_shard_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_folder_with_other_files_is_refused_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["shard_00000.npz", "shard_00001.npz", ".ptycho.lock"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let found = resolve(dir.path()).unwrap();
+        assert_eq!(found.len(), 2);
+        std::fs::write(dir.path().join("patched_test.npz"), b"").unwrap();
+        let e = resolve(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("also holds patched_test.npz"), "{e}");
+    }
 
     #[test]
     fn globs_match() {

@@ -23,6 +23,8 @@ struct Member {
     data_start: u64,
     size: u64,
     compressed_size: u64,
+    /// The CRC-32 the archive records for the member's uncompressed bytes.
+    crc32: u32,
 }
 
 /// An open NPZ archive.
@@ -92,6 +94,7 @@ impl NpzFile {
                 data_start,
                 size: entry.size(),
                 compressed_size: entry.compressed_size(),
+                crc32: entry.crc32(),
             };
             let stored_end = data_start.checked_add(member.compressed_size);
             if stored_end.is_none_or(|end| end > map.len() as u64) {
@@ -199,6 +202,41 @@ impl NpzFile {
                 format!("no key '{key}' (keys present: {})", self.keys().join(", ")),
             )
         })
+    }
+
+    /// For a stored member: the CRC-32 its archive records and the byte range of the whole member (npy
+    /// header and data) in the file's mapping, which stored arrays' views share. None for deflated
+    /// members, whose CRC the zip reader checks as it inflates them.
+    pub fn stored_crc(&self, key: &str) -> Result<Option<(u32, std::ops::Range<usize>)>> {
+        let member = self.member(key)?;
+        Ok((!member.compressed).then(|| {
+            let start = member.data_start as usize;
+            (member.crc32, start..start + member.size as usize)
+        }))
+    }
+
+    /// Check a stored member's bytes against its CRC-32 (a full read; nothing to do when deflated).
+    pub fn check_crc(&self, key: &str) -> Result<()> {
+        match self.stored_crc(key)? {
+            Some((expected, range)) => {
+                self.crc_verdict(key, expected, crc32fast::hash(&self.map[range]))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The error for a member whose bytes do not match the CRC-32 its archive records.
+    pub fn crc_verdict(&self, key: &str, expected: u32, found: u32) -> Result<()> {
+        if expected == found {
+            return Ok(());
+        }
+        Err(DataError::format(
+            self.path.display(),
+            format!(
+                "member '{key}.npy' fails its CRC-32 check (the archive records {expected:08x}, \
+                 its bytes give {found:08x}): the file was changed or damaged after it was written"
+            ),
+        ))
     }
 
     /// The array `key`, mapped in place (stored) or through the decompression cache (deflated).

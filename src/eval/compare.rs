@@ -6,8 +6,8 @@ use rustfft::num_complex::Complex64;
 use serde::Serialize;
 
 use super::image::{Complex, Real};
-use super::metrics::{self, align_phase, MsSsimForm, PhaseAlign};
-use super::register::{fourier_shift, phase_cross_correlation};
+use super::metrics::{self, align_phase, FrcWindow, MsSsimForm, PhaseAlign};
+use super::register::{fourier_shift, register};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -32,6 +32,9 @@ pub struct CompareOptions {
     pub frc_crop: bool,
     /// M of the stitching crop: the scanned region is positions ± M/2.
     pub stitch_crop: usize,
+    pub frc_window: FrcWindow,
+    /// Registration looks for whole-pixel shifts of at most this many pixels per axis.
+    pub register_max_shift: f64,
 }
 
 impl Default for CompareOptions {
@@ -44,6 +47,8 @@ impl Default for CompareOptions {
             ms_ssim: MsSsimForm::Reference,
             frc_crop: true,
             stitch_crop: 20,
+            frc_window: FrcWindow::None,
+            register_max_shift: 16.0,
         }
     }
 }
@@ -58,19 +63,52 @@ pub struct PartMetrics {
     pub psnr_data_range: f64,
     pub ssim: f64,
     pub ms_ssim: f64,
-    /// In ring-index units; null when the curve never falls below the threshold.
-    pub frc50: Option<f64>,
-    pub frc1over7: Option<f64>,
+    /// In ring-index units; the number of rings, as the reference, when the curve never falls below
+    /// the threshold (then `frc50_crossed` is false).
+    pub frc50: f64,
+    pub frc1over7: f64,
+    pub frc50_crossed: bool,
+    pub frc1over7_crossed: bool,
+    /// Null when the curve never crosses.
     pub frc50_cycles_per_pixel: Option<f64>,
     pub frc1over7_cycles_per_pixel: Option<f64>,
+}
+
+/// What was cut from the two images before scoring, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cropping {
+    pub recon_shape: [usize; 2],
+    pub truth_shape: [usize; 2],
+    /// The truth (and a reconstruction in its frame) cut to the scanned region, positions ± M/2:
+    /// [first row, first column, rows, columns]. None without positions or alignment.
+    pub scanned_region: Option<[usize; 4]>,
+    /// Both centre-cropped to this common size.
+    pub common_shape: [usize; 2],
+    /// Pixels trimmed from every edge (the registration's 2, then --trim).
+    pub trimmed_per_edge: usize,
+    /// The above in words.
+    pub note: String,
+}
+
+/// The registration found, and whether it was applied.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegistrationReport {
+    pub found: [f64; 2],
+    pub peak_ratio: f64,
+    /// False: the peak was too weak to trust, so no shift was applied.
+    pub trusted: bool,
+    pub max_shift: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     pub amplitude: PartMetrics,
     pub phase: PartMetrics,
-    /// [dy, dx] applied to the reconstruction, when registered.
+    /// [dy, dx] applied to the reconstruction, when registered (and trusted).
     pub registration_offset: Option<[f64; 2]>,
+    pub registration: Option<RegistrationReport>,
+    pub cropping: Cropping,
+    pub frc_window: FrcWindow,
     pub shape: [usize; 2],
     #[serde(skip)]
     pub frc_curves: [Vec<f64>; 2],
@@ -82,7 +120,11 @@ pub struct Comparison {
 /// Scan positions (x = column, y = row) in object pixels, when the reconstruction file has them.
 pub type Positions = (Vec<f64>, Vec<f64>);
 
-fn scanned_region(truth: &Complex, positions: &Positions, m: usize) -> Complex {
+fn scanned_region(
+    truth: &Complex,
+    positions: &Positions,
+    m: usize,
+) -> (Complex, Option<[usize; 4]>) {
     let half = m as f64 / 2.0;
     let bounds = |v: &[f64], size: usize| {
         let lo = (v.iter().copied().fold(f64::INFINITY, f64::min) - half)
@@ -95,9 +137,23 @@ fn scanned_region(truth: &Complex, positions: &Positions, m: usize) -> Complex {
     let (c0, c1) = bounds(&positions.0, truth.w);
     let (r0, r1) = bounds(&positions.1, truth.h);
     if r1 - r0 < 8 || c1 - c0 < 8 {
-        return truth.clone();
+        return (truth.clone(), None);
     }
-    truth.crop(r0, c0, r1 - r0, c1 - c0)
+    (
+        truth.crop(r0, c0, r1 - r0, c1 - c0),
+        Some([r0, c0, r1 - r0, c1 - c0]),
+    )
+}
+
+/// An image with nothing to score: no signal at all.
+fn check_signal(img: &Complex, what: &str) -> Result<(), String> {
+    if img.data.iter().all(|v| v.norm() == 0.0) {
+        return Err(format!(
+            "the {what} is zero everywhere ({}x{}): there is nothing to score",
+            img.h, img.w
+        ));
+    }
+    Ok(())
 }
 
 fn part(
@@ -115,8 +171,8 @@ fn part(
     } else {
         (truth.clone(), recon.clone())
     };
-    let frc = metrics::frc(&ft, &fr, !options.frc_crop);
-    let per_pixel = |v: Option<f64>| v.map(|r| r * frc.cycles_per_ring);
+    let frc = metrics::frc(&ft, &fr, !options.frc_crop, options.frc_window);
+    let per_pixel = |v: f64, crossed: bool| crossed.then_some(v * frc.cycles_per_ring);
     let metrics = PartMetrics {
         mae: metrics::mae(recon, truth),
         mse: metrics::mse(recon, truth),
@@ -126,42 +182,78 @@ fn part(
         ms_ssim: metrics::ms_ssim(ms.0, ms.1, options.ms_ssim),
         frc50: frc.frc50,
         frc1over7: frc.frc1over7,
-        frc50_cycles_per_pixel: per_pixel(frc.frc50),
-        frc1over7_cycles_per_pixel: per_pixel(frc.frc1over7),
+        frc50_crossed: frc.crossed[0],
+        frc1over7_crossed: frc.crossed[1],
+        frc50_cycles_per_pixel: per_pixel(frc.frc50, frc.crossed[0]),
+        frc1over7_cycles_per_pixel: per_pixel(frc.frc1over7, frc.crossed[1]),
     };
     (metrics, frc.curve)
 }
 
+/// Score `recon` against `truth`. An error when either has no signal or too little is left after
+/// cropping.
 pub fn compare(
     recon: &Complex,
     truth: &Complex,
     positions: Option<&Positions>,
     options: &CompareOptions,
-) -> Comparison {
+) -> Result<Comparison, String> {
+    check_signal(recon, "reconstruction")?;
+    check_signal(truth, "ground truth")?;
+    let (recon_shape, truth_shape) = ([recon.h, recon.w], [truth.h, truth.w]);
     // A stitched reconstruction covers only the scanned region, so only the truth is cut to it; one in
     // the object's own frame (same shape as the truth) is cut the same way.
-    let (truth, recon) = match (options.align, positions) {
+    let (truth, recon, scanned) = match (options.align, positions) {
         (Align::Crop | Align::Register, Some(p)) => {
             let same_frame = recon.h == truth.h && recon.w == truth.w;
             let cut_recon = if same_frame {
-                scanned_region(recon, p, options.stitch_crop)
+                scanned_region(recon, p, options.stitch_crop).0
             } else {
                 recon.clone()
             };
-            (scanned_region(truth, p, options.stitch_crop), cut_recon)
+            let (cut_truth, region) = scanned_region(truth, p, options.stitch_crop);
+            (cut_truth, cut_recon, region)
         }
-        _ => (truth.clone(), recon.clone()),
+        _ => (truth.clone(), recon.clone(), None),
     };
     let (h, w) = (truth.h.min(recon.h), truth.w.min(recon.w));
     let (mut truth, mut recon) = (truth.center_crop(h, w), recon.center_crop(h, w));
     let mut registration_offset = None;
+    let mut registration = None;
+    let mut trimmed = options.trim;
     if options.align == Align::Register {
-        let shift = phase_cross_correlation(&truth, &recon, 50);
-        recon = fourier_shift(&recon, shift).trim(2);
+        let found = register(&truth, &recon, 50, Some(options.register_max_shift));
+        let trusted = found.trusted();
+        if trusted {
+            recon = fourier_shift(&recon, found.shift);
+            registration_offset = Some(found.shift);
+        }
+        recon = recon.trim(2);
         truth = truth.trim(2);
-        registration_offset = Some(shift);
+        trimmed += 2;
+        registration = Some(RegistrationReport {
+            found: found.shift,
+            peak_ratio: found.peak_ratio,
+            trusted,
+            max_shift: options.register_max_shift,
+        });
     }
     let (truth, recon) = (truth.trim(options.trim), recon.trim(options.trim));
+    if truth.h < 7 || truth.w < 7 {
+        return Err(format!(
+            "only {}x{} pixels remain after cropping and trimming; SSIM needs at least 7x7",
+            truth.h, truth.w
+        ));
+    }
+    let note = cropping_note(recon_shape, truth_shape, scanned, [h, w], trimmed);
+    let cropping = Cropping {
+        recon_shape,
+        truth_shape,
+        scanned_region: scanned,
+        common_shape: [h, w],
+        trimmed_per_edge: trimmed,
+        note,
+    };
 
     let truth_amp = truth.map(|v: Complex64| v.norm());
     let recon_amp = recon.map(|v: Complex64| v.norm());
@@ -199,12 +291,41 @@ pub fn compare(
         (&unit_t, &unit_r),
         options,
     );
-    Comparison {
+    Ok(Comparison {
         amplitude,
         phase,
         registration_offset,
+        registration,
+        cropping,
+        frc_window: options.frc_window,
         shape: [truth.h, truth.w],
         frc_curves: [amp_curve, phase_curve],
         prepared: [truth_amp, recon_amp, truth_phase, recon_phase],
+    })
+}
+
+fn cropping_note(
+    recon: [usize; 2],
+    truth: [usize; 2],
+    scanned: Option<[usize; 4]>,
+    common: [usize; 2],
+    trimmed: usize,
+) -> String {
+    let mut parts = vec![format!(
+        "reconstruction {}x{}, truth {}x{}",
+        recon[0], recon[1], truth[0], truth[1]
+    )];
+    if let Some([r, c, h, w]) = scanned {
+        parts.push(format!(
+            "truth cut to the scanned region (positions ± M/2: rows {r}..{}, columns {c}..{})",
+            r + h,
+            c + w
+        ));
     }
+    parts.push(format!(
+        "both centre-cropped to the common {}x{}",
+        common[0], common[1]
+    ));
+    parts.push(format!("{trimmed} px trimmed from every edge"));
+    parts.join("; ")
 }

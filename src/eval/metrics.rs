@@ -276,43 +276,92 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> [f64; 3] {
 /// A Fourier ring correlation curve and its thresholds.
 #[derive(Clone, Debug)]
 pub struct Frc {
-    /// FRC per ring index (0 = DC) up to Nyquist of the shorter side.
+    /// FRC per ring index (0 = DC), out to the corners.
     pub curve: Vec<f64>,
-    /// First crossing below 0.5, linearly interpolated, in ring-index units (None: never crosses).
-    pub frc50: Option<f64>,
-    pub frc1over7: Option<f64>,
+    /// First crossing below 0.5, linearly interpolated, in ring-index units; the reference's
+    /// len(curve) when the curve never falls below it (see `crossed`).
+    pub frc50: f64,
+    pub frc1over7: f64,
+    /// Whether the curve falls below 0.5 and 1/7.
+    pub crossed: [bool; 2],
     /// Ring index to cycles per pixel.
     pub cycles_per_ring: f64,
 }
 
-/// FRC of fftshift(fft2) of both images with rings round(r) about (floor(h/2), floor(w/2)). With
-/// `elliptical`, non-square images use rings of equal frequency (r scaled per axis) instead.
-pub fn frc(a: &Real, b: &Real, elliptical: bool) -> Frc {
-    let fa = fftshift(&fft2(&a.map(|v| Complex64::new(v, 0.0)), false));
-    let fb = fftshift(&fft2(&b.map(|v| Complex64::new(v, 0.0)), false));
+/// An apodising window applied to both images before their FFTs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrcWindow {
+    /// None, as the reference: the cut edges of the images leak into the high rings.
+    None,
+    /// A separable Hann window, which tapers the edges to zero.
+    Hann,
+}
+
+fn hann(n: usize) -> Vec<f64> {
+    if n < 2 {
+        return vec![1.0; n];
+    }
+    (0..n)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / (n - 1) as f64).cos())
+        .collect()
+}
+
+/// The reference's Fourier shell correlation (hoidn/FRC): with F = fftshift(fft2(image)) and sums over
+/// rings round(r) about (floor(h/2), floor(w/2)), corner rings included,
+/// FRC = |Σ F1·F2*| / sqrt(Σ|F1|² · Σ|F2|²). The magnitude makes the single-pixel DC ring 1 however
+/// the means' signs fall (the real part would make it ±1, and a plane-removed phase's FRC50 0).
+/// With `elliptical`, non-square images use rings of equal frequency (r scaled per axis).
+pub fn frc(a: &Real, b: &Real, elliptical: bool, window: FrcWindow) -> Frc {
+    let apodise = |img: &Real| -> Real {
+        match window {
+            FrcWindow::None => img.clone(),
+            FrcWindow::Hann => {
+                let (wy, wx) = (hann(img.h), hann(img.w));
+                let mut out = img.clone();
+                for r in 0..img.h {
+                    for c in 0..img.w {
+                        out.data[r * img.w + c] *= wy[r] * wx[c];
+                    }
+                }
+                out
+            }
+        }
+    };
+    let spectrum =
+        |img: &Real| fftshift(&fft2(&apodise(img).map(|v| Complex64::new(v, 0.0)), false));
+    let (fa, fb) = (spectrum(a), spectrum(b));
     let side = a.h.min(a.w);
-    let rings = side / 2 + 1;
-    let (mut num, mut da, mut db) = (vec![0.0; rings], vec![0.0; rings], vec![0.0; rings]);
     let (cy, cx) = ((a.h / 2) as f64, (a.w / 2) as f64);
+    let radius = |r: usize, c: usize| {
+        let (dy, dx) = (r as f64 - cy, c as f64 - cx);
+        if elliptical {
+            ((dy / a.h as f64).powi(2) + (dx / a.w as f64).powi(2)).sqrt() * side as f64
+        } else {
+            (dy * dy + dx * dx).sqrt()
+        }
+    };
+    let rings = (0..a.h)
+        .flat_map(|r| (0..a.w).map(move |c| (r, c)))
+        .map(|(r, c)| radius(r, c).round() as usize)
+        .max()
+        .map_or(0, |m| m + 1);
+    let (mut num, mut da, mut db) = (
+        vec![Complex64::default(); rings],
+        vec![0.0; rings],
+        vec![0.0; rings],
+    );
     for r in 0..a.h {
         for c in 0..a.w {
-            let (dy, dx) = (r as f64 - cy, c as f64 - cx);
-            let radius = if elliptical {
-                ((dy / a.h as f64).powi(2) + (dx / a.w as f64).powi(2)).sqrt() * side as f64
-            } else {
-                (dy * dy + dx * dx).sqrt()
-            };
-            let ring = radius.round() as usize;
-            if ring < rings {
-                let (p, q) = (fa.at(r, c), fb.at(r, c));
-                num[ring] += (p * q.conj()).re;
-                da[ring] += p.norm_sqr();
-                db[ring] += q.norm_sqr();
-            }
+            let ring = radius(r, c).round() as usize;
+            let (p, q) = (fa.at(r, c), fb.at(r, c));
+            num[ring] += p * q.conj();
+            da[ring] += p.norm_sqr();
+            db[ring] += q.norm_sqr();
         }
     }
     let curve: Vec<f64> = (0..rings)
-        .map(|i| num[i] / (da[i] * db[i]).sqrt())
+        .map(|i| num[i].norm() / (da[i] * db[i]).sqrt())
         .collect();
     let crossing = |t: f64| -> Option<f64> {
         let i = curve.iter().position(|&v| v < t)?;
@@ -322,9 +371,12 @@ pub fn frc(a: &Real, b: &Real, elliptical: bool) -> Frc {
         let (prev, cur) = (curve[i - 1], curve[i]);
         Some((i - 1) as f64 + (prev - t) / (prev - cur))
     };
+    let (half, seventh) = (crossing(0.5), crossing(1.0 / 7.0));
+    let never = curve.len() as f64;
     Frc {
-        frc50: crossing(0.5),
-        frc1over7: crossing(1.0 / 7.0),
+        frc50: half.unwrap_or(never),
+        frc1over7: seventh.unwrap_or(never),
+        crossed: [half.is_some(), seventh.is_some()],
         curve,
         cycles_per_ring: 1.0 / side as f64,
     }
@@ -387,18 +439,29 @@ mod tests {
     }
 
     #[test]
-    fn frc_of_identical_images_is_one() {
+    fn frc_of_identical_images_is_one_and_never_crosses() {
         let a = noise(32, 32, 5);
-        let f = frc(&a, &a, false);
-        assert_eq!(f.curve.len(), 17);
+        let f = frc(&a, &a, false, FrcWindow::None);
+        // Rings out to the corner: round(16·√2) = 23.
+        assert_eq!(f.curve.len(), 24);
         assert!(f.curve.iter().all(|v| (v - 1.0).abs() < 1e-12));
-        assert_eq!(f.frc50, None);
+        assert_eq!((f.frc50, f.crossed), (24.0, [false, false]));
         let non_square = noise(24, 40, 6);
-        let e = frc(&non_square, &non_square, true);
+        let e = frc(&non_square, &non_square, true, FrcWindow::Hann);
         assert!(e.curve.iter().all(|v| (v - 1.0).abs() < 1e-12));
-        let g = frc(&a, &noise(32, 32, 7), false);
-        let t = g.frc50.unwrap();
-        assert!((0.0..16.0).contains(&t));
+        let g = frc(&a, &noise(32, 32, 7), false, FrcWindow::None);
+        assert!(g.crossed[0] && (0.0..16.0).contains(&g.frc50));
+    }
+
+    #[test]
+    fn the_dc_ring_of_images_with_means_of_opposite_sign_is_one() {
+        // Plane-removed phases have means near zero of either sign: the DC ring must not read -1.
+        let n = noise(16, 16, 1);
+        let mean = n.mean();
+        let a = n.map(|v| v - mean + 0.01);
+        let b = a.map(|v| v - 0.02);
+        let f = frc(&a, &b, false, FrcWindow::None);
+        assert!((f.curve[0] - 1.0).abs() < 1e-12, "{}", f.curve[0]);
     }
 
     #[test]

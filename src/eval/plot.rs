@@ -53,6 +53,19 @@ impl Canvas {
         }
     }
 
+    /// `text`, cut with ".." to fit `width` pixels, so that a long label never runs into the next
+    /// panel's title.
+    fn text_fit(&mut self, x: usize, y: usize, s: &str, width: usize, c: [u8; 3]) {
+        let room = width / (6 * TEXT_SCALE);
+        let chars: Vec<char> = s.chars().collect();
+        let shown: String = if chars.len() <= room {
+            s.to_string()
+        } else {
+            chars[..room.saturating_sub(2)].iter().collect::<String>() + ".."
+        };
+        self.text(x, y, &shown, c);
+    }
+
     fn text(&mut self, x: usize, y: usize, s: &str, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             let rows = glyph(ch.to_ascii_uppercase());
@@ -200,8 +213,9 @@ pub fn compare_png(results: &[(String, Comparison)]) -> Vec<u8> {
         .fold(f64::NEG_INFINITY, f64::max);
     let mut y = MARGIN;
     let row = |c: &mut Canvas, label: &str, amp: &Real, phase: &Real, y: usize| {
-        c.text(MARGIN, y, &format!("{label} AMPLITUDE"), BLACK);
-        c.text(MARGIN + cell, y, &format!("{label} PHASE"), BLACK);
+        let room = cell - MARGIN;
+        c.text_fit(MARGIN, y, &format!("{label} AMPLITUDE"), room, BLACK);
+        c.text_fit(MARGIN + cell, y, &format!("{label} PHASE"), room, BLACK);
         c.image(MARGIN, y + LINE_H, amp, alo, ahi, viridis);
         c.colour_bar(MARGIN + PANEL + 6, y + LINE_H, alo, ahi, viridis);
         c.image(MARGIN + cell, y + LINE_H, phase, plo, phi, cyclic);
@@ -245,17 +259,18 @@ pub fn compare_png(results: &[(String, Comparison)]) -> Vec<u8> {
             for i in 1..curve.len() {
                 c.line(point(i - 1), point(i), colour);
             }
-            c.text(
+            c.text_fit(
                 x0 + (cell - 40) / 2,
                 y + LINE_H + PANEL / 3 + k * LINE_H,
                 label,
+                (cell - 40) / 2,
                 colour,
             );
         }
         c.text(
             x0,
             y + LINE_H + PANEL + 4,
-            "0      RING      NYQUIST",
+            "0       RING       CORNER",
             BLACK,
         );
     }

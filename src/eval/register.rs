@@ -7,6 +7,38 @@ use super::image::{fft2, fftfreq, Complex};
 
 /// The shift (dy, dx) that registers `moving` with `reference`, to 1/`upsample` pixel.
 pub fn phase_cross_correlation(reference: &Complex, moving: &Complex, upsample: usize) -> [f64; 2] {
+    register(reference, moving, upsample, None).shift
+}
+
+/// A registration and how far to trust it.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Registration {
+    /// (dy, dx) to apply to the moving image.
+    pub shift: [f64; 2],
+    /// The correlation peak over the RMS of the whole correlation surface. An image and a shifted
+    /// copy give a peak far above the rest; for unrelated images the largest of many noise values
+    /// is only a few times their RMS.
+    pub peak_ratio: f64,
+}
+
+/// Below this peak ratio a registration is not trusted: the largest of ~10⁴ unrelated correlation
+/// values is about 4–5 times their RMS, so a real match must stand well above that.
+pub const MIN_PEAK_RATIO: f64 = 8.0;
+
+impl Registration {
+    pub fn trusted(&self) -> bool {
+        self.peak_ratio >= MIN_PEAK_RATIO
+    }
+}
+
+/// As `phase_cross_correlation`, with the whole-pixel search limited to shifts of at most
+/// `max_shift` pixels along each axis (a wrong peak far away cannot win), and the peak ratio.
+pub fn register(
+    reference: &Complex,
+    moving: &Complex,
+    upsample: usize,
+    max_shift: Option<f64>,
+) -> Registration {
     let (h, w) = (reference.h, reference.w);
     let fr = fft2(reference, false);
     let fm = fft2(moving, false);
@@ -21,7 +53,6 @@ pub fn phase_cross_correlation(reference: &Complex, moving: &Complex, upsample: 
         .collect();
     let product = Complex::new(h, w, product);
     let cc = fft2(&product, true);
-    let peak = argmax(&cc.data);
     let unwrap = |m: usize, n: usize| {
         if m > n / 2 {
             m as f64 - n as f64
@@ -29,9 +60,16 @@ pub fn phase_cross_correlation(reference: &Complex, moving: &Complex, upsample: 
             m as f64
         }
     };
+    let allowed = |i: usize| {
+        max_shift
+            .is_none_or(|limit| unwrap(i / w, h).abs() <= limit && unwrap(i % w, w).abs() <= limit)
+    };
+    let peak = argmax(&cc.data, allowed);
+    let rms = (cc.data.iter().map(|v| v.norm_sqr()).sum::<f64>() / cc.data.len() as f64).sqrt();
+    let peak_ratio = cc.data[peak].norm() / rms.max(f64::MIN_POSITIVE);
     let mut shift = [unwrap(peak / w, h), unwrap(peak % w, w)];
     if upsample <= 1 {
-        return shift;
+        return Registration { shift, peak_ratio };
     }
     let u = upsample as f64;
     shift = [(shift[0] * u).round() / u, (shift[1] * u).round() / u];
@@ -40,21 +78,25 @@ pub fn phase_cross_correlation(reference: &Complex, moving: &Complex, upsample: 
     let offset = [centre - shift[0] * u, centre - shift[1] * u];
     let conj = product.map(|v| v.conj());
     let up = upsampled_dft(&conj, region, u, offset).map(|v| v.conj());
-    let peak = argmax(&up.data);
-    [
-        shift[0] + ((peak / region) as f64 - centre) / u,
-        shift[1] + ((peak % region) as f64 - centre) / u,
-    ]
+    let peak = argmax(&up.data, |_| true);
+    Registration {
+        shift: [
+            shift[0] + ((peak / region) as f64 - centre) / u,
+            shift[1] + ((peak % region) as f64 - centre) / u,
+        ],
+        peak_ratio,
+    }
 }
 
-fn argmax(values: &[Complex64]) -> usize {
-    let mut best = 0;
+/// The index of the largest magnitude among the allowed indices (0 if none is).
+fn argmax(values: &[Complex64], allowed: impl Fn(usize) -> bool) -> usize {
+    let mut best: Option<usize> = None;
     for (i, v) in values.iter().enumerate() {
-        if v.norm_sqr() > values[best].norm_sqr() {
-            best = i;
+        if allowed(i) && best.is_none_or(|b| v.norm_sqr() > values[b].norm_sqr()) {
+            best = Some(i);
         }
     }
-    best
+    best.unwrap_or(0)
 }
 
 /// The DFT of `data` sampled on a `region` x `region` grid, `u` times finer than the pixel grid, starting
@@ -135,6 +177,9 @@ mod tests {
                 (found[0] + applied[0]).abs() < 0.05 && (found[1] + applied[1]).abs() < 0.05,
                 "{applied:?} -> {found:?}"
             );
+            let r = register(&reference, &moving, 50, Some(4.0));
+            assert!(r.trusted(), "{applied:?}: peak ratio {}", r.peak_ratio);
+            assert_eq!(r.shift, found);
             let back = fourier_shift(&moving, found);
             let err: f64 = back
                 .data
@@ -145,5 +190,21 @@ mod tests {
                 / reference.data.iter().map(|v| v.norm_sqr()).sum::<f64>();
             assert!(err < 1e-3, "registered image differs: {err}");
         }
+    }
+
+    #[test]
+    fn unrelated_images_are_not_trusted_and_the_search_is_bounded() {
+        let (a, b) = (smooth(64, 80, 1), smooth(64, 80, 2));
+        let r = register(&a, &b, 50, Some(3.0));
+        assert!(!r.trusted(), "peak ratio {}", r.peak_ratio);
+        assert!(
+            r.shift.iter().all(|v| v.abs() <= 3.0 + 1.0 / 50.0),
+            "{:?}",
+            r.shift
+        );
+        // A true shift beyond the bound is not found.
+        let far = fourier_shift(&a, [20.0, 0.0]);
+        assert_eq!(register(&a, &far, 1, None).shift, [-20.0, 0.0]);
+        assert!(register(&a, &far, 1, Some(8.0)).shift[0].abs() <= 8.0);
     }
 }

@@ -43,8 +43,8 @@ fn value(p: &PartMetrics, name: &str) -> Option<f64> {
         "psnr_data_range" => Some(p.psnr_data_range),
         "ssim" => Some(p.ssim),
         "ms_ssim" => Some(p.ms_ssim),
-        "frc50" => p.frc50,
-        "frc1over7" => p.frc1over7,
+        "frc50" => Some(p.frc50),
+        "frc1over7" => Some(p.frc1over7),
         _ => None,
     }
 }
@@ -126,13 +126,30 @@ pub fn report_md(results: &[(String, Comparison)], truth: &str) -> String {
             s += "\n";
         }
     }
-    s += "\nFRC values are in ring-index units (cycles per pixel in metrics.json). PSNR uses the reference's peak of 255; \"data range\" uses the range of the ground truth.\n";
+    s += "\nFRC is the reference's, |Σ F1·F2*| / sqrt(Σ|F1|² · Σ|F2|²) over rings out to the corners, in ring-index units (cycles per pixel in metrics.json); a value equal to the number of rings means the curve never fell below the threshold (`frc50_crossed` false in metrics.json). PSNR uses the reference's peak of 255; \"data range\" uses the range of the ground truth.\n";
     for (label, c) in results {
         let shape = c.shape;
-        match c.registration_offset {
-            Some([dy, dx]) => s += &format!("\n{label}: {}x{} pixels compared, registration offset (dy, dx) = ({dy:.3}, {dx:.3})", shape[0], shape[1]),
-            None => s += &format!("\n{label}: {}x{} pixels compared, not registered", shape[0], shape[1]),
+        let window = match c.frc_window {
+            super::metrics::FrcWindow::None => "no window",
+            super::metrics::FrcWindow::Hann => "a Hann window",
+        };
+        s += &format!(
+            "\n{label}: {}x{} pixels compared ({}); FRC with {window}. ",
+            shape[0], shape[1], c.cropping.note
+        );
+        match (&c.registration, c.registration_offset) {
+            (_, Some([dy, dx])) => {
+                s += &format!("Registration offset (dy, dx) = ({dy:.3}, {dx:.3}).")
+            }
+            (Some(r), None) => {
+                s += &format!(
+                    "Registration NOT applied: its correlation peak ({:.1}x the RMS) is too weak to trust.",
+                    r.peak_ratio
+                )
+            }
+            (None, None) => s += "Not registered.",
         }
+        s += "\n";
     }
     let lines = delta_lines(results);
     if !lines.is_empty() {
@@ -143,6 +160,9 @@ pub fn report_md(results: &[(String, Comparison)], truth: &str) -> String {
     s += "\n![comparison](compare.png)\n";
     s
 }
+
+/// What `write_all` writes.
+pub const OUTPUTS: [&str; 4] = ["metrics.json", "metrics.csv", "report.md", "compare.png"];
 
 pub fn write_all(
     dir: &Path,

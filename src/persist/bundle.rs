@@ -119,6 +119,23 @@ pub fn save(dir: &Path, bundle: &Bundle) -> Result<SavedBundle, PersistError> {
             bundle.params["N"]
         )));
     }
+    let non_finite = non_finite_tensors(&bundle.weights);
+    if !non_finite.is_empty() {
+        return Err(PersistError::Invalid(format!(
+            "{} weight tensor(s) hold non-finite values ({}): not saved",
+            non_finite.len(),
+            non_finite.join(", ")
+        )));
+    }
+    if bundle
+        .probe
+        .iter()
+        .any(|v| !v.re.is_finite() || !v.im.is_finite())
+    {
+        return Err(PersistError::Invalid(
+            "the probe holds non-finite values: not saved".into(),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| PersistError::io(dir.display(), e))?;
     let target = dir.join(BUNDLE_FILE);
     let shown = target.display().to_string();
@@ -205,6 +222,15 @@ pub fn save(dir: &Path, bundle: &Bundle) -> Result<SavedBundle, PersistError> {
         sha256,
         size_bytes,
     })
+}
+
+/// The names of the tensors holding a NaN or an infinity.
+pub fn non_finite_tensors(tensors: &[NamedTensor]) -> Vec<&str> {
+    tensors
+        .iter()
+        .filter(|t| t.data.iter().any(|v| !v.is_finite()))
+        .map(|t| t.name.as_str())
+        .collect()
 }
 
 /// A bundle whose digests were checked.
@@ -347,6 +373,24 @@ pub fn verify(path: &Path) -> Result<Verified, PersistError> {
     for name in &names {
         if name != MANIFEST_JSON && !expected.contains_key(name) && !name.ends_with('/') {
             problems.push(format!("entry '{name}': unexpected (not in the manifest)"));
+        }
+    }
+    // Intact bytes can still hold a diverged model (bundles written before save refused them).
+    for name in names.iter().filter(|n| n.ends_with("weights.h5")) {
+        let what = format!("{shown}: {name}");
+        match weights::read(read_entry(&mut zip, &path, name)?, &what) {
+            Ok(tensors) => {
+                let bad = non_finite_tensors(&tensors);
+                if !bad.is_empty() {
+                    problems.push(format!(
+                        "entry '{name}': {} of {} tensors hold non-finite values ({})",
+                        bad.len(),
+                        tensors.len(),
+                        bad.join(", ")
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("entry '{name}': {e}")),
         }
     }
     if !problems.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod digest;
+pub mod output_dir;
 pub mod pickle;
 pub mod weights;
 

@@ -19,6 +19,7 @@ use crate::data::npz::NpzFile;
 use crate::data::subset::write_rows;
 use crate::data::writer::temp_output;
 use crate::data::DataError;
+use crate::persist::output_dir::OutputDir;
 
 /// Below this the geometry quantities are clamped (the reference's GEOMETRY_ACCEPTANCE_EPS).
 pub const GEOMETRY_EPS: f64 = 1e-6;
@@ -654,12 +655,26 @@ pub fn write_metrics_views(
     dose_dir: &Path,
     config: &MetricsConfig,
     output_dir: &Path,
+    overwrite: bool,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<PathBuf>, PhysicsError> {
     config.validate()?;
+    let splits = find_splits(dose_dir)?;
+    let out = OutputDir::lock(output_dir).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    let mut ours: Vec<String> = splits
+        .iter()
+        .flat_map(|(split, _)| [format!("{split}.npz"), format!("{split}_metrics.json")])
+        .collect();
+    ours.push("metrics_bundle.json".into());
+    out.refuse_existing(
+        &ours.iter().map(String::as_str).collect::<Vec<_>>(),
+        overwrite,
+        "--overwrite",
+    )
+    .map_err(|e| PhysicsError::Input(e.to_string()))?;
     let mut bundle = serde_json::Map::new();
     let mut written = Vec::new();
-    for (split, path) in find_splits(dose_dir)? {
+    for (split, path) in splits {
         let scan = ScanFile::open(&path)?;
         let selection = select_by_metrics(&points_of(&scan), config)?;
         let m = &selection.metrics;
@@ -740,22 +755,57 @@ fn dose_dirs(root: &Path, doses: Option<&[f64]>) -> Result<Vec<(String, PathBuf)
     Ok(found.into_iter().map(|(_, l, p)| (l, p)).collect())
 }
 
+/// What `run_spacing_views` writes.
+#[derive(Clone, Debug, Default)]
+pub struct SpacingViews {
+    /// The doses to process; None: every dose_* folder.
+    pub doses: Option<Vec<f64>>,
+    pub views: Vec<String>,
+    /// N of the spacing rule; None: the data's patch size.
+    pub patch_size: Option<f64>,
+    /// Also copy each view's metrics bundle under this folder.
+    pub artifact_root: Option<PathBuf>,
+    /// Replace views and the manifest already there (otherwise refused).
+    pub overwrite: bool,
+}
+
+/// The spacing views' manifest in their output root.
+const MANIFEST: &str = "overlap_manifest.json";
+
 /// Spacing views for every dose and view: `OUT/dose_{int}/{view}/...` and `OUT/overlap_manifest.json`;
 /// with `artifact_root`, each view's bundle is also copied to `ARTIFACTS/metrics/dose_{int}/{view}.json`.
 pub fn run_spacing_views(
     phase_c_root: &Path,
     output_root: &Path,
-    doses: Option<&[f64]>,
-    views: &[String],
-    patch_size: Option<f64>,
-    artifact_root: Option<&Path>,
+    config: &SpacingViews,
     mut progress: impl FnMut(&str),
 ) -> Result<PathBuf, PhysicsError> {
+    let SpacingViews {
+        doses,
+        views,
+        patch_size,
+        artifact_root,
+        overwrite,
+    } = config;
+    let (patch_size, overwrite) = (*patch_size, *overwrite);
     for view in views {
         spacing_threshold(view, 1.0)?;
     }
+    let dirs = dose_dirs(phase_c_root, doses.as_deref())?;
+    let out = OutputDir::lock(output_root).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    let mut ours: Vec<String> = dirs
+        .iter()
+        .flat_map(|(label, _)| views.iter().map(move |v| format!("{label}/{v}")))
+        .collect();
+    ours.push(MANIFEST.into());
+    out.refuse_existing(
+        &ours.iter().map(String::as_str).collect::<Vec<_>>(),
+        overwrite,
+        "--overwrite",
+    )
+    .map_err(|e| PhysicsError::Input(e.to_string()))?;
     let mut manifest = serde_json::Map::new();
-    for (label, dir) in dose_dirs(phase_c_root, doses)? {
+    for (label, dir) in dirs {
         if !dir.is_dir() {
             return Err(PhysicsError::Input(format!(
                 "dose folder not found: {}",
@@ -782,7 +832,7 @@ pub fn run_spacing_views(
         }
         manifest.insert(label.clone(), json!({ "dose": label.trim_start_matches("dose_").parse::<f64>().unwrap_or(f64::NAN), "views": entry }));
     }
-    let path = output_root.join("overlap_manifest.json");
+    let path = output_root.join(MANIFEST);
     write_json(&path, &manifest)?;
     Ok(path)
 }

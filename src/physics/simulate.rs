@@ -25,6 +25,7 @@ use crate::data::npz::NpzFile;
 use crate::data::writer::{temp_output, NpzWriter};
 use crate::data::DataError;
 use crate::persist::digest::sha256_file;
+use crate::persist::output_dir::OutputDir;
 
 /// Patterns sent to the device at once.
 const PATTERNS_PER_BATCH: usize = 1024;
@@ -73,7 +74,12 @@ pub struct SimulationConfig {
     /// Also write the diffraction under the legacy key `diff3d`.
     pub legacy_key: bool,
     pub output: PathBuf,
+    /// Replace dose folders and the manifest already in `output` (otherwise refused).
+    pub overwrite: bool,
 }
+
+/// The largest dose simulated: far beyond any measurement, and its folder name stays exact.
+pub const MAX_DOSE: f64 = 1e15;
 
 /// One file written, for the manifest.
 #[derive(Clone, Debug, Serialize)]
@@ -408,7 +414,35 @@ fn positions(
             object.rows, object.cols
         )));
     }
+    check_patches_fit(&x, &y, config.n, object.rows, object.cols).map_err(PhysicsError::Input)?;
     Ok((x, y))
+}
+
+/// Every N x N patch centred on a position must lie inside the object (a patch cut partly from
+/// outside it is zeros there: garbage diffraction or labels). The error names the first offender.
+pub fn check_patches_fit(
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<(), String> {
+    let half = (n / 2) as f64;
+    let fits = |v: f64, size: usize| v - half >= 0.0 && v + half <= size as f64;
+    match (0..x.len()).find(|&i| !(fits(x[i], cols) && fits(y[i], rows))) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "position {i} (x {:.2}, y {:.2}): its {n}x{n} patch reaches outside the {rows}x{cols} \
+             object (centres must lie {half} px inside every edge{})",
+            x[i],
+            y[i],
+            if rows < n || cols < n {
+                "; the object is smaller than one patch"
+            } else {
+                ""
+            }
+        )),
+    }
 }
 
 /// |FFT2(P·O)|²/N² of every pattern (fftshifted), computed on the device in batches: (M·N²) float32.
@@ -531,11 +565,29 @@ pub fn run<B: Backend>(
     if config.doses.is_empty() {
         return Err(PhysicsError::Input("dose list must not be empty".into()));
     }
-    if let Some(d) = config.doses.iter().find(|d| !(d.is_finite() && **d >= 1.0)) {
+    if let Some(d) = config
+        .doses
+        .iter()
+        .find(|d| !(d.is_finite() && (1.0..=MAX_DOSE).contains(*d)))
+    {
         return Err(PhysicsError::Input(format!(
-            "doses are photons per pattern and must be at least 1, found {d}"
+            "doses are photons per pattern, from 1 to {MAX_DOSE:e}; found {d}"
         )));
     }
+    let labels: Vec<String> = config.doses.iter().map(|d| dose_label(*d)).collect();
+    if let Some(k) = (1..labels.len()).find(|&k| labels[..k].contains(&labels[k])) {
+        return Err(PhysicsError::Input(format!(
+            "doses {} and {} both name the folder {}: give each dose once",
+            config.doses[labels.iter().position(|l| *l == labels[k]).expect("found")],
+            config.doses[k],
+            labels[k]
+        )));
+    }
+    let out = OutputDir::lock(&config.output).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    let mut ours: Vec<&str> = labels.iter().map(String::as_str).collect();
+    ours.push("run_manifest.json");
+    out.refuse_existing(&ours, config.overwrite, "--overwrite")
+        .map_err(|e| PhysicsError::Input(e.to_string()))?;
     let object = load_object(config)?;
     let probe = load_probe(config)?;
     let (x, y) = positions(config, &object)?;

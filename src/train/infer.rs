@@ -21,6 +21,7 @@ use crate::eval::{plot, stitch};
 use crate::model::network::Network;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
 use crate::persist::bundle;
+use crate::persist::output_dir::OutputDir;
 use crate::physics::forward::default_canvas_size;
 use crate::physics::merge::{merge, merge_separating_ring, relative_tensor};
 
@@ -36,7 +37,12 @@ pub struct InferConfig {
     /// Rotate each patch's global phase to agree with its neighbours before stitching
     /// ([`synchronise_phases`]); off: the reference's plain stitch.
     pub phase_sync: bool,
+    /// Replace outputs already in the folder (otherwise refused).
+    pub overwrite: bool,
 }
+
+/// What `infer` writes into its output folder.
+pub const OUTPUTS: [&str; 3] = ["reconstruction.npz", "amplitude.png", "phase.png"];
 
 #[derive(Debug, Serialize)]
 pub struct InferReport {
@@ -87,6 +93,9 @@ pub fn infer<B: Backend>(
     config: &InferConfig,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<InferReport, String> {
+    let out = OutputDir::lock(&config.output_dir).map_err(|e| e.to_string())?;
+    out.refuse_existing(&OUTPUTS, config.overwrite, "--overwrite")
+        .map_err(|e| e.to_string())?;
     // Loading verifies the digests; Network::new checks the tensors against the architecture.
     let loaded = bundle::load(&config.model_dir, None).map_err(|e| e.to_string())?;
     let model = model_config(&loaded.params)?;
@@ -159,13 +168,25 @@ pub fn infer<B: Backend>(
         objects.extend(run().map_err(|e| e.to_string())?);
         progress(first + count, groups.len());
     }
+    let bad = objects
+        .iter()
+        .filter(|v| !v.re.is_finite() || !v.im.is_finite())
+        .count();
+    if bad > 0 {
+        return Err(format!(
+            "{}: the network's output holds {bad} non-finite values of {} (a diverged model?); \
+             nothing written",
+            config.model_dir.display(),
+            objects.len()
+        ));
+    }
     let rate = (groups.len() * c) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let phase_sync = config
         .phase_sync
         .then(|| synchronise_phases(&mut objects, n, &groups.centroids, config.stitch_crop));
     let stitched = stitch::reassemble(b, &objects, n, &groups.centroids, config.stitch_crop)
         .map_err(|e| e.to_string())?;
-    write_outputs(&config.output_dir, &stitched, &groups.centroids).map_err(|e| e.to_string())?;
+    write_outputs(out.path(), &stitched, &groups.centroids).map_err(|e| e.to_string())?;
     Ok(InferReport {
         device: b.describe(),
         groups: groups.len(),

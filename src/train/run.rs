@@ -4,14 +4,22 @@
 //! 1e-4, min_delta 1e-4), early stopping on the training loss (patience 3), `history.json`, the bundle,
 //! and the loss on a separate test file when one is given.
 //!
+//! Nothing a run has learnt is lost: the output folder is locked for the whole run and an existing
+//! bundle is never replaced unless asked; every input (training and test data, flags) is checked
+//! before the first step; the bundle is saved as training goes (by default after an epoch when a
+//! minute has passed since the last save) and always before the test data are scored; `history.json`
+//! is written with each bundle, so the two always describe the same epochs; and weights that are no
+//! longer finite stop the run, keeping the last good bundle.
+//!
 //! The baseline's samples are single patterns: groups drawn at the gridsize are flattened (as the
 //! reference's run_baseline does), its input is X without the intensity scale, and its labels are the
 //! amplitude and phase of the ground-truth patch: the file's `Y` when it has one per pattern, else the
 //! patch cut from `objectGuess` at the pattern's position as `ptycho simulate` cuts it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ptycho_kernels::ops::optim::AdamConfig;
 use ptycho_kernels::Backend;
@@ -24,13 +32,14 @@ use crate::data::grouping::{group, GroupingConfig, Groups};
 use crate::data::stream::{Batch as StreamBatch, BatchStream, StreamConfig};
 use crate::model::network::glorot_init;
 use crate::model::{ModelConfig, ModelKind};
-use crate::persist::bundle::{self, Bundle, SavedBundle};
+use crate::persist::bundle::{self, Bundle, SavedBundle, BUNDLE_FILE};
 use crate::persist::digest::sha256_file;
+use crate::persist::output_dir::OutputDir;
 use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{MAX_POSITION_JITTER, OFFSET};
 use crate::physics::overlap::write_json;
 use crate::physics::probe::{normalize, DEFAULT_PROBE_SCALE};
-use crate::physics::simulate::{extract_patch, Image};
+use crate::physics::simulate::{check_patches_fit, extract_patch, Image};
 use crate::train::infer::model_config;
 use ptycho_kernels::Complex32;
 
@@ -41,6 +50,13 @@ const PLATEAU_PATIENCE: usize = 2;
 const PLATEAU_MIN_LR: f64 = 1e-4;
 const PLATEAU_MIN_DELTA: f64 = 1e-4;
 const EARLY_STOP_PATIENCE: usize = 3;
+/// The reference's default dose, used when neither the flags nor the data say otherwise.
+pub const DEFAULT_NPHOTONS: f64 = 1e9;
+pub const DEFAULT_LEARNING_RATE: f64 = 1e-3;
+/// Without --checkpoint-every, the bundle is saved after an epoch once this long has passed since
+/// the last save: at most about a minute of work is lost to a crash, and fast epochs (a GPU) do not
+/// spend their time compressing bundles.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -55,13 +71,19 @@ pub struct TrainConfig {
     pub n_groups: Option<usize>,
     pub nepochs: usize,
     pub batch_size: usize,
-    pub nphotons: f64,
-    pub learning_rate: f64,
+    /// Photons per pattern; None: the bundle's when resuming, else the dose the data's `_metadata`
+    /// records, else DEFAULT_NPHOTONS.
+    pub nphotons: Option<f64>,
+    /// None: DEFAULT_LEARNING_RATE, or the saved schedule's when resuming.
+    pub learning_rate: Option<f64>,
     pub seed: u64,
-    /// Save the bundle every this many epochs (and always at the end); 0: only at the end.
-    pub checkpoint_every: usize,
+    /// Save the bundle every this many epochs (and always at the end); Some(0): only at the end;
+    /// None: after an epoch when CHECKPOINT_INTERVAL has passed since the last save.
+    pub checkpoint_every: Option<usize>,
     /// Continue from the bundle in this folder: weights, optimizer state, schedule and history.
     pub resume: Option<PathBuf>,
+    /// Replace a bundle already in the output folder (otherwise refused, unless resuming it).
+    pub overwrite: bool,
 }
 
 /// The schedule's state and the history so far, saved in params.json ("training_state") so that a
@@ -247,11 +269,21 @@ fn label_sources(dataset: &Dataset) -> Result<Vec<Option<Image>>, String> {
         .iter()
         .map(|shard| match (&shard.patches, &shard.object) {
             (Some(_), _) => Ok(None),
-            (None, Some((rows, cols, data))) => Ok(Some(Image {
-                rows: *rows,
-                cols: *cols,
-                data: data.clone(),
-            })),
+            (None, Some((rows, cols, data))) => {
+                check_patches_fit(&shard.xcoords, &shard.ycoords, shard.n, *rows, *cols).map_err(
+                    |e| {
+                        format!(
+                            "{}: the baseline's labels are cut from objectGuess, but {e}",
+                            shard.path.display()
+                        )
+                    },
+                )?;
+                Ok(Some(Image {
+                    rows: *rows,
+                    cols: *cols,
+                    data: data.clone(),
+                }))
+            }
             (None, None) => Err(format!(
                 "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
                  complex patch per pattern) or an 'objectGuess' to cut them from",
@@ -319,19 +351,109 @@ pub enum Progress<'a> {
     Line(&'a str),
 }
 
-/// Train; `progress` receives every step and a line per epoch.
+/// The last bundle saved by this run: its epoch and where it is.
+struct LastSaved {
+    epoch: usize,
+    bundle: SavedBundle,
+}
+
+impl LastSaved {
+    /// What a failed run leaves behind, for its error message.
+    fn describe(last: &Option<LastSaved>, out: &Path) -> String {
+        match last {
+            Some(l) => format!(
+                "the last good bundle is {} (after epoch {}, sha256 {})",
+                l.bundle.path.display(),
+                l.epoch,
+                l.bundle.sha256
+            ),
+            None if out.join(BUNDLE_FILE).exists() => format!(
+                "{} is as it was before this run",
+                out.join(BUNDLE_FILE).display()
+            ),
+            None => format!("this run saved no bundle in {}", out.display()),
+        }
+    }
+}
+
+/// Train; `progress` receives every step and a line per epoch (the lines also go to `train.log` in
+/// the output folder).
 pub fn train<B: Backend>(
     b: &B,
     config: &TrainConfig,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Result<TrainReport, String> {
     config.model.validate()?;
     if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == Some(0) {
         return Err("batch size, epochs and n_groups must be at least 1".into());
     }
+    if let Some(v) = config.nphotons.filter(|v| !(v.is_finite() && *v > 0.0)) {
+        return Err(format!("nphotons must be a positive number, got {v}"));
+    }
+    if let Some(v) = config
+        .learning_rate
+        .filter(|v| !(v.is_finite() && *v > 0.0))
+    {
+        return Err(format!(
+            "the learning rate must be a positive number, got {v}"
+        ));
+    }
+    let out = OutputDir::lock(&config.output_dir).map_err(|e| e.to_string())?;
+    let resuming_here = config
+        .resume
+        .as_deref()
+        .is_some_and(|dir| same_folder(dir, out.path()));
+    if !resuming_here {
+        out.refuse_existing_or(
+            &[BUNDLE_FILE],
+            config.overwrite,
+            &format!(
+                "pass --overwrite to replace it, --resume {} to continue its training",
+                out.path().display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let mut log = TrainLog::open(&out, resuming_here)?;
+    let result = train_into(b, config, &out, &mut log, progress);
+    if let Err(e) = &result {
+        log.line(&format!("error: {e}"));
+    }
+    result
+}
+
+/// `train` once the output folder is locked and the log open.
+fn train_into<B: Backend>(
+    b: &B,
+    config: &TrainConfig,
+    out: &OutputDir,
+    log: &mut TrainLog,
+    mut progress: impl FnMut(Progress),
+) -> Result<TrainReport, String> {
+    let mut say = |progress: &mut dyn FnMut(Progress), line: &str| {
+        log.line(line);
+        progress(Progress::Line(line));
+    };
+
+    // Every input is read and checked before the first step: a typo must not cost a night's run.
     let samples = load(&config.train_data, config, true)?;
     let dataset = &samples.dataset;
     let n = dataset.n;
+    say(
+        &mut progress,
+        &format!("training data: {}", files_used(dataset)),
+    );
+    let test = match &config.test_data {
+        Some(path) => {
+            let test = load(path, config, false).map_err(|e| format!("--test-data: {e}"))?;
+            say(
+                &mut progress,
+                &format!("test data: {}", files_used(&test.dataset)),
+            );
+            Some((path, test))
+        }
+        None => None,
+    };
     let (train_groups, validation) = (samples.train.len(), samples.validation.len());
     if train_groups == 0 {
         return Err(format!(
@@ -339,18 +461,47 @@ pub fn train<B: Backend>(
             train_groups + validation
         ));
     }
-    let s = intensity_scale(config.nphotons, n) as f32;
-    let (weights, probe, optimizer, mut schedule) = match &config.resume {
+    let resumed = config
+        .resume
+        .as_deref()
+        .map(|dir| resume_from(dir, config))
+        .transpose()?;
+    let nphotons = choose_nphotons(config, dataset, resumed.as_ref(), &mut |line| {
+        say(&mut progress, line)
+    })?;
+    let s = intensity_scale(nphotons, n) as f32;
+    let (weights, probe, optimizer, mut schedule) = match resumed {
         None => (
             glorot_init(&config.model, config.seed)?,
             normalize(dataset.probe(), n, DEFAULT_PROBE_SCALE).map_err(|e| e.to_string())?,
             None,
             Schedule {
-                learning_rate: config.learning_rate,
+                learning_rate: config.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
                 ..Schedule::default()
             },
         ),
-        Some(dir) => resume_from(dir, config)?,
+        Some(resumed) => {
+            let mut schedule = resumed.schedule;
+            if let Some(rate) = config.learning_rate {
+                if rate != schedule.learning_rate {
+                    say(
+                        &mut progress,
+                        &format!(
+                            "learning rate {rate:.2e} from --learning-rate (the saved schedule \
+                             was at {:.2e})",
+                            schedule.learning_rate
+                        ),
+                    );
+                    schedule.learning_rate = rate;
+                }
+            }
+            (
+                resumed.weights,
+                resumed.probe,
+                Some(resumed.optimizer),
+                schedule,
+            )
+        }
     };
     let mut adam = AdamConfig {
         learning_rate: schedule.learning_rate,
@@ -374,17 +525,17 @@ pub fn train<B: Backend>(
     let params = json!({
         "N": n, "gridsize": config.model.gridsize, "model_type": config.model.kind.name(),
         "n_filters_scale": config.model.n_filters_scale, "probe_big": config.model.probe_big,
-        "amp_activation": config.model.amp_activation, "nphotons": config.nphotons,
+        "amp_activation": config.model.amp_activation, "nphotons": nphotons,
         "intensity_scale": s, "offset": OFFSET, "max_position_jitter": MAX_POSITION_JITTER,
         "probe_scale": DEFAULT_PROBE_SCALE, "object_big": true, "pad_object": true,
         "n_groups": train_groups + validation, "batch_size": config.batch_size, "seed": config.seed,
         "train_data": digests, "backend": "wgpu",
     });
     let params = params.as_object().cloned().expect("an object");
-    std::fs::create_dir_all(&config.output_dir)
-        .map_err(|e| format!("{}: {e}", config.output_dir.display()))?;
 
-    let save =
+    // The bundle and the history that describes it, written together; weights that are no longer
+    // finite are refused by bundle::save, so a diverged run never replaces a good bundle.
+    let checkpoint =
         |trainer: &Trainer<B::Storage>, schedule: &Schedule| -> Result<SavedBundle, String> {
             let mut params = params.clone();
             params.insert(
@@ -397,11 +548,15 @@ pub fn train<B: Backend>(
                 probe: probe.clone(),
                 optimizer: Some(trainer.optimizer_state(b).map_err(|e| e.to_string())?),
             };
-            bundle::save(&config.output_dir, &bundle).map_err(|e| e.to_string())
+            let saved = bundle::save(out.path(), &bundle).map_err(|e| e.to_string())?;
+            write_json(&out.join("history.json"), &history(&schedule.epochs, None))
+                .map_err(|e| e.to_string())?;
+            Ok(saved)
         };
 
     let mut stopped_early = false;
-    let mut saved = None;
+    let mut last_saved: Option<LastSaved> = None;
+    let mut last_save_time = Instant::now();
     let started = Instant::now();
     let mut samples_seen = 0usize;
     let first_epoch = schedule.epochs.len() + 1;
@@ -428,19 +583,43 @@ pub fn train<B: Backend>(
             Ok(())
         };
         let stream = samples.stream(&samples.train, config.batch_size, true, config.seed, epoch)?;
-        for (step, batch) in stream.enumerate() {
-            let batch = batch.map_err(|e| e.to_string())?;
-            let loss = trainer
-                .record_step(b, &samples.upload(b, &batch, s)?)
-                .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
-            let pending = b.start_read_f32(&loss).map_err(|e| e.to_string())?;
-            if let Some(previous) = in_flight.replace((step + 1, batch.groups, pending)) {
-                finish(previous)?;
+        let run_epoch = || -> Result<(), String> {
+            for (step, batch) in stream.enumerate() {
+                let batch = batch.map_err(|e| e.to_string())?;
+                let loss = trainer
+                    .record_step(b, &samples.upload(b, &batch, s)?)
+                    .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
+                let pending = b.start_read_f32(&loss).map_err(|e| e.to_string())?;
+                if let Some(previous) = in_flight.replace((step + 1, batch.groups, pending)) {
+                    finish(previous)?;
+                }
+                samples_seen += batch.groups;
             }
-            samples_seen += batch.groups;
-        }
-        if let Some(last) = in_flight.take() {
-            finish(last)?;
+            if let Some(last) = in_flight.take() {
+                finish(last)?;
+            }
+            Ok(())
+        };
+        run_epoch().map_err(|e| {
+            format!(
+                "{e}: training diverged; {}",
+                LastSaved::describe(&last_saved, out.path())
+            )
+        })?;
+        // A diverged step can leave the loss finite (a saturated sigmoid) while the weights are not:
+        // look at them after every epoch, not only when saving.
+        let weights = trainer.network.download(b).map_err(|e| e.to_string())?;
+        let bad = bundle::non_finite_tensors(&weights);
+        if !bad.is_empty() {
+            return Err(format!(
+                "epoch {epoch}: training diverged, {} of {} weight tensors hold non-finite values \
+                 ({}{}); try a lower --learning-rate; {}",
+                bad.len(),
+                weights.len(),
+                bad[..bad.len().min(3)].join(", "),
+                if bad.len() > 3 { ", ..." } else { "" },
+                LastSaved::describe(&last_saved, out.path())
+            ));
         }
         let train_loss = weighted / train_groups as f64;
         let val_loss = if validation > 0 {
@@ -462,20 +641,18 @@ pub fn train<B: Backend>(
             learning_rate: adam.learning_rate,
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
-        progress(Progress::Line(&format!(
-            "epoch {epoch}/{}: loss {train_loss:.6e}{} lr {:.2e} ({:.1} s, {:.1} samples/s)",
-            config.nepochs,
-            val_loss.map_or(String::new(), |v| format!(" val_loss {v:.6e}")),
-            adam.learning_rate,
-            record.seconds,
-            train_groups as f64 / record.seconds.max(1e-9)
-        )));
+        say(
+            &mut progress,
+            &format!(
+                "epoch {epoch}/{}: loss {train_loss:.6e}{} lr {:.2e} ({:.1} s, {:.1} samples/s)",
+                config.nepochs,
+                val_loss.map_or(String::new(), |v| format!(" val_loss {v:.6e}")),
+                adam.learning_rate,
+                record.seconds,
+                train_groups as f64 / record.seconds.max(1e-9)
+            ),
+        );
         schedule.epochs.push(record);
-        write_json(
-            &config.output_dir.join("history.json"),
-            &history(&schedule.epochs, None),
-        )
-        .map_err(|e| e.to_string())?;
         // ReduceLROnPlateau on the validation loss (the training loss without a validation split),
         // early stopping on the training loss.
         let (new_rate, stop) = schedule.update(val_loss.unwrap_or(train_loss), train_loss);
@@ -483,39 +660,57 @@ pub fn train<B: Backend>(
             adam.learning_rate = rate;
             trainer.set_adam(adam);
         }
-        if config.checkpoint_every > 0 && epoch.is_multiple_of(config.checkpoint_every) {
-            saved = Some((epoch, save(&trainer, &schedule)?));
+        stopped_early = stop;
+        let due = match config.checkpoint_every {
+            None => last_save_time.elapsed() >= CHECKPOINT_INTERVAL,
+            Some(0) => false,
+            Some(k) => epoch.is_multiple_of(k),
+        };
+        if due || stop || epoch == config.nepochs {
+            let bundle = checkpoint(&trainer, &schedule).map_err(|e| {
+                format!(
+                    "saving the bundle after epoch {epoch}: {e}; {}",
+                    LastSaved::describe(&last_saved, out.path())
+                )
+            })?;
+            last_save_time = Instant::now();
+            last_saved = Some(LastSaved { epoch, bundle });
         }
         if stop {
-            stopped_early = true;
-            progress(Progress::Line(&format!(
-                "early stop: the training loss has not improved for {EARLY_STOP_PATIENCE} epochs"
-            )));
+            say(
+                &mut progress,
+                &format!(
+                    "early stop: the training loss has not improved for {EARLY_STOP_PATIENCE} epochs"
+                ),
+            );
             break;
         }
     }
-    let test_loss = match &config.test_data {
-        Some(path) => {
-            let test = load(path, config, false)?;
+    // A resumed run that had already reached --nepochs trains nothing and saves its bundle again.
+    let bundle = match last_saved {
+        Some(saved) => saved.bundle,
+        None => checkpoint(&trainer, &schedule)?,
+    };
+    say(&mut progress, &format!("saved {}", bundle.path.display()));
+    let test_loss = match test {
+        Some((path, test)) => {
             let loss = mean_loss_over(b, &trainer, &test, &test.train, config.batch_size, s)?;
-            progress(Progress::Line(&format!(
-                "test loss {loss:.6e} over {} samples of {}",
-                test.train.len(),
-                path.display()
-            )));
+            say(
+                &mut progress,
+                &format!(
+                    "test loss {loss:.6e} over {} samples of {}",
+                    test.train.len(),
+                    path.display()
+                ),
+            );
             write_json(
-                &config.output_dir.join("history.json"),
+                &out.join("history.json"),
                 &history(&schedule.epochs, Some(loss)),
             )
             .map_err(|e| e.to_string())?;
             Some(loss)
         }
         None => None,
-    };
-    let last_epoch = schedule.epochs.last().map_or(0, |e| e.epoch);
-    let bundle = match saved {
-        Some((epoch, bundle)) if epoch == last_epoch => bundle,
-        _ => save(&trainer, &schedule)?,
     };
     Ok(TrainReport {
         device: b.describe(),
@@ -529,22 +724,145 @@ pub fn train<B: Backend>(
     })
 }
 
-/// Weights, probe, optimizer state and schedule from a saved bundle whose model matches `config`.
-type Resumed = (
-    Vec<NamedTensor>,
-    Vec<Complex32>,
-    Option<Vec<NamedTensor>>,
-    Schedule,
-);
+/// `train.log` in the output folder: every line the run reports, appended when resuming the
+/// folder's own bundle, else started afresh.
+struct TrainLog(Option<std::fs::File>);
+
+impl TrainLog {
+    fn open(out: &OutputDir, append: bool) -> Result<Self, String> {
+        let path = out.join("train.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self(Some(file)))
+    }
+
+    /// A log that cannot be written must not stop training: the first failure is reported on
+    /// stderr and the log is closed.
+    fn line(&mut self, line: &str) {
+        if let Some(file) = &mut self.0 {
+            if let Err(e) = writeln!(file, "{line}") {
+                eprintln!("warning: train.log: {e}; the log stops here, training goes on");
+                self.0 = None;
+            }
+        }
+    }
+}
+
+/// "2 files (a.npz, b.npz), 1200 patterns" for the log.
+fn files_used(dataset: &Dataset) -> String {
+    let names: Vec<String> = dataset
+        .shards
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    format!(
+        "{} file{} ({}), {} patterns",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        dataset.m
+    )
+}
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The dose the run trains at, and a line saying where it came from: --nphotons, else the resumed
+/// bundle's, else the data's `_metadata`, else the reference's default. A resumed bundle's dose is
+/// part of its trained state, so another one is refused.
+fn choose_nphotons(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    resumed: Option<&Resumed>,
+    say: &mut dyn FnMut(&str),
+) -> Result<f64, String> {
+    let recorded = dataset.recorded_nphotons().map_err(|e| e.to_string())?;
+    let (value, source) = match (config.nphotons, resumed.map(|r| r.nphotons)) {
+        (Some(given), Some(saved)) if given != saved => {
+            return Err(format!(
+                "--nphotons {given:e} contradicts the bundle being resumed, trained at {saved:e} \
+                 (its intensity scale depends on it); drop --nphotons to continue at {saved:e}"
+            ))
+        }
+        (Some(given), _) => (given, "--nphotons".to_string()),
+        (None, Some(saved)) => (saved, "the resumed bundle".to_string()),
+        (None, None) => match recorded {
+            Some(r) => (r, "the dose recorded in the data's _metadata".to_string()),
+            None => (
+                DEFAULT_NPHOTONS,
+                "the reference's default; the data record no dose, pass --nphotons".to_string(),
+            ),
+        },
+    };
+    say(&format!("nphotons {value:e} ({source})"));
+    if let Some(r) = recorded.filter(|r| *r != value) {
+        say(&format!(
+            "warning: nphotons {value:e} differs from the dose the data's _metadata records ({r:e})"
+        ));
+    }
+    Ok(value)
+}
+
+/// What a saved bundle gives a resumed run.
+struct Resumed {
+    weights: Vec<NamedTensor>,
+    probe: Vec<Complex32>,
+    optimizer: Vec<NamedTensor>,
+    schedule: Schedule,
+    nphotons: f64,
+}
+
+/// The fields in which two model configurations differ, as "gridsize 1 (bundle) / 2 (asked)".
+fn model_differences(saved: &ModelConfig, asked: &ModelConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name} {a} in the bundle, {b} asked for"));
+        }
+    };
+    check("model", saved.kind.name().into(), asked.kind.name().into());
+    check("N", saved.n.to_string(), asked.n.to_string());
+    check(
+        "gridsize",
+        saved.gridsize.to_string(),
+        asked.gridsize.to_string(),
+    );
+    check(
+        "n_filters_scale",
+        saved.n_filters_scale.to_string(),
+        asked.n_filters_scale.to_string(),
+    );
+    check(
+        "probe_big",
+        saved.probe_big.to_string(),
+        asked.probe_big.to_string(),
+    );
+    check(
+        "amp_activation",
+        format!("{:?}", saved.amp_activation).to_lowercase(),
+        format!("{:?}", asked.amp_activation).to_lowercase(),
+    );
+    out
+}
 
 fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, String> {
     let saved = bundle::load(dir, None).map_err(|e| e.to_string())?;
     let model = model_config(&saved.params)?;
-    let m = &config.model;
-    if model != *m {
+    let differences = model_differences(&model, &config.model);
+    if !differences.is_empty() {
         return Err(format!(
-            "{}: the bundle's model ({model:?}) differs from the one asked for ({m:?})",
+            "{}: cannot resume: {}",
             dir.display(),
+            differences.join("; ")
         ));
     }
     let schedule: Schedule = saved
@@ -560,13 +878,24 @@ fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, S
                 dir.display()
             )
         })?;
-    if saved.optimizer.is_none() {
-        return Err(format!(
+    let nphotons = saved
+        .params
+        .get("nphotons")
+        .and_then(serde_json::Value::as_f64)
+        .ok_or_else(|| format!("{}: the bundle records no nphotons", dir.display()))?;
+    let optimizer = saved.optimizer.ok_or_else(|| {
+        format!(
             "{}: the bundle has no optimizer state to resume",
             dir.display()
-        ));
-    }
-    Ok((saved.weights, saved.probe, saved.optimizer, schedule))
+        )
+    })?;
+    Ok(Resumed {
+        weights: saved.weights,
+        probe: saved.probe,
+        optimizer,
+        schedule,
+        nphotons,
+    })
 }
 
 fn history(epochs: &[EpochRecord], test_loss: Option<f64>) -> serde_json::Value {

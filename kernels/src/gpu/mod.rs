@@ -86,6 +86,11 @@ impl GpuBackend {
     /// Open the adapter the selection names (or the preferred one) with its own limits.
     pub fn new(selection: &GpuSelection) -> Result<Self> {
         let (index, adapter) = context::choose_adapter(selection)?;
+        Self::from_adapter(index, adapter)
+    }
+
+    /// Open `adapter`, which `--adapter INDEX` names as `index`.
+    pub fn from_adapter(index: usize, adapter: wgpu::Adapter) -> Result<Self> {
         let (device, queue) = context::open_device(&adapter)?;
         device.on_uncaptured_error(Arc::new(|error| {
             eprintln!("wgpu error outside an error scope: {error}")
