@@ -319,9 +319,9 @@ pub fn frc(a: &Real, b: &Real, elliptical: bool, window: FrcWindow) -> Frc {
             FrcWindow::Hann => {
                 let (wy, wx) = (hann(img.h), hann(img.w));
                 let mut out = img.clone();
-                for r in 0..img.h {
-                    for c in 0..img.w {
-                        out.data[r * img.w + c] *= wy[r] * wx[c];
+                for (row, y) in out.data.chunks_mut(img.w).zip(&wy) {
+                    for (v, x) in row.iter_mut().zip(&wx) {
+                        *v *= y * x;
                     }
                 }
                 out
