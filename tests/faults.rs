@@ -99,9 +99,9 @@ fn bad_test_data_is_refused_before_the_first_step() {
     );
     assert!(!err.contains("epoch 1"), "no step may run: {err}");
 
-    let other_n = simulate(dir.path(), "32").join("patched_test.npz");
+    let other_n = simulate(dir.path(), "128").join("patched_test.npz");
     let err = fails(&train_args(&train, &out, &["--test-data", s(&other_n)]));
-    assert!(err.contains("32x32") && !err.contains("epoch 1"), "{err}");
+    assert!(err.contains("128x128") && !err.contains("epoch 1"), "{err}");
     assert!(!out.join("wts.h5.zip").exists());
     // The failure is in the log too.
     let log = std::fs::read_to_string(out.join("train.log")).unwrap();
@@ -572,4 +572,86 @@ fn compare_says_what_it_cropped_and_refuses_what_cannot_be_scored() {
         serde_json::from_slice(&std::fs::read(dir.path().join("o/metrics.json")).unwrap()).unwrap();
     assert!(metrics["other"]["registration_offset"].is_null());
     assert_eq!(metrics["other"]["registration"]["trusted"], false);
+}
+
+/// `--device auto` with only a software adapter (lavapipe, as in CI) runs on the CPU backend and
+/// says why, without libwayland's XDG_RUNTIME_DIR complaints; `--device gpu` still takes it.
+#[test]
+fn auto_prefers_the_cpu_backend_to_a_software_adapter_and_is_quiet() {
+    let info = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+        .args(["info", "--json"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&info.stderr).contains("XDG_RUNTIME_DIR"),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let software = report["adapters"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty() && a.iter().all(|a| a["device_type"] == "Cpu"));
+    if !software {
+        eprintln!("skipping: this machine has no adapters, or a hardware one");
+        return;
+    }
+    let bench = |device: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ptycho"))
+            .args([
+                "bench", "fft", "--quick", "--n", "64", "--batch", "4", "--json",
+            ])
+            .args(["--device", device])
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap()
+    };
+    let auto = bench("auto");
+    let err = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{err}");
+    assert!(
+        err.contains("a software one") && !err.contains("XDG_RUNTIME_DIR"),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&auto.stdout).unwrap();
+    assert!(
+        report["device"].as_str().unwrap().contains("CPU backend"),
+        "{report}"
+    );
+    let gpu = bench("gpu");
+    assert!(gpu.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&gpu.stdout).unwrap();
+    assert!(
+        report["device"].as_str().unwrap().contains("llvmpipe"),
+        "{report}"
+    );
+}
+
+#[test]
+fn negative_numbers_meet_the_range_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let err = fails(&[
+        "simulate",
+        "--output",
+        s(&out),
+        "--doses",
+        "-5",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("found -5") && !err.contains("unexpected argument"),
+        "{err}"
+    );
+    let err = fails(&[
+        "simulate",
+        "--output",
+        s(&out),
+        "--n",
+        "32",
+        "--device",
+        "cpu",
+    ]);
+    assert!(err.contains("N = 64, 128 or 256"), "{err}");
 }

@@ -15,8 +15,8 @@ use ptycho_wgpu::physics::simulate::{run, ObjectSource, Positions, ProbeSource, 
 
 fn config(output: &Path, seed: u64, noise: bool) -> SimulationConfig {
     SimulationConfig {
-        n: 32,
-        object: ObjectSource::Synthetic { size: 96 },
+        n: 64,
+        object: ObjectSource::Synthetic { size: 192 },
         probe: ProbeSource::Default { curvature: 0.5 },
         positions: Positions::Random { count: 60 },
         doses: vec![1e3, 1e5],
@@ -82,7 +82,7 @@ fn the_same_seed_gives_identical_files() {
     );
     for f in &FILES[1..] {
         let scan = ScanFile::open(&a.join(f)).unwrap();
-        assert_eq!(scan.n, 32);
+        assert_eq!(scan.n, 64);
     }
 }
 
@@ -112,7 +112,7 @@ for dose in [1000, 100000]:
     assert tr['diffraction'].dtype == np.float32 and tr['objectGuess'].dtype == np.complex64
     out += [np.abs(counts - np.round(counts)).max() / max(counts.max(), 1), counts.sum(axis=(1, 2)).mean() / dose]
 d = np.load('clean/dose_1000/patched_train.npz')
-o, p, n = d['objectGuess'], d['probeGuess'], 32
+o, p, n = d['objectGuess'], d['probeGuess'], 64
 err = 0
 for i in range(len(d['xcoords'])):
     a = np.fft.fftshift(np.abs(np.fft.fft2(p * patch(o, d['xcoords'][i], d['ycoords'][i], n)))) / n
@@ -171,8 +171,8 @@ fn gpu_and_cpu_simulate_the_same_expected_amplitudes() {
     let load = |side: &str| {
         let scan =
             ScanFile::open(&dir.path().join(side).join("dose_1000/patched_train.npz")).unwrap();
-        let mut all = vec![0f32; scan.m * 32 * 32];
-        for (i, chunk) in all.chunks_mut(32 * 32).enumerate() {
+        let mut all = vec![0f32; scan.m * 64 * 64];
+        for (i, chunk) in all.chunks_mut(64 * 64).enumerate() {
             scan.read_pattern(i, chunk).unwrap();
         }
         all
@@ -199,8 +199,8 @@ fn positions_from_a_file_keep_their_order_and_raster_fills_the_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let cpu = CpuBackend::new();
     let positions = dir.path().join("pos.npz");
-    let x = [40.5, 20.25, 70.0, 33.3];
-    let y = [22.0, 75.5, 60.1, 30.0];
+    let x = [81.0, 40.5, 140.0, 66.6];
+    let y = [44.0, 151.0, 120.2, 60.0];
     write_positions(&positions, &x, &y);
     let mut c = config(&dir.path().join("file"), 1, false);
     c.positions = Positions::File(positions.clone());
@@ -216,15 +216,15 @@ fn positions_from_a_file_keep_their_order_and_raster_fills_the_buffer() {
     assert!(npz.has("diff3d") && npz.has("diffraction"));
 
     let mut c = config(&dir.path().join("raster"), 1, false);
-    c.positions = Positions::Raster { step: 16.0 };
+    c.positions = Positions::Raster { step: 32.0 };
     c.doses = vec![1e4];
     c.split = false;
     run(&cpu, &c, |_| {}).unwrap();
-    // From the buffer N/2 = 16 to 96 − 16 = 80 in steps of 16: 5 x 5.
+    // From the buffer N/2 = 32 to 192 − 32 = 160 in steps of 32: 5 x 5.
     let scan = ScanFile::open(&dir.path().join("raster/dose_10000/patched.npz")).unwrap();
     assert_eq!(scan.m, 25);
-    assert_eq!(scan.xcoords[..5], [16.0, 32.0, 48.0, 64.0, 80.0]);
-    assert_eq!(scan.ycoords[5], 32.0);
+    assert_eq!(scan.xcoords[..5], [32.0, 64.0, 96.0, 128.0, 160.0]);
+    assert_eq!(scan.ycoords[5], 64.0);
 }
 
 #[test]
@@ -232,7 +232,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cpu = CpuBackend::new();
     let positions = dir.path().join("pos.npz");
-    write_positions(&positions, &[10.0, 500.0], &[10.0, 20.0]);
+    write_positions(&positions, &[40.0, 500.0], &[40.0, 50.0]);
     let mut c = config(&dir.path().join("out"), 1, true);
     c.positions = Positions::File(positions);
     let err = run(&cpu, &c, |_| {}).err().unwrap().to_string();
@@ -261,7 +261,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     let mut c = config(&dir.path().join("out"), 1, true);
     c.probe = ProbeSource::File(probe);
     let err = run(&cpu, &c, |_| {}).err().unwrap().to_string();
-    assert!(err.contains("[16, 16]") && err.contains("N = 32"), "{err}");
+    assert!(err.contains("[16, 16]") && err.contains("N = 64"), "{err}");
 
     let mut c = config(&dir.path().join("out"), 1, true);
     c.positions = Positions::Random { count: 1 };
@@ -286,7 +286,7 @@ fn command_line_writes_the_layout() {
         "--output",
         out.to_str().unwrap(),
         "--n",
-        "32",
+        "64",
         "--n-images",
         "40",
         "--doses",
@@ -312,10 +312,14 @@ fn command_line_writes_the_layout() {
         "--output",
         out.to_str().unwrap(),
         "--n",
-        "48",
+        "32",
         "--device",
         "cpu",
     ]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("N = 48"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("N = 32") && err.contains("64, 128 or 256"),
+        "{err}"
+    );
 }

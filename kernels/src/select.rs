@@ -61,7 +61,7 @@ pub fn open_backend(
                 Ok(Err(software)) => Ok((
                     AnyBackend::Cpu(CpuBackend::new()),
                     Some(format!(
-                        "the only GPU adapter is {software}, a software one, slower than the CPU \
+                        "the best GPU adapter found is {software}, a software one, slower than the CPU \
                          backend; running on the CPU backend (--device gpu uses it anyway)"
                     )),
                 )),

@@ -31,7 +31,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use std::path::PathBuf;
 
@@ -225,7 +225,14 @@ pub(crate) fn write_stdout(args: std::fmt::Arguments) {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    quiet_headless_wayland_probe();
+    // Negative numbers are values, so that `--doses -5` meets the range check that names the
+    // problem, not clap's "unexpected argument '-5'".
+    let matches = negative_numbers_are_values(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -233,6 +240,30 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// On a machine without a display, Mesa's Vulkan drivers (lavapipe) probe for a Wayland compositor
+/// when wgpu opens them, and libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set" for
+/// each probe. It only checks that the variable is an absolute path, so one that leads nowhere keeps
+/// the probe quiet without connecting to anything. Set here, before any thread exists.
+fn quiet_headless_wayland_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        std::env::set_var("XDG_RUNTIME_DIR", "/nonexistent/ptycho-headless");
+    }
+}
+
+fn negative_numbers_are_values(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    names
+        .into_iter()
+        .fold(command.allow_negative_numbers(true), |command, name| {
+            command.mut_subcommand(name, negative_numbers_are_values)
+        })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -69,7 +69,7 @@ pub struct SimulateArgs {
     /// Output folder: OUT/dose_{int}/patched_{train,test}.npz and OUT/run_manifest.json.
     #[arg(long)]
     output: PathBuf,
-    /// Patch (detector) size N: 32, 64, 128 or 256 [default: the probe file's size, else 64].
+    /// Patch (detector) size N: 64, 128 or 256 [default: the probe file's size, else 64].
     #[arg(long)]
     n: Option<usize>,
     /// Side of the built-in synthetic object [default: 4·N].
@@ -83,7 +83,7 @@ pub struct SimulateArgs {
     probe_npz: Option<PathBuf>,
     /// Phase curvature of the built-in probe: radians at radius N/4. The default defocuses it; 0 gives
     /// the reference's real, symmetric probe, whose twin image the PINN cannot tell apart.
-    #[arg(long, default_value_t = crate::physics::probe::DEFAULT_PROBE_CURVATURE, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = crate::physics::probe::DEFAULT_PROBE_CURVATURE)]
     probe_curvature: f64,
     /// Seed of every random choice (object, positions, noise).
     #[arg(long, default_value_t = crate::physics::simulate::DEFAULT_SEED)]

@@ -38,7 +38,7 @@ pub struct TrainArgs {
     batch_size: usize,
     /// Photons per pattern: sets the intensity scale sqrt(nphotons)/(N/2) [default: the resumed
     /// bundle's, else the dose recorded in the data's _metadata, else 1e9 as the reference].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     nphotons: Option<f64>,
     #[arg(long, default_value_t = 2)]
     n_filters_scale: usize,
@@ -49,7 +49,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "sigmoid")]
     amp_activation: AmpActivationArg,
     /// Adam's learning rate [default: 1e-3, or where the resumed schedule stopped].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     learning_rate: Option<f64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,

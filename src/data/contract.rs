@@ -243,16 +243,24 @@ impl ScanFile {
                 (Layout::LegacyNnm, a)
             }
             _ => {
+                let found = match *shape.as_slice() {
+                    [_, b, c] if b != c => format!(
+                        "shape {:?}: its patterns are {b}x{c}, not square",
+                        diffraction.shape()
+                    ),
+                    [a, _, _] => format!(
+                        "shape {:?}: {a} patterns, but xcoords holds {m} positions",
+                        diffraction.shape()
+                    ),
+                    _ => format!("shape {:?}: not 3-D", diffraction.shape()),
+                };
                 return Err(ctx.err(
                     diffraction_key,
                     format!(
                         "shape (M, N, N) with M = {m} (the xcoords length) and square patterns"
                     ),
-                    format!(
-                        "shape {:?}; xcoords length {m} != diffraction first axis",
-                        diffraction.shape()
-                    ),
-                ))
+                    found,
+                ));
             }
         };
         if m == 0 {

@@ -137,8 +137,10 @@ pub fn group(x: &[f64], y: &[f64], config: &GroupingConfig) -> Result<Groups> {
         if wanted > m {
             if !config.enable_oversampling {
                 return Err(DataError::Grouping(format!(
-                    "n_groups={wanted} > {m} scan positions with gridsize {g} needs K-choose-C oversampling; \
-                     enable it explicitly (--enable-oversampling) (OVERSAMPLING-001)"
+                    "n_groups={wanted} > {m} scan positions with gridsize {g}: ask for at most {m} \
+                     groups (--n-groups), or leave --n-groups out to use every pattern once (more \
+                     groups would need the reference's K-choose-C oversampling, OVERSAMPLING-001, \
+                     which the commands do not offer)"
                 )));
             }
             let combos = combinations(k, c);

@@ -10,6 +10,22 @@ use serde::Serialize;
 
 use ptycho_kernels::ops::layers::Activation;
 
+/// The patch sizes N the networks are defined for (the reference's encoder and decoder ladders), and
+/// so the sizes every command of the pipeline (simulate, train, infer, model) accepts. The FFT
+/// kernels also run 32 and 512, for `ptycho bench fft` and `ptycho forward`.
+pub const SUPPORTED_N: [usize; 3] = [64, 128, 256];
+
+/// An error naming the supported sizes when `n` is not one.
+pub fn check_n(n: usize) -> Result<(), String> {
+    if SUPPORTED_N.contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "N = {n} is not supported: the networks are defined for N = 64, 128 or 256"
+        ))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
@@ -76,12 +92,7 @@ impl ModelConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if ![64, 128, 256].contains(&self.n) {
-            return Err(format!(
-                "N = {} is not supported: use 64, 128 or 256",
-                self.n
-            ));
-        }
+        check_n(self.n)?;
         if self.kind == ModelKind::Baseline && self.n != 64 {
             return Err(format!(
                 "the supervised baseline is defined for N = 64 only (the reference's), not {}",

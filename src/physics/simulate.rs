@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ptycho_kernels::ops::fft::{FftDirection, FftShift, SUPPORTED_FFT_SIZES};
+use ptycho_kernels::ops::fft::{FftDirection, FftShift};
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::{Backend, Complex32};
 use rayon::prelude::*;
@@ -557,11 +557,7 @@ pub fn run<B: Backend>(
     mut progress: impl FnMut(&str),
 ) -> Result<SimulationReport, PhysicsError> {
     let n = config.n;
-    if !SUPPORTED_FFT_SIZES.contains(&n) {
-        return Err(PhysicsError::Input(format!(
-            "N = {n} is not supported; use one of {SUPPORTED_FFT_SIZES:?}"
-        )));
-    }
+    crate::model::check_n(n).map_err(PhysicsError::Input)?;
     if config.doses.is_empty() {
         return Err(PhysicsError::Input("dose list must not be empty".into()));
     }

@@ -83,24 +83,10 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 /// Every adapter wgpu finds for the selected backends, in a stable order: the order `--adapter INDEX`
-/// refers to. GL is asked only when it is the backend selected or no other backend has an adapter:
-/// its EGL probe prints complaints (about XDG_RUNTIME_DIR and the like) on every headless machine.
+/// refers to.
 pub fn enumerate_adapters(selection: &GpuSelection) -> Result<Vec<wgpu::Adapter>> {
     let backends = parse_backends(selection.backend.as_deref())?;
-    let find = |backends: wgpu::Backends| {
-        pollster::block_on(instance(backends).enumerate_adapters(backends))
-    };
-    let mut adapters = match backends.difference(wgpu::Backends::GL) {
-        others if !others.is_empty() && backends.contains(wgpu::Backends::GL) => {
-            let found = find(others);
-            if found.is_empty() {
-                find(wgpu::Backends::GL)
-            } else {
-                found
-            }
-        }
-        _ => find(backends),
-    };
+    let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
     adapters.sort_by_key(|a| {
         let info = a.get_info();
         (preference(&info), info.name.clone())
