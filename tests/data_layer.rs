@@ -110,10 +110,34 @@ np.save('expected.npy', d)
         .metadata
         .unwrap();
     assert_eq!(meta["dose"], 1000.0);
+    let cache = dir.path().join(".ptycho-cache");
     assert!(
-        dir.path().join(".ptycho-cache").is_dir(),
+        cache.is_dir(),
         "deflated members are cached beside the data"
     );
+    let cached = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("compressed.npz.diff3d."))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = cached();
+    assert_eq!(before.len(), 1, "{before:?}");
+    // The file changes (here: only its time): the copy of its old version goes, not just gets company.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("compressed.npz"))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(file);
+    ScanFile::open(&dir.path().join("compressed.npz")).unwrap();
+    let after = cached();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before);
     let meta = ScanFile::open(&dir.path().join("unicode_meta.npz"))
         .unwrap()
         .metadata

@@ -23,6 +23,10 @@ fn ptycho(args: &[&str]) -> Output {
 /// Two groups of four patterns with sub-pixel offsets, object patches zero outside the centre square,
 /// and counts.
 fn write_input(path: &Path, omit: Option<&str>) {
+    write_input_with(path, omit, None);
+}
+
+fn write_input_with(path: &Path, omit: Option<&str>, canvas_size: Option<i64>) {
     let (b, c) = (2, 4);
     let mut rng = SplitMix64::new(3);
     let patches: Vec<Complex32> = (0..b * c * N * N)
@@ -52,6 +56,9 @@ fn write_input(path: &Path, omit: Option<&str>) {
     w.add_c64("probe", &[N, N], &probe).unwrap();
     w.add_f32("intensity_scale", &[], &[3.0]).unwrap();
     w.add_f32("counts", &[b, c, N, N], &counts).unwrap();
+    if let Some(p) = canvas_size {
+        w.add_i64("canvas_size", &[], &[p]).unwrap();
+    }
     w.finish().unwrap();
 }
 
@@ -180,4 +187,25 @@ fn missing_keys_and_bad_shapes_are_named() {
         err.contains("one patch per channel") && err.contains("[1, 4, 32, 32]"),
         "{err}"
     );
+}
+
+/// A canvas far beyond the machine's memory is refused before anything is allocated (it used to
+/// abort the process on a 32 TB allocation).
+#[test]
+fn a_canvas_too_large_for_memory_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.npz");
+    write_input_with(&input, None, Some(2_000_032));
+    let out = ptycho(&[
+        "forward",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("out.npz").to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("canvas_size 2000032"), "{err}");
 }

@@ -222,7 +222,12 @@ fn batch<B: Backend>(
     })
 }
 
-pub fn run<B: Backend>(b: &B, config: &TrainBenchConfig) -> anyhow::Result<TrainBenchReport> {
+/// Run the benchmark; `progress` hears of each stage as it starts (a full run takes minutes).
+pub fn run<B: Backend>(
+    b: &B,
+    config: &TrainBenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<TrainBenchReport> {
     config.model.validate().map_err(anyhow::Error::msg)?;
     if config.batch_size == 0 || config.steps == 0 {
         anyhow::bail!("batch size and steps must be at least 1");
@@ -235,6 +240,7 @@ pub fn run<B: Backend>(b: &B, config: &TrainBenchConfig) -> anyhow::Result<Train
     let model = &config.model;
 
     // The FMA peak: enough lanes to fill a large GPU, enough iterations to hide the dispatch.
+    progress(&format!("{}: measuring the FP32 FMA peak", b.describe()));
     let (lanes, iterations) = (1 << 18, 512);
     let (peak_s, _) = median_seconds_per_rep(target, samples.max(3), |reps| {
         for _ in 0..reps {
@@ -249,7 +255,19 @@ pub fn run<B: Backend>(b: &B, config: &TrainBenchConfig) -> anyhow::Result<Train
     let shapes = conv_shapes(model)?;
     let times = shapes
         .iter()
-        .map(|s| time_conv(b, s, config.batch_size, target, samples))
+        .enumerate()
+        .map(|(k, s)| {
+            progress(&format!(
+                "timing convolution {}/{}: {} -> {} channels at {}x{}",
+                k + 1,
+                shapes.len(),
+                s.cin,
+                s.cout,
+                s.h,
+                s.w
+            ));
+            time_conv(b, s, config.batch_size, target, samples)
+        })
         .collect::<anyhow::Result<Vec<_>>>()
         .context("timing the convolutions")?;
     let pick = |encoder_only: bool| {
@@ -274,6 +292,10 @@ pub fn run<B: Backend>(b: &B, config: &TrainBenchConfig) -> anyhow::Result<Train
     }
     .map_err(anyhow::Error::msg)?;
     let data = batch(b, model, config.batch_size, s)?;
+    progress(&format!(
+        "timing {} training step(s) after one warm-up",
+        config.steps
+    ));
     trainer.train_step(b, &data).map_err(anyhow::Error::msg)?;
     let start = Instant::now();
     for _ in 0..config.steps {
@@ -289,7 +311,7 @@ pub fn run<B: Backend>(b: &B, config: &TrainBenchConfig) -> anyhow::Result<Train
             compare_cpu: false,
             ..config.clone()
         };
-        Some(Box::new(run(&CpuBackend::new(), &cpu_config)?))
+        Some(Box::new(run(&CpuBackend::new(), &cpu_config, progress)?))
     } else {
         None
     };

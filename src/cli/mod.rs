@@ -75,7 +75,8 @@ enum Command {
         #[command(subcommand)]
         command: physics::OverlapCommand,
     },
-    /// Train the PINN on a dataset: writes OUTPUT_DIR/wts.h5.zip (+ .sha256) and history.json.
+    /// Train the PINN (or, with --model baseline, the supervised baseline) on a dataset: writes
+    /// OUTPUT_DIR/wts.h5.zip (+ .sha256), history.json and train.log.
     Train(train::TrainArgs),
     /// Reconstruct test data with a trained bundle: reconstruction.npz, amplitude.png, phase.png.
     Infer(train::InferArgs),
@@ -141,16 +142,20 @@ enum BenchCommand {
     /// Training steps, every convolution of the network timed alone against the FLOP counts of the
     /// layer table, and the adapter's FP32 FMA peak measured in the same run.
     Train {
+        /// Patch size N: 64, 128 or 256.
         #[arg(long, default_value_t = 64)]
         n: usize,
         #[arg(long, default_value_t = 1)]
         gridsize: usize,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
+        /// Width multiplier of the network's filters (the reference's n_filters_scale).
         #[arg(long, default_value_t = 2)]
         n_filters_scale: usize,
+        /// pinn or baseline.
         #[arg(long, value_enum, default_value = "pinn")]
         model: model::ModelArg,
+        /// Time the PINN with the probe-big ring branch in each decoder.
         #[arg(long)]
         probe_big: bool,
         /// Timed training steps, after one warm-up step.
@@ -166,6 +171,7 @@ enum BenchCommand {
         /// for GPUs, or the lanes meant for CPU-type adapters.
         #[arg(long, value_enum, default_value_t = ConvKernelsArg::Auto)]
         conv_kernels: ConvKernelsArg,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -380,8 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 quick,
                 compare_cpu: !no_cpu,
             };
-            let report =
-                with_backend!(backend, backend => crate::bench::train::run(&backend, &config))?;
+            let report = with_backend!(backend, backend => crate::bench::train::run(&backend, &config, &mut |line| eprintln!("{line}")))?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {

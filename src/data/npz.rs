@@ -335,7 +335,38 @@ impl NpzFile {
             .map_err(|e| DataError::io(dir.display(), e))?;
         tmp.persist(&target)
             .map_err(|e| DataError::io(target.display(), e.error))?;
+        remove_stale_copies(&target);
         map_file(&target)
+    }
+}
+
+/// Cache entries are named `{file}.{key}.{size}-{mtime}.npy`: when a source file changes, the copy
+/// inflated from its earlier version is removed, so the cache holds one copy per member rather than
+/// one per version. Best effort: a copy that cannot be removed costs only disk.
+fn remove_stale_copies(current: &Path) {
+    let (Some(dir), Some(name)) = (current.parent(), current.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    // Strip "{stamp}.npy" to get the "{file}.{key}." prefix the versions share.
+    let Some(prefix) = name
+        .strip_suffix(".npy")
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(p, _)| format!("{p}."))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let other = entry.file_name().to_string_lossy().to_string();
+        let stamp = other
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".npy"));
+        if other != name && stamp.is_some_and(|s| !s.contains('.')) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -72,6 +72,9 @@ impl OutputDir {
         let _ = file
             .set_len(0)
             .and_then(|_| writeln!(file, "pid {}: {}", std::process::id(), command.join(" ")));
+        // With the lock held no other run can be writing here, so temporary files are leftovers of
+        // a run that was killed (Ctrl-C, kill -9) before it could remove them.
+        remove_temporaries(path, 3);
         Ok(Self {
             path: path.to_path_buf(),
             _lock: file,
@@ -146,6 +149,25 @@ impl OutputDir {
     }
 }
 
+/// Remove `.NAME.XXXX.tmp` files (what `temp_output` creates) in `dir` and its folders, `depth`
+/// levels down. Best effort: a leftover that cannot be removed costs only disk.
+fn remove_temporaries(dir: &Path, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_file() && name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        } else if kind.is_dir() && depth > 1 {
+            remove_temporaries(&entry.path(), depth - 1);
+        }
+    }
+}
+
 impl Drop for OutputDir {
     /// A command that failed before writing anything leaves no empty folder behind.
     fn drop(&mut self) {
@@ -173,6 +195,19 @@ mod tests {
         std::fs::write(again.join("result"), b"x").unwrap();
         drop(again);
         assert!(out.join("result").exists());
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_run_are_removed_when_the_folder_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("dose_1000");
+        std::fs::create_dir_all(&sub).unwrap();
+        let leftover = sub.join(".patched_train.npz.a1B2c3.tmp");
+        std::fs::write(&leftover, b"half a file").unwrap();
+        std::fs::write(sub.join("patched_train.npz"), b"kept").unwrap();
+        let _out = OutputDir::lock(dir.path()).unwrap();
+        assert!(!leftover.exists());
+        assert!(sub.join("patched_train.npz").exists());
     }
 
     #[test]

@@ -301,12 +301,48 @@ fn read_inputs(path: &Path) -> Result<Inputs, PhysicsError> {
     })
 }
 
+/// The memory this process may still take, from /proc/meminfo (None where there is none).
+fn available_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A canvas size the machine cannot hold is an error before anything is allocated: every group's
+/// P x P complex canvas is kept for the output, and each batch's canvases (and their counts) live on
+/// the device too.
+fn check_canvas_memory(
+    input: &Path,
+    groups: usize,
+    p: usize,
+    batch: usize,
+) -> Result<(), PhysicsError> {
+    let canvas_bytes = (p as u128) * (p as u128) * 8;
+    let needed = canvas_bytes * (groups as u128 + 2 * batch.min(groups) as u128);
+    let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+    match available_memory_bytes() {
+        Some(available) if needed > available as u128 => Err(PhysicsError::Input(format!(
+            "{}: canvas_size {p}: {groups} canvases of {p}x{p} complex64 need about {:.1} GiB, \
+             more than the {:.1} GiB of memory available",
+            input.display(),
+            gib(needed),
+            gib(available as u128)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Run the forward model on `input` and write `output` (atomically), in batches of groups.
 pub fn run<B: Backend>(b: &B, input: &Path, output: &Path) -> Result<ForwardSummary, PhysicsError> {
     let inputs = read_inputs(input)?;
     let (n, c, p) = (inputs.n, inputs.channels, inputs.config.canvas);
+    check_canvas_memory(input, inputs.groups, p, GROUPS_PER_BATCH)?;
     let model = ForwardModel::new(b, &inputs.probe, n, inputs.config.clone())?;
-    let mut canvas = Vec::with_capacity(inputs.groups * p * p);
+    let mut canvas = Vec::new();
+    canvas
+        .try_reserve_exact(inputs.groups * p * p)
+        .map_err(|e| PhysicsError::Input(format!("{}: canvas_size {p}: {e}", input.display())))?;
     let mut trimmed = Vec::with_capacity(inputs.groups * n * n);
     let mut amplitude = Vec::with_capacity(inputs.groups * c * n * n);
     for first in (0..inputs.groups).step_by(GROUPS_PER_BATCH) {
