@@ -655,3 +655,19 @@ fn negative_numbers_meet_the_range_checks() {
     ]);
     assert!(err.contains("N = 64, 128 or 256"), "{err}");
 }
+
+#[test]
+fn an_io_error_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.npz");
+    let err = fails(&[
+        "compare",
+        "--recon",
+        s(&missing),
+        "--truth",
+        s(&missing),
+        "--output-dir",
+        s(&dir.path().join("c")),
+    ]);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}

@@ -19,11 +19,12 @@ pub enum DataError {
     #[error("{file}: {message}")]
     Format { file: String, message: String },
 
-    #[error("{file}: {source}")]
+    /// The I/O error is part of the message and not also a `source`, or a report of the error's
+    /// chain (anyhow's `{:#}`) would print it twice.
+    #[error("{file}: {error}")]
     Io {
         file: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{file}: key '{key}': expected {expected}, found {found} (keys present: {present})")]
@@ -53,7 +54,7 @@ impl DataError {
     pub(crate) fn io(file: impl std::fmt::Display, source: std::io::Error) -> Self {
         DataError::Io {
             file: file.to_string(),
-            source,
+            error: source,
         }
     }
 }

@@ -11,11 +11,12 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PersistError {
-    #[error("{file}: {source}")]
+    /// The I/O error is part of the message and not also a `source`, or a report of the error's
+    /// chain (anyhow's `{:#}`) would print it twice.
+    #[error("{file}: {error}")]
     Io {
         file: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{file}: {message}")]
@@ -32,7 +33,7 @@ impl PersistError {
     pub(crate) fn io(file: impl std::fmt::Display, source: std::io::Error) -> Self {
         PersistError::Io {
             file: file.to_string(),
-            source,
+            error: source,
         }
     }
 
