@@ -22,10 +22,7 @@ pub enum DataError {
     /// The I/O error is part of the message and not also a `source`, or a report of the error's
     /// chain (anyhow's `{:#}`) would print it twice.
     #[error("{file}: {error}")]
-    Io {
-        file: String,
-        error: std::io::Error,
-    },
+    Io { file: String, error: std::io::Error },
 
     #[error("{file}: key '{key}': expected {expected}, found {found} (keys present: {present})")]
     Contract {

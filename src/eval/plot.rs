@@ -267,12 +267,7 @@ pub fn compare_png(results: &[(String, Comparison)]) -> Vec<u8> {
                 colour,
             );
         }
-        c.text(
-            x0,
-            y + LINE_H + PANEL + 4,
-            "0       RING       CORNER",
-            BLACK,
-        );
+        c.text(x0, y + LINE_H + PANEL + 4, "0     RING    CORNER", BLACK);
     }
     c.png()
 }

@@ -14,10 +14,7 @@ pub enum PersistError {
     /// The I/O error is part of the message and not also a `source`, or a report of the error's
     /// chain (anyhow's `{:#}`) would print it twice.
     #[error("{file}: {error}")]
-    Io {
-        file: String,
-        error: std::io::Error,
-    },
+    Io { file: String, error: std::io::Error },
 
     #[error("{file}: {message}")]
     Format { file: String, message: String },
