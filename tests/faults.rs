@@ -398,6 +398,8 @@ fn simulate_refuses_to_overwrite_and_impossible_doses() {
     };
     let err = fails(&args("1e4"));
     assert!(err.contains("already holds dose_10000"), "{err}");
+    let said = ok(&[&args("1e4")[..], &["--overwrite"]].concat());
+    assert!(said.contains("40 patterns at 1 dose;"), "{said}");
     let err = fails(&args("1e30"));
     assert!(err.contains("1e15"), "{err}");
     assert!(!sim.join("dose_18446744073709551615").exists());
@@ -670,4 +672,45 @@ fn an_io_error_is_reported_once() {
         s(&dir.path().join("c")),
     ]);
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+#[test]
+fn non_square_patterns_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rect.npz");
+    let mut npz = ptycho_wgpu::data::writer::NpzWriter::create(&path, false).unwrap();
+    npz.add_f32("diffraction", &[4, 8, 6], &[1.0; 4 * 8 * 6])
+        .unwrap();
+    npz.add_f64("xcoords", &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    npz.add_f64("ycoords", &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    npz.finish().unwrap();
+    let out = run(&["data", "inspect", s(&path)]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("8x6, not square"), "{said}");
+    assert!(!said.contains("xcoords length 4 !="), "{said}");
+}
+
+#[test]
+fn bench_train_says_what_it_is_doing() {
+    let err = String::from_utf8_lossy(
+        &run(&[
+            "bench",
+            "train",
+            "--quick",
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--n-filters-scale",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("measuring the FP32 FMA peak") && err.contains("timing convolution 1/"),
+        "{err}"
+    );
 }
