@@ -823,35 +823,28 @@ struct Resumed {
 
 /// The fields in which two model configurations differ, as "gridsize 1 (bundle) / 2 (asked)".
 fn model_differences(saved: &ModelConfig, asked: &ModelConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |name: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{name} {a} in the bundle, {b} asked for"));
-        }
-    };
-    check("model", saved.kind.name().into(), asked.kind.name().into());
-    check("N", saved.n.to_string(), asked.n.to_string());
-    check(
-        "gridsize",
-        saved.gridsize.to_string(),
-        asked.gridsize.to_string(),
-    );
-    check(
-        "n_filters_scale",
-        saved.n_filters_scale.to_string(),
-        asked.n_filters_scale.to_string(),
-    );
-    check(
-        "probe_big",
-        saved.probe_big.to_string(),
-        asked.probe_big.to_string(),
-    );
-    check(
-        "amp_activation",
-        format!("{:?}", saved.amp_activation).to_lowercase(),
-        format!("{:?}", asked.amp_activation).to_lowercase(),
-    );
-    out
+    type Field = (&'static str, fn(&ModelConfig) -> String);
+    let fields: [Field; 6] = [
+        ("model", |m| m.kind.name().to_string()),
+        ("N", |m| m.n.to_string()),
+        ("gridsize", |m| m.gridsize.to_string()),
+        ("n_filters_scale", |m| m.n_filters_scale.to_string()),
+        ("probe_big", |m| m.probe_big.to_string()),
+        ("amp_activation", |m| {
+            format!("{:?}", m.amp_activation).to_lowercase()
+        }),
+    ];
+    fields
+        .iter()
+        .filter(|(_, value)| value(saved) != value(asked))
+        .map(|(name, value)| {
+            format!(
+                "{name} {} in the bundle, {} asked for",
+                value(saved),
+                value(asked)
+            )
+        })
+        .collect()
 }
 
 fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, String> {
