@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod io;
 pub mod model;
 pub mod persist;
 pub mod physics;

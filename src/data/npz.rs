@@ -313,8 +313,8 @@ impl NpzFile {
         let mut archive = self.archive()?;
         let mut entry = self.entry(&mut archive, member.index)?;
         let dir = target.parent().expect("cache files live in a folder");
-        let mut tmp =
-            super::writer::temp_output(dir, key).map_err(|e| DataError::io(dir.display(), e))?;
+        let mut tmp = crate::io::atomic::temp_output(dir, key)
+            .map_err(|e| DataError::io(dir.display(), e))?;
         // Bounded copy: a member that inflates past its declared size is corrupt, not a reason to fill the disk.
         let copied = std::io::copy(&mut (&mut entry).take(member.size + 1), tmp.as_file_mut())
             .map_err(|e| {

@@ -11,20 +11,7 @@ use zip::write::SimpleFileOptions;
 
 use super::npy::{Kind, NpyDtype, NpyHeader};
 use super::{DataError, Result};
-
-/// A temporary file in `dir` for an output named `name`, readable by others as a normal output would be
-/// (tempfile's default is owner-only); it becomes the output by `persist`.
-pub fn temp_output(dir: &Path, name: &str) -> std::io::Result<tempfile::NamedTempFile> {
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    builder.tempfile_in(dir)
-}
+use crate::io::atomic::temp_output;
 
 pub struct NpzWriter {
     target: PathBuf,

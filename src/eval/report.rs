@@ -1,10 +1,11 @@
 //! The files `ptycho compare` writes: metrics.json, metrics.csv, report.md (and compare.png, see
 //! [`super::plot`]). Each is written atomically.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value};
+
+use crate::io::atomic::write_atomic;
 
 use super::compare::{Comparison, PartMetrics};
 
@@ -18,22 +19,6 @@ pub const METRIC_NAMES: [&str; 8] = [
     "frc50",
     "frc1over7",
 ];
-
-/// Write `bytes` to `path` through a temporary file in the same folder, synced and renamed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("output".into(), |n| n.to_string_lossy().to_string());
-    let mut tmp = crate::data::writer::temp_output(dir, &name)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
 
 fn value(p: &PartMetrics, name: &str) -> Option<f64> {
     match name {

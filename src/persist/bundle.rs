@@ -22,7 +22,7 @@ use super::pickle::{self, PickleValue};
 use super::weights::{self, NamedTensor};
 use super::PersistError;
 use crate::data::npy::{Kind, NpyDtype, NpyHeader};
-use crate::data::writer::temp_output;
+use crate::io::atomic::temp_output;
 
 pub const BUNDLE_FILE: &str = "wts.h5.zip";
 pub const FORMAT_NAME: &str = "ptycho-wgpu-bundle";

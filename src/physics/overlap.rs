@@ -17,7 +17,6 @@ use super::PhysicsError;
 use crate::data::contract::ScanFile;
 use crate::data::npz::NpzFile;
 use crate::data::subset::write_rows;
-use crate::data::writer::temp_output;
 use crate::data::DataError;
 use crate::persist::output_dir::OutputDir;
 
@@ -527,22 +526,9 @@ pub fn select_by_metrics(
 // ---------------------------------------------------------------------------------------------------
 // Files.
 
-/// Write JSON atomically.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), PhysicsError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir.display(), e))?;
-    let name = path
-        .file_name()
-        .map_or("out".into(), |n| n.to_string_lossy().to_string());
-    let mut tmp = temp_output(dir, &name).map_err(|e| DataError::io(dir.display(), e))?;
-    let text = serde_json::to_string_pretty(value).expect("plain data");
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| DataError::io(path.display(), e))?;
-    tmp.persist(path)
-        .map_err(|e| DataError::io(path.display(), e.error))?;
-    Ok(())
+/// Write JSON atomically, an error naming the file.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), PhysicsError> {
+    crate::io::atomic::write_json(path, value).map_err(|e| DataError::io(path.display(), e).into())
 }
 
 fn points_of(scan: &ScanFile) -> Vec<(f64, f64)> {

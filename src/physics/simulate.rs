@@ -22,7 +22,7 @@ use super::probe::{default_probe, gaussian_filter_reflect, normalize, DEFAULT_PR
 use super::{poisson, PhysicsError};
 use crate::data::npy::{Kind, NpyDtype};
 use crate::data::npz::NpzFile;
-use crate::data::writer::{temp_output, NpzWriter};
+use crate::data::writer::NpzWriter;
 use crate::data::DataError;
 use crate::persist::digest::sha256_file;
 use crate::persist::output_dir::OutputDir;
@@ -794,15 +794,7 @@ fn write_manifest(
         }),
     );
     let path = config.output.join("run_manifest.json");
-    let text =
-        serde_json::to_string_pretty(&serde_json::Value::Object(manifest)).expect("plain data");
-    let mut tmp = temp_output(&config.output, "run_manifest.json")
-        .map_err(|e| DataError::io(config.output.display(), e))?;
-    use std::io::Write;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
+    crate::io::atomic::write_json(&path, &serde_json::Value::Object(manifest))
         .map_err(|e| DataError::io(path.display(), e))?;
-    tmp.persist(&path)
-        .map_err(|e| DataError::io(path.display(), e.error))?;
     Ok(path)
 }

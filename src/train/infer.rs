@@ -18,6 +18,7 @@ use crate::data::writer::NpzWriter;
 use crate::eval::image::Real;
 use crate::eval::phase_sync::{synchronise_phases, PhaseSync};
 use crate::eval::{plot, stitch};
+use crate::io::atomic::write_atomic;
 use crate::model::network::Network;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
 use crate::persist::bundle;
@@ -215,13 +216,13 @@ fn write_outputs(
     out.add_f64("ycoords", &[y.len()], &y)?;
     out.finish()?;
     let real = |v: &[f32]| Real::new(s, s, v.iter().map(|x| *x as f64).collect());
-    std::fs::write(
-        dir.join("amplitude.png"),
-        plot::image_png("amplitude", &real(&amplitude), false),
+    write_atomic(
+        &dir.join("amplitude.png"),
+        &plot::image_png("amplitude", &real(&amplitude), false),
     )?;
-    std::fs::write(
-        dir.join("phase.png"),
-        plot::image_png("phase", &real(&phase), true),
+    write_atomic(
+        &dir.join("phase.png"),
+        &plot::image_png("phase", &real(&phase), true),
     )?;
     Ok(())
 }
