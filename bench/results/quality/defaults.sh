@@ -2,7 +2,7 @@
 # Second session: the issue's data as `ptycho simulate` now makes it by default (defocused probe), and
 # the PINN trained without labels on the whole scan (train + test files), every other setting the
 # default (n_filters_scale 2, 50 epochs, every pattern, batch 16, nphotons from the data); then infer and
-# score the test split. Dose 1e5 ran at n_filters_scale 1, 60 epochs, for time.
+# score the test split. Dose 1e5 ran at n_filters_scale 1, 40 epochs, for time.
 # usage: defaults.sh (in a scratch folder; `ptycho` on PATH)
 set -e
 ptycho simulate --output simF --n 64 --n-images 1200 --doses 1e3,1e4,1e5 --device cpu
@@ -14,4 +14,4 @@ run() {  # NAME DOSE [train flags]
 }
 run F_10000 10000
 run F_1000 1000
-run A_100000 100000 --n-filters-scale 1 --nepochs 60
+run A_100000 100000 --n-filters-scale 1 --nepochs 40
