@@ -535,24 +535,27 @@ fn train_into<B: Backend>(
 
     // The bundle and the history that describes it, written together; weights that are no longer
     // finite are refused by bundle::save, so a diverged run never replaces a good bundle.
-    let checkpoint =
-        |trainer: &Trainer<B::Storage>, schedule: &Schedule| -> Result<SavedBundle, String> {
-            let mut params = params.clone();
-            params.insert(
-                "training_state".into(),
-                serde_json::to_value(schedule).expect("plain data"),
-            );
-            let bundle = Bundle {
-                params,
-                weights: trainer.network.download(b).map_err(|e| e.to_string())?,
-                probe: probe.clone(),
-                optimizer: Some(trainer.optimizer_state(b).map_err(|e| e.to_string())?),
-            };
-            let saved = bundle::save(out.path(), &bundle).map_err(|e| e.to_string())?;
-            write_json(&out.join("history.json"), &history(&schedule.epochs, None))
-                .map_err(|e| e.to_string())?;
-            Ok(saved)
+    // `weights` are the trainer's, already downloaded (each epoch downloads them to check them).
+    let checkpoint = |trainer: &Trainer<B::Storage>,
+                      weights: Vec<NamedTensor>,
+                      schedule: &Schedule|
+     -> Result<SavedBundle, String> {
+        let mut params = params.clone();
+        params.insert(
+            "training_state".into(),
+            serde_json::to_value(schedule).expect("plain data"),
+        );
+        let bundle = Bundle {
+            params,
+            weights,
+            probe: probe.clone(),
+            optimizer: Some(trainer.optimizer_state(b).map_err(|e| e.to_string())?),
         };
+        let saved = bundle::save(out.path(), &bundle).map_err(|e| e.to_string())?;
+        write_json(&out.join("history.json"), &history(&schedule.epochs, None))
+            .map_err(|e| e.to_string())?;
+        Ok(saved)
+    };
 
     let mut stopped_early = false;
     let mut last_saved: Option<LastSaved> = None;
@@ -667,7 +670,7 @@ fn train_into<B: Backend>(
             Some(k) => epoch.is_multiple_of(k),
         };
         if due || stop || epoch == config.nepochs {
-            let bundle = checkpoint(&trainer, &schedule).map_err(|e| {
+            let bundle = checkpoint(&trainer, weights, &schedule).map_err(|e| {
                 format!(
                     "saving the bundle after epoch {epoch}: {e}; {}",
                     LastSaved::describe(&last_saved, out.path())
@@ -689,7 +692,11 @@ fn train_into<B: Backend>(
     // A resumed run that had already reached --nepochs trains nothing and saves its bundle again.
     let bundle = match last_saved {
         Some(saved) => saved.bundle,
-        None => checkpoint(&trainer, &schedule)?,
+        None => checkpoint(
+            &trainer,
+            trainer.network.download(b).map_err(|e| e.to_string())?,
+            &schedule,
+        )?,
     };
     say(&mut progress, &format!("saved {}", bundle.path.display()));
     let test_loss = match test {
