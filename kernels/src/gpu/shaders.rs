@@ -1,134 +1,164 @@
-//! WGSL sources and the variants the host composes from them. Sizes and flags are compile-time constants
-//! prepended to the kernel text, so every variant is a fully specialised pipeline.
+//! The one table of WGSL shaders: for each, its files under shaders/, how its source is composed, its
+//! entry points, its named bindings and its `Params` uniform block. Pipelines are created from these
+//! rows only; `tests/naga_validation.rs` checks each row against the WGSL it names (every file under
+//! shaders/ registered, every entry point present, each binding's index and each `Params` member's
+//! offset and type equal on both sides of the Rust↔WGSL boundary).
+//!
+//! Adding an op family: its WGSL file, its Rust module in `gpu/` (Params, binding constants, dispatch
+//! code), and one row here.
 
-use crate::ops::fft::{FftDirection, SUPPORTED_FFT_SIZES};
+use super::{conv, elementwise, fft, layers, layout, loss, optim, peak, translate};
 
 pub const COMPLEX_WGSL: &str = include_str!("../../../shaders/common/complex.wgsl");
-pub const FFT_WGSL: &str = include_str!("../../../shaders/fft.wgsl");
-pub const ELEMENTWISE_WGSL: &str = include_str!("../../../shaders/elementwise.wgsl");
-pub const COPY_WGSL: &str = include_str!("../../../shaders/copy.wgsl");
-pub const TRANSLATE_WGSL: &str = include_str!("../../../shaders/translate.wgsl");
-pub const LAYOUT_WGSL: &str = include_str!("../../../shaders/layout.wgsl");
-pub const LOSS_WGSL: &str = include_str!("../../../shaders/loss.wgsl");
-pub const CONV_WGSL: &str = include_str!("../../../shaders/conv.wgsl");
-pub const LAYERS_WGSL: &str = include_str!("../../../shaders/layers.wgsl");
-pub const OPTIM_WGSL: &str = include_str!("../../../shaders/optim.wgsl");
-pub const PEAK_WGSL: &str = include_str!("../../../shaders/peak.wgsl");
 
-/// Every file under shaders/, relative to it: the naga test checks that each one is covered here.
-pub const SHADER_FILES: &[&str] = &[
-    "common/complex.wgsl",
-    "fft.wgsl",
-    "elementwise.wgsl",
-    "copy.wgsl",
-    "translate.wgsl",
-    "layout.wgsl",
-    "loss.wgsl",
-    "conv.wgsl",
-    "conv_lanes.wgsl",
-    "layers.wgsl",
-    "optim.wgsl",
-    "peak.wgsl",
-];
-
-/// Complex elements per workgroup buffer in the FFT kernel. Two such buffers of vec2<f32> take
-/// 16 KiB, the workgroup memory every WebGPU adapter must offer.
-pub const FFT_SHARED_ELEMENTS: usize = 1024;
-
-pub const ELEMENTWISE_ENTRY_POINTS: &[&str] = &[
-    "mul",
-    "mul_conj",
-    "add",
-    "scale",
-    "abs",
-    "abs2",
-    "scale_real",
-    "modulus_grad",
-];
-
-/// One pass of the 2-D FFT: along rows or columns of every image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FftPass {
-    pub n: usize,
-    pub columns: bool,
-    pub direction: FftDirection,
-    pub shift_in: bool,
-    pub shift_out: bool,
-}
-
-impl FftPass {
-    /// Lines (rows or columns) one workgroup transforms.
-    pub fn lines_per_workgroup(&self) -> usize {
-        FFT_SHARED_ELEMENTS / self.n
-    }
-
-    pub fn name(&self) -> String {
-        format!(
-            "fft_n{}_{}_{}{}{}",
-            self.n,
-            if self.columns { "cols" } else { "rows" },
-            match self.direction {
-                FftDirection::Forward => "fwd",
-                FftDirection::Inverse => "inv",
-            },
-            if self.shift_in { "_shiftin" } else { "" },
-            if self.shift_out { "_shiftout" } else { "" },
-        )
-    }
-
-    pub fn source(&self) -> String {
-        let (sign, scale) = match self.direction {
-            FftDirection::Forward => (-1.0, 1.0),
-            FftDirection::Inverse => (1.0, 1.0 / self.n as f64),
-        };
-        let log2 = self.n.trailing_zeros();
-        format!(
-            "const N: u32 = {n}u;\nconst LINES: u32 = {lines}u;\nconst SHARED: u32 = {shared}u;\n\
-             const COLUMNS: bool = {columns};\nconst SIGN: f32 = {sign:.1};\nconst SCALE: f32 = {scale:e};\n\
-             const SHIFT_IN: bool = {shift_in};\nconst SHIFT_OUT: bool = {shift_out};\n\
-             const RADIX2_FIRST: bool = {radix2};\nconst R4_STAGES: u32 = {r4}u;\nconst R4_NS0: u32 = {ns0}u;\n\
-             {COMPLEX_WGSL}\n{FFT_WGSL}",
-            n = self.n,
-            lines = self.lines_per_workgroup(),
-            shared = FFT_SHARED_ELEMENTS,
-            columns = self.columns,
-            shift_in = self.shift_in,
-            shift_out = self.shift_out,
-            radix2 = log2 % 2 == 1,
-            r4 = log2 / 2,
-            ns0 = if log2 % 2 == 1 { 2 } else { 1 },
-        )
-    }
-
-    /// Every pass variant the FFT can ask for.
-    pub fn all() -> Vec<FftPass> {
-        let mut out = Vec::new();
-        for &n in SUPPORTED_FFT_SIZES {
-            for columns in [false, true] {
-                for direction in [FftDirection::Forward, FftDirection::Inverse] {
-                    for shift_in in [false, true] {
-                        for shift_out in [false, true] {
-                            out.push(FftPass {
-                                n,
-                                columns,
-                                direction,
-                                shift_in,
-                                shift_out,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Invocations per workgroup of the elementwise and copy kernels.
+/// Invocations per workgroup of the elementwise-style kernels.
 pub const ELEMENTWISE_WORKGROUP_SIZE: u64 = 256;
 /// Elements each invocation of the elementwise and copy kernels handles.
 pub const ELEMENTS_PER_INVOCATION: u64 = 4;
 
+/// One WGSL shader module the GPU backend can create pipelines from.
+pub struct Shader {
+    /// Pipeline-cache name. FFT passes are variants of one row; each variant has its own name.
+    pub name: &'static str,
+    /// Files under shaders/ whose text makes up the source, helpers first.
+    pub files: &'static [&'static str],
+    pub entry_points: &'static [&'static str],
+    /// Every resource binding of the module: (WGSL variable name, index).
+    pub bindings: &'static [(&'static str, u32)],
+    /// The Rust mirror of the module's `Params` uniform block.
+    pub params: fn() -> ParamsLayout,
+    /// The full WGSL text: compile-time constants, then the files (for the FFT, its first variant;
+    /// `fft::FftPass::all` lists every one).
+    pub source: fn() -> String,
+}
+
+pub const FFT: Shader = Shader {
+    name: "fft",
+    files: &["common/complex.wgsl", "fft.wgsl"],
+    entry_points: &["main"],
+    bindings: fft::BINDINGS,
+    params: fft::FftParams::layout,
+    source: fft::first_variant_source,
+};
+
+pub const ELEMENTWISE: Shader = Shader {
+    name: "elementwise",
+    files: &["common/complex.wgsl", "elementwise.wgsl"],
+    entry_points: elementwise::ENTRY_POINTS,
+    bindings: elementwise::BINDINGS,
+    params: elementwise::ElementwiseParams::layout,
+    source: || {
+        elementwise_constants()
+            + COMPLEX_WGSL
+            + "\n"
+            + include_str!("../../../shaders/elementwise.wgsl")
+    },
+};
+
+pub const COPY: Shader = Shader {
+    name: "copy",
+    files: &["copy.wgsl"],
+    entry_points: &["main"],
+    bindings: elementwise::COPY_BINDINGS,
+    params: elementwise::CopyParams::layout,
+    source: || elementwise_constants() + include_str!("../../../shaders/copy.wgsl"),
+};
+
+pub const TRANSLATE: Shader = Shader {
+    name: "translate",
+    files: &["common/complex.wgsl", "translate.wgsl"],
+    entry_points: translate::ENTRY_POINTS,
+    bindings: translate::BINDINGS,
+    params: translate::TranslateParams::layout,
+    source: || {
+        elementwise_constants()
+            + COMPLEX_WGSL
+            + "\n"
+            + include_str!("../../../shaders/translate.wgsl")
+    },
+};
+
+pub const LAYOUT: Shader = Shader {
+    name: "layout",
+    files: &["common/complex.wgsl", "layout.wgsl"],
+    entry_points: layout::ENTRY_POINTS,
+    bindings: layout::BINDINGS,
+    params: layout::LayoutParams::layout,
+    source: || {
+        elementwise_constants() + COMPLEX_WGSL + "\n" + include_str!("../../../shaders/layout.wgsl")
+    },
+};
+
+pub const LOSS: Shader = Shader {
+    name: "loss",
+    files: &["loss.wgsl"],
+    entry_points: loss::ENTRY_POINTS,
+    bindings: loss::BINDINGS,
+    params: loss::LossParams::layout,
+    source: || elementwise_constants() + include_str!("../../../shaders/loss.wgsl"),
+};
+
+pub const CONV: Shader = Shader {
+    name: "conv",
+    files: &["conv.wgsl"],
+    entry_points: conv::TILED_ENTRY_POINTS,
+    bindings: conv::TILED_BINDINGS,
+    params: conv::ConvParams::layout,
+    source: || include_str!("../../../shaders/conv.wgsl").to_string(),
+};
+
+pub const CONV_LANES: Shader = Shader {
+    name: "conv_lanes",
+    files: &["conv_lanes.wgsl"],
+    entry_points: conv::LANES_ENTRY_POINTS,
+    bindings: conv::LANES_BINDINGS,
+    params: conv::LaneConvParams::layout,
+    source: || include_str!("../../../shaders/conv_lanes.wgsl").to_string(),
+};
+
+pub const LAYERS: Shader = Shader {
+    name: "layers",
+    files: &["layers.wgsl"],
+    entry_points: layers::ENTRY_POINTS,
+    bindings: layers::BINDINGS,
+    params: layers::LayerParams::layout,
+    source: || elementwise_constants() + include_str!("../../../shaders/layers.wgsl"),
+};
+
+pub const OPTIM: Shader = Shader {
+    name: "optim",
+    files: &["optim.wgsl"],
+    entry_points: &["adam"],
+    bindings: optim::BINDINGS,
+    params: optim::AdamParams::layout,
+    source: || elementwise_constants() + include_str!("../../../shaders/optim.wgsl"),
+};
+
+pub const PEAK: Shader = Shader {
+    name: "peak",
+    files: &["peak.wgsl"],
+    entry_points: &["fma_chain"],
+    bindings: peak::BINDINGS,
+    params: peak::PeakParams::layout,
+    source: || elementwise_constants() + include_str!("../../../shaders/peak.wgsl"),
+};
+
+/// Every shader of the GPU backend.
+pub const SHADERS: &[&Shader] = &[
+    &FFT,
+    &ELEMENTWISE,
+    &COPY,
+    &TRANSLATE,
+    &LAYOUT,
+    &LOSS,
+    &CONV,
+    &CONV_LANES,
+    &LAYERS,
+    &OPTIM,
+    &PEAK,
+];
+
+/// The grid constants the elementwise-style kernels are specialised with.
 fn elementwise_constants() -> String {
     format!(
         "const WORKGROUP_SIZE: u32 = {ELEMENTWISE_WORKGROUP_SIZE}u;\n\
@@ -136,144 +166,58 @@ fn elementwise_constants() -> String {
     )
 }
 
-pub fn elementwise_source() -> String {
-    format!(
-        "{}{COMPLEX_WGSL}\n{ELEMENTWISE_WGSL}",
-        elementwise_constants()
-    )
+/// The byte layout of a `#[repr(C)]` Params struct, for the check against its WGSL twin.
+#[derive(Debug)]
+pub struct ParamsLayout {
+    pub rust_name: &'static str,
+    pub size: usize,
+    /// (member name, byte offset, WGSL scalar type) of every member; names starting with `_` are padding.
+    pub members: Vec<(&'static str, usize, &'static str)>,
 }
 
-pub const TRANSLATE_ENTRY_POINTS: &[&str] = &[
-    "forward_complex",
-    "forward_real",
-    "backward_complex",
-    "backward_real",
-];
-
-pub fn translate_source() -> String {
-    format!(
-        "{}{COMPLEX_WGSL}\n{TRANSLATE_WGSL}",
-        elementwise_constants()
-    )
+/// The WGSL type a Params member is declared with.
+pub trait WgslMember {
+    const WGSL: &'static str;
 }
 
-pub const LAYOUT_ENTRY_POINTS: &[&str] = &[
-    "recenter_complex",
-    "recenter_real",
-    "sum_channels_complex",
-    "sum_channels_real",
-    "repeat_channels_complex",
-    "repeat_channels_real",
-];
-
-pub fn layout_source() -> String {
-    format!("{}{COMPLEX_WGSL}\n{LAYOUT_WGSL}", elementwise_constants())
+impl WgslMember for u32 {
+    const WGSL: &'static str = "u32";
 }
 
-pub const LOSS_ENTRY_POINTS: &[&str] = &[
-    "poisson_terms",
-    "deviance_terms",
-    "mae_terms",
-    "poisson_grad",
-    "mae_grad",
-    "sum_level",
-];
-
-pub fn loss_source() -> String {
-    format!("{}{LOSS_WGSL}", elementwise_constants())
+impl WgslMember for f32 {
+    const WGSL: &'static str = "f32";
 }
 
-pub fn copy_source() -> String {
-    format!("{}{COPY_WGSL}", elementwise_constants())
+/// The WGSL type of the member `field` reaches (a helper of `params_struct!`).
+pub fn member_type<S, T: WgslMember>(_field: fn(&S) -> &T) -> &'static str {
+    T::WGSL
 }
 
-/// (name, WGSL source, entry points) of every pipeline the GPU backend can create.
-pub const CONV_ENTRY_POINTS: &[&str] = &["forward", "weight_grad", "bias_grad", "reduce_splits"];
+/// A `#[repr(C)]` uniform block mirrored from WGSL, with its `layout()` for the boundary test. Every
+/// member is a u32 or f32, as in the WGSL structs; padding members start with `_`.
+macro_rules! params_struct {
+    ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $(pub $field: $ty),*
+        }
 
-pub const CONV_LANES_WGSL: &str = include_str!("../../../shaders/conv_lanes.wgsl");
-
-pub const CONV_LANES_ENTRY_POINTS: &[&str] = &["gemm_pixels", "weight_grad_rows", "stage"];
-
-pub fn conv_lanes_source() -> String {
-    CONV_LANES_WGSL.to_string()
+        impl $name {
+            pub fn layout() -> $crate::gpu::shaders::ParamsLayout {
+                $crate::gpu::shaders::ParamsLayout {
+                    rust_name: stringify!($name),
+                    size: std::mem::size_of::<$name>(),
+                    members: vec![$((
+                        stringify!($field),
+                        std::mem::offset_of!($name, $field),
+                        $crate::gpu::shaders::member_type(|p: &$name| &p.$field),
+                    )),*],
+                }
+            }
+        }
+    };
 }
 
-pub fn conv_source() -> String {
-    CONV_WGSL.to_string()
-}
-
-pub const LAYERS_ENTRY_POINTS: &[&str] = &[
-    "relu",
-    "sigmoid_forward",
-    "scaled_tanh",
-    "swish",
-    "softplus_forward",
-    "relu_backward",
-    "sigmoid_backward",
-    "scaled_tanh_backward",
-    "swish_backward",
-    "softplus_backward",
-    "max_pool",
-    "max_pool_backward",
-    "upsample",
-    "upsample_backward",
-    "slice_channels",
-    "slice_channels_backward",
-    "pad_spatial",
-    "crop_spatial",
-    "combine_complex",
-    "combine_complex_backward",
-    "to_channels_last",
-    "to_channels_first",
-    "add_real",
-];
-
-pub fn layers_source() -> String {
-    format!("{}{LAYERS_WGSL}", elementwise_constants())
-}
-
-pub fn optim_source() -> String {
-    format!("{}{OPTIM_WGSL}", elementwise_constants())
-}
-
-pub fn peak_source() -> String {
-    format!("{}{PEAK_WGSL}", elementwise_constants())
-}
-
-pub fn all_sources() -> Vec<(String, String, Vec<&'static str>)> {
-    let mut out: Vec<_> = FftPass::all()
-        .into_iter()
-        .map(|p| (p.name(), p.source(), vec!["main"]))
-        .collect();
-    out.push((
-        "elementwise".into(),
-        elementwise_source(),
-        ELEMENTWISE_ENTRY_POINTS.to_vec(),
-    ));
-    out.push(("copy".into(), copy_source(), vec!["main"]));
-    out.push(("conv".into(), conv_source(), CONV_ENTRY_POINTS.to_vec()));
-    out.push((
-        "conv_lanes".into(),
-        conv_lanes_source(),
-        CONV_LANES_ENTRY_POINTS.to_vec(),
-    ));
-    out.push((
-        "layers".into(),
-        layers_source(),
-        LAYERS_ENTRY_POINTS.to_vec(),
-    ));
-    out.push((
-        "translate".into(),
-        translate_source(),
-        TRANSLATE_ENTRY_POINTS.to_vec(),
-    ));
-    out.push((
-        "layout".into(),
-        layout_source(),
-        LAYOUT_ENTRY_POINTS.to_vec(),
-    ));
-    out.push(("loss".into(), loss_source(), LOSS_ENTRY_POINTS.to_vec()));
-    out.push(("optim".into(), optim_source(), vec!["adam"]));
-    out.push(("peak".into(), peak_source(), vec!["fma_chain"]));
-    out
-}
+pub(crate) use params_struct;
