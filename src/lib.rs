@@ -6,10 +6,13 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod infer;
 pub mod io;
 pub mod model;
 pub mod persist;
 pub mod physics;
+pub mod recon;
+pub mod study;
 pub mod train;
 
 pub use ptycho_kernels as kernels;

@@ -5,12 +5,12 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use ptycho_wgpu::data::npz::NpzFile;
 use ptycho_wgpu::eval::image::{Complex, Real};
 use ptycho_wgpu::eval::metrics::{
     frc, gaussian_filter, ms_ssim, ssim, uniform_filter, FrcWindow, MsSsimForm,
 };
 use ptycho_wgpu::eval::register::phase_cross_correlation;
+use ptycho_wgpu::io::npz::NpzFile;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use rustfft::num_complex::Complex64;
 
@@ -38,7 +38,7 @@ fn textured(h: usize, w: usize, seed: u64) -> Real {
 
 fn save_npy(path: &Path, img: &Real) {
     let mut w =
-        ptycho_wgpu::data::writer::NpzWriter::create(&path.with_extension("npz"), false).unwrap();
+        ptycho_wgpu::io::npz_writer::NpzWriter::create(&path.with_extension("npz"), false).unwrap();
     w.add_f64("x", &[img.h, img.w], &img.data).unwrap();
     w.finish().unwrap();
 }
@@ -200,7 +200,7 @@ np.savez('pair.npz', ref=ref, moving=moving)
 print(json.dumps({"shift": [float(s) for s in shift]}))
 "#;
     let reference = python_json(dir.path(), script);
-    let npz = ptycho_wgpu::data::npz::NpzFile::open(&dir.path().join("pair.npz")).unwrap();
+    let npz = ptycho_wgpu::io::npz::NpzFile::open(&dir.path().join("pair.npz")).unwrap();
     let load = |k: &str| {
         Complex::new(
             64,
@@ -249,7 +249,7 @@ fn write_object(
             ptycho_wgpu::kernels::Complex32::from_polar(amp, phase)
         })
         .collect();
-    let mut writer = ptycho_wgpu::data::writer::NpzWriter::create(path, false).unwrap();
+    let mut writer = ptycho_wgpu::io::npz_writer::NpzWriter::create(path, false).unwrap();
     writer.add_c64(key, &[h, w], &data).unwrap();
     if positions {
         writer.add_f64("xcoords", &[2], &[30.0, 90.0]).unwrap();
@@ -367,7 +367,7 @@ fn compare_rejects_bad_inputs_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_object(&d.join("truth.npz"), "objectGuess", 40, 40, 0.0, 1, false);
-    let mut w = ptycho_wgpu::data::writer::NpzWriter::create(&d.join("real.npz"), false).unwrap();
+    let mut w = ptycho_wgpu::io::npz_writer::NpzWriter::create(&d.join("real.npz"), false).unwrap();
     w.add_f32("object", &[40, 40], &[1.0; 1600]).unwrap();
     w.finish().unwrap();
     let run = |args: &[&str]| {

@@ -31,7 +31,7 @@ use ptycho_wgpu::persist::bundle;
 use ptycho_wgpu::persist::weights::NamedTensor;
 use ptycho_wgpu::physics::forward::{default_canvas_size, ForwardConfig, ForwardModel};
 use ptycho_wgpu::physics::probe::{normalize, DEFAULT_PROBE_SCALE};
-use ptycho_wgpu::physics::simulate::{extract_patch, Image};
+use ptycho_wgpu::study::simulate::extract_patch;
 use ptycho_wgpu::train::run::{train, TrainConfig};
 use ptycho_wgpu::train::{Batch, Targets, Trainer};
 
@@ -84,12 +84,7 @@ fn data(path: &Path, patterns: usize) -> Data {
         chunk.iter_mut().for_each(|v| *v *= alpha);
     }
     let shard = &dataset.shards[0];
-    let (rows, cols, values) = shard.object.clone().unwrap();
-    let object = Image {
-        rows,
-        cols,
-        data: values,
-    };
+    let object = shard.object.clone().unwrap();
     let mut truth = vec![Complex32::default(); patterns * N * N];
     for (i, patch) in truth.chunks_mut(N * N).enumerate() {
         extract_patch(&object, shard.xcoords[i], shard.ycoords[i], N, patch);

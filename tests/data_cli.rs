@@ -5,8 +5,8 @@ use std::process::{Command, Output};
 
 use ptycho_wgpu::data::contract::ScanFile;
 use ptycho_wgpu::data::dataset::Dataset;
-use ptycho_wgpu::data::npy::{Kind, NpyDtype};
-use ptycho_wgpu::data::writer::NpzWriter;
+use ptycho_wgpu::io::npy::{Kind, NpyDtype};
+use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::Complex32;
 
 fn ptycho(args: &[&str]) -> Output {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use ptycho_wgpu::data::contract::{Layout, ScanFile};
 use ptycho_wgpu::data::dataset::Dataset;
 use ptycho_wgpu::data::grouping::{group, GroupingConfig};
-use ptycho_wgpu::data::npz::NpzFile;
 use ptycho_wgpu::data::stream::{BatchStream, StreamConfig};
-use ptycho_wgpu::data::writer::NpzWriter;
+use ptycho_wgpu::io::npz::NpzFile;
+use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::Complex32;
 
@@ -100,7 +100,7 @@ np.save('expected.npy', d)
         }
         assert_eq!(all, expected, "{name}: patterns differ");
         assert_eq!(scan.layout == Layout::LegacyNnm, name == "legacy");
-        assert_eq!(scan.object.as_ref().map(|o| (o.0, o.1)), Some((30, 40)));
+        assert_eq!(scan.object.as_ref().map(|o| o.shape()), Some([30, 40]));
         assert!(
             (scan.stats.max - expected.iter().cloned().fold(0.0, f32::max) as f64).abs() < 1e-7
         );

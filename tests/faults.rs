@@ -495,7 +495,7 @@ fn write_object(
     w: usize,
     values: &[ptycho_wgpu::kernels::Complex32],
 ) {
-    let mut npz = ptycho_wgpu::data::writer::NpzWriter::create(path, false).unwrap();
+    let mut npz = ptycho_wgpu::io::npz_writer::NpzWriter::create(path, false).unwrap();
     npz.add_c64(key, &[h, w], values).unwrap();
     npz.finish().unwrap();
 }
@@ -678,7 +678,7 @@ fn an_io_error_is_reported_once() {
 fn non_square_patterns_are_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rect.npz");
-    let mut npz = ptycho_wgpu::data::writer::NpzWriter::create(&path, false).unwrap();
+    let mut npz = ptycho_wgpu::io::npz_writer::NpzWriter::create(&path, false).unwrap();
     npz.add_f32("diffraction", &[4, 8, 6], &[1.0; 4 * 8 * 6])
         .unwrap();
     npz.add_f64("xcoords", &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ptycho_wgpu::data::writer::NpzWriter;
+use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::Complex32;
 use ptycho_wgpu::physics::probe::{default_probe, normalize};

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::Command;
 
 use ptycho_wgpu::data::contract::ScanFile;
-use ptycho_wgpu::data::npz::NpzFile;
 use ptycho_wgpu::data::subset::write_rows;
-use ptycho_wgpu::data::writer::NpzWriter;
+use ptycho_wgpu::io::npz::NpzFile;
+use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::Complex32;
-use ptycho_wgpu::physics::overlap::{
+use ptycho_wgpu::study::overlap::{
     disc_overlap_area, disc_overlap_fraction, form_groups, metric_group_to_group,
     select_by_metrics, select_by_spacing, spacing_geometry_bound, subsample, write_metrics_views,
     MetricsConfig, SelectionStrategy,

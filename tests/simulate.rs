@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ptycho_wgpu::data::contract::ScanFile;
-use ptycho_wgpu::data::writer::NpzWriter;
+use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::testing::shared_gpu;
 use ptycho_wgpu::kernels::{Backend, Complex32};
-use ptycho_wgpu::physics::simulate::{run, ObjectSource, Positions, ProbeSource, SimulationConfig};
+use ptycho_wgpu::study::simulate::{run, ObjectSource, Positions, ProbeSource, SimulationConfig};
 
 fn config(output: &Path, seed: u64, noise: bool) -> SimulationConfig {
     SimulationConfig {
@@ -212,7 +212,7 @@ fn positions_from_a_file_keep_their_order_and_raster_fills_the_buffer() {
     let scan = ScanFile::open(&out).unwrap();
     assert_eq!(scan.xcoords, x.to_vec());
     assert_eq!(scan.ycoords, y.to_vec());
-    let npz = ptycho_wgpu::data::npz::NpzFile::open(&out).unwrap();
+    let npz = ptycho_wgpu::io::npz::NpzFile::open(&out).unwrap();
     assert!(npz.has("diff3d") && npz.has("diffraction"));
 
     let mut c = config(&dir.path().join("raster"), 1, false);

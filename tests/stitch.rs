@@ -6,9 +6,9 @@ mod common;
 
 use std::process::Command;
 
-use ptycho_wgpu::data::npz::NpzFile;
-use ptycho_wgpu::data::writer::NpzWriter;
-use ptycho_wgpu::eval::stitch::{canvas_size, reassemble};
+use ptycho_wgpu::infer::stitch::{canvas_size, reassemble};
+use ptycho_wgpu::io::npz::NpzFile;
+use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;

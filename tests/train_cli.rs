@@ -285,7 +285,7 @@ fn baseline_and_probe_big_train_and_infer() {
         let said = infer(&plain, &["--no-phase-sync"]);
         assert!(!said.contains("phase sync"), "{name}: {said}");
         let object = |dir: &Path| {
-            ptycho_wgpu::data::npz::NpzFile::open(&dir.join("reconstruction.npz"))
+            ptycho_wgpu::io::npz::NpzFile::open(&dir.join("reconstruction.npz"))
                 .unwrap()
                 .array("object")
                 .unwrap()

@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::data::dataset::{resolve, Dataset};
 use crate::data::grouping::{group, GroupingConfig};
-use crate::data::npy::{Kind, NpyDtype};
 use crate::data::stream::{BatchStream, StreamConfig};
-use crate::data::writer::NpzWriter;
+use crate::io::npy::{Kind, NpyDtype};
+use crate::io::npz_writer::NpzWriter;
 
 #[derive(Clone, Debug)]
 pub struct IoBenchConfig {

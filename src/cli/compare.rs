@@ -6,11 +6,11 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rustfft::num_complex::Complex64;
 
-use crate::data::npz::NpzFile;
 use crate::eval::compare::{compare, Align, CompareOptions, Positions};
 use crate::eval::image::Complex;
 use crate::eval::metrics::{FrcWindow, MsSsimForm, PhaseAlign};
 use crate::eval::{plot, report};
+use crate::io::npz::NpzFile;
 use crate::persist::output_dir::OutputDir;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::data::canonical::{parse_size, write_range, write_shards};
 use crate::data::contract::ContractOptions;
 use crate::data::dataset::{is_shard_name, resolve, Dataset};
-use crate::data::npz::NpzFile;
+use crate::io::npz::NpzFile;
 use crate::persist::output_dir::OutputDir;
 use anyhow::Context;
 
@@ -209,7 +209,7 @@ fn inspect(path: &Path, as_json: bool, cache_dir: Option<&Path>) -> anyhow::Resu
                 "n": d.n,
                 "diffraction": { "min": d.stats.min, "mean": d.stats.mean(), "max": d.stats.max },
                 "normalization_alpha": d.normalization(),
-                "object_shape": s.object.as_ref().map(|o| [o.0, o.1]),
+                "object_shape": s.object.as_ref().map(|o| o.shape()),
                 "metadata": s.metadata,
                 "notices": s.notices,
                 "shards": d.summaries(),

@@ -7,8 +7,8 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::device::{with_backend, DeviceArgs};
 use crate::physics::forward_npz;
-use crate::physics::overlap::{self, MetricsConfig};
-use crate::physics::simulate::{self, ObjectSource, Positions, ProbeSource, SimulationConfig};
+use crate::study::overlap::{self, MetricsConfig};
+use crate::study::simulate::{self, ObjectSource, Positions, ProbeSource, SimulationConfig};
 
 #[derive(Args)]
 pub struct ForwardArgs {
@@ -86,7 +86,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = crate::physics::probe::DEFAULT_PROBE_CURVATURE)]
     probe_curvature: f64,
     /// Seed of every random choice (object, positions, noise).
-    #[arg(long, default_value_t = crate::physics::simulate::DEFAULT_SEED)]
+    #[arg(long, default_value_t = crate::study::simulate::DEFAULT_SEED)]
     seed: u64,
     /// How scan positions are chosen (ignored with --positions-from).
     #[arg(long, value_enum, default_value = "random")]

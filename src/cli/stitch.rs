@@ -6,11 +6,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::device::{with_backend, DeviceArgs};
-use crate::data::npy::Kind;
-use crate::data::npz::NpzFile;
-use crate::data::writer::NpzWriter;
-use crate::eval::phase_sync::synchronise_phases;
-use crate::eval::stitch;
+use crate::infer::phase_sync::synchronise_phases;
+use crate::infer::stitch;
+use crate::io::npy::Kind;
+use crate::io::npz::NpzFile;
+use crate::io::npz_writer::NpzWriter;
 
 #[derive(Args)]
 pub struct StitchArgs {

@@ -6,8 +6,8 @@ use clap::Args;
 
 use super::device::{with_backend, DeviceArgs};
 use super::model::{AmpActivationArg, ModelArg};
+use crate::infer::InferConfig;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
-use crate::train::infer::InferConfig;
 use crate::train::run::{train, Progress, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -184,11 +184,12 @@ pub fn infer(args: InferArgs) -> anyhow::Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let report = with_backend!(args.device.open()?, b => crate::train::infer::infer(&b, &config, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    }))
-    .map_err(anyhow::Error::msg)?;
+    let report =
+        with_backend!(args.device.open()?, b => crate::infer::infer(&b, &config, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }))
+        .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     outln!(
         "{} groups, stitched {} x {}, {:.1} patterns/s on {}: {}",

@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::dataset::Dataset;
-use super::npy::{Kind, NpyDtype};
-use super::writer::NpzWriter;
 use super::{DataError, Result};
+use crate::io::npy::{Kind, NpyDtype};
+use crate::io::npz_writer::NpzWriter;
 
 /// Patterns `range` of `dataset` to one canonical NPZ at `path`; `record` is appended to the
 /// `provenance` list of the carried-forward `_metadata`.
@@ -52,8 +52,8 @@ pub fn write_range(
     let (first_shard, _) = dataset.locate(range.start);
     let (last_shard, _) = dataset.locate(range.end.saturating_sub(1).max(range.start));
     let sources = &dataset.shards[first_shard..=last_shard];
-    if let Some((h, w, object)) = &sources[0].object {
-        writer.add_c64("objectGuess", &[*h, *w], object)?;
+    if let Some(object) = &sources[0].object {
+        writer.add_c64("objectGuess", &object.shape(), &object.data)?;
     }
     if sources.iter().all(|s| s.patches.is_some()) {
         writer.add_streamed(
@@ -82,7 +82,7 @@ pub fn write_range(
     }
     let objects: Vec<serde_json::Value> = sources
         .iter()
-        .map(|s| serde_json::json!({ "file": s.path.display().to_string(), "object_shape": s.object.as_ref().map(|o| [o.0, o.1]) }))
+        .map(|s| serde_json::json!({ "file": s.path.display().to_string(), "object_shape": s.object.as_ref().map(|o| o.shape()) }))
         .collect();
     let mut record = record;
     record["sources"] = serde_json::Value::Array(objects);

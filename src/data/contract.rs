@@ -11,9 +11,11 @@ use ptycho_kernels::Complex32;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::npy::Kind;
-use super::npz::{ArrayView, NpzFile};
-use super::{pickle, DataError, Result};
+use super::{DataError, Result};
+use crate::io::npy::Kind;
+use crate::io::npz::{ArrayView, NpzFile};
+use crate::io::pickle;
+use crate::physics::image::ComplexImage;
 
 pub const DIFFRACTION_KEYS: [&str; 2] = ["diffraction", "diff3d"];
 
@@ -85,7 +87,7 @@ pub struct ScanFile {
     pub scan_index: Vec<i64>,
     pub probe: Vec<Complex32>,
     /// (H, W) and values.
-    pub object: Option<(usize, usize, Vec<Complex32>)>,
+    pub object: Option<ComplexImage>,
     /// Ground-truth patches (M, N, N) when present with a matching first axis.
     pub patches: Option<ArrayView>,
     pub metadata: Option<serde_json::Value>,
@@ -327,7 +329,7 @@ impl ScanFile {
                     format!("shape {shape:?}"),
                 ));
             }
-            Some((shape[0], shape[1], values))
+            Some(ComplexImage::new(shape[0], shape[1], values))
         } else {
             None
         };

@@ -286,7 +286,7 @@ impl Dataset {
             .map(|s| ShardSummary {
                 path: s.path.display().to_string(),
                 patterns: s.m,
-                object_shape: s.object.as_ref().map(|(h, w, _)| [*h, *w]),
+                object_shape: s.object.as_ref().map(|o| o.shape()),
             })
             .collect()
     }

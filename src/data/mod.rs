@@ -5,12 +5,8 @@ pub mod canonical;
 pub mod contract;
 pub mod dataset;
 pub mod grouping;
-pub mod npy;
-pub mod npz;
-pub mod pickle;
 pub mod stream;
 pub mod subset;
-pub mod writer;
 
 use thiserror::Error;
 

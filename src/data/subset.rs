@@ -7,10 +7,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::npy::Kind;
-use super::npz::NpzFile;
-use super::writer::NpzWriter;
 use super::{DataError, Result};
+use crate::io::npy::Kind;
+use crate::io::npz::NpzFile;
+use crate::io::npz_writer::NpzWriter;
 
 /// Arrays that never hold one entry per position.
 const WHOLE: [&str; 2] = ["objectGuess", "probeGuess"];

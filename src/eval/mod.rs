@@ -3,8 +3,6 @@
 pub mod compare;
 pub mod image;
 pub mod metrics;
-pub mod phase_sync;
 pub mod plot;
 pub mod register;
 pub mod report;
-pub mod stitch;

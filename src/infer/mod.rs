@@ -6,6 +6,9 @@
 //! The supervised baseline predicts each pattern's patch directly (no merge), stitched at the pattern
 //! positions.
 
+pub mod phase_sync;
+pub mod stitch;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -14,10 +17,11 @@ use serde::Serialize;
 
 use crate::data::dataset::Dataset;
 use crate::data::grouping::{group, GroupingConfig};
-use crate::data::writer::NpzWriter;
 use crate::eval::image::Real;
-use crate::eval::phase_sync::{synchronise_phases, PhaseSync};
-use crate::eval::{plot, stitch};
+use crate::io::npz_writer::NpzWriter;
+use phase_sync::{synchronise_phases, PhaseSync};
+
+use crate::eval::plot;
 use crate::io::atomic::write_atomic;
 use crate::model::network::Network;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use ptycho_kernels::Complex32;
 
-use super::npy::{complex_at, decode_f32, real_at, Kind, NpyDtype, NpyHeader};
-use super::{DataError, Result};
+use crate::data::{DataError, Result};
+use crate::io::npy::{complex_at, decode_f32, real_at, Kind, NpyDtype, NpyHeader};
 
 /// Largest .npy header we accept: numpy writes a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 1 << 20;

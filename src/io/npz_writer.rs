@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use ptycho_kernels::Complex32;
 use zip::write::SimpleFileOptions;
 
-use super::npy::{Kind, NpyDtype, NpyHeader};
-use super::{DataError, Result};
+use crate::data::{DataError, Result};
 use crate::io::atomic::temp_output;
+use crate::io::npy::{Kind, NpyDtype, NpyHeader};
 
 pub struct NpzWriter {
     target: PathBuf,

@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
 use super::digest::{hex, sha256_file};
-use super::pickle::{self, PickleValue};
 use super::weights::{self, NamedTensor};
 use super::PersistError;
-use crate::data::npy::{Kind, NpyDtype, NpyHeader};
 use crate::io::atomic::temp_output;
+use crate::io::npy::{Kind, NpyDtype, NpyHeader};
+use crate::io::pickle::{self, PickleValue};
 
 pub const BUNDLE_FILE: &str = "wts.h5.zip";
 pub const FORMAT_NAME: &str = "ptycho-wgpu-bundle";

@@ -4,7 +4,6 @@
 pub mod bundle;
 pub mod digest;
 pub mod output_dir;
-pub mod pickle;
 pub mod weights;
 
 use thiserror::Error;

@@ -11,10 +11,10 @@ use serde::Serialize;
 use super::forward::{default_canvas_size, mean_loss, ForwardConfig, ForwardModel};
 use super::merge::relative_tensor;
 use super::PhysicsError;
-use crate::data::npy::Kind;
-use crate::data::npz::{ArrayView, NpzFile};
-use crate::data::writer::NpzWriter;
 use crate::data::DataError;
+use crate::io::npy::Kind;
+use crate::io::npz::{ArrayView, NpzFile};
+use crate::io::npz_writer::NpzWriter;
 
 /// Groups sent to the device at once, bounding its memory whatever the input size.
 const GROUPS_PER_BATCH: usize = 256;

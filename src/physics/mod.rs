@@ -4,11 +4,10 @@
 pub mod farfield;
 pub mod forward;
 pub mod forward_npz;
+pub mod image;
 pub mod merge;
-pub mod overlap;
 pub mod poisson;
 pub mod probe;
-pub mod simulate;
 
 use thiserror::Error;
 

@@ -13,12 +13,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::PhysicsError;
 use crate::data::contract::ScanFile;
-use crate::data::npz::NpzFile;
 use crate::data::subset::write_rows;
 use crate::data::DataError;
+use crate::io::npz::NpzFile;
 use crate::persist::output_dir::OutputDir;
+use crate::physics::PhysicsError;
 
 /// Below this the geometry quantities are clamped (the reference's GEOMETRY_ACCEPTANCE_EPS).
 pub const GEOMETRY_EPS: f64 = 1e-6;

@@ -18,14 +18,17 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::probe::{default_probe, gaussian_filter_reflect, normalize, DEFAULT_PROBE_SCALE};
-use super::{poisson, PhysicsError};
-use crate::data::npy::{Kind, NpyDtype};
-use crate::data::npz::NpzFile;
-use crate::data::writer::NpzWriter;
 use crate::data::DataError;
+use crate::io::npy::{Kind, NpyDtype};
+use crate::io::npz::NpzFile;
+use crate::io::npz_writer::NpzWriter;
 use crate::persist::digest::sha256_file;
 use crate::persist::output_dir::OutputDir;
+use crate::physics::image::ComplexImage;
+use crate::physics::probe::{
+    default_probe, gaussian_filter_reflect, normalize, DEFAULT_PROBE_SCALE,
+};
+use crate::physics::{poisson, PhysicsError};
 
 /// Patterns sent to the device at once.
 const PATTERNS_PER_BATCH: usize = 1024;
@@ -129,17 +132,10 @@ fn noise_rng(seed: u64, dose: f64, index: usize) -> SplitMix64 {
     SplitMix64::new(key)
 }
 
-/// A complex image, row-major.
-pub struct Image {
-    pub rows: usize,
-    pub cols: usize,
-    pub data: Vec<Complex32>,
-}
-
 /// The built-in object: amplitude 1 − 0.5·t in [0.5, 1] and phase 1.3·(2u − 1) plus a 0.2 rad ramp
 /// (within ±π/2, no wraps), where t and u are textures of blurred noise at several scales (and, for t,
 /// discs) scaled to [0, 1]; then smoothed with σ = 0.5 as the reference's preparation does.
-pub fn synthetic_object(size: usize, seed: u64) -> Image {
+pub fn synthetic_object(size: usize, seed: u64) -> ComplexImage {
     let mut rng = stream(seed, OBJECT_STREAM);
     let texture = |scales: &[(f64, f64)], rng: &mut SplitMix64| -> Vec<f64> {
         let mut sum = vec![0.0; size * size];
@@ -184,7 +180,7 @@ pub fn synthetic_object(size: usize, seed: u64) -> Image {
         .collect();
     let amplitude = gaussian_filter_reflect(&amplitude, size, size, 0.5);
     let phase = gaussian_filter_reflect(&phase, size, size, 0.5);
-    Image {
+    ComplexImage {
         rows: size,
         cols: size,
         data: amplitude
@@ -197,7 +193,7 @@ pub fn synthetic_object(size: usize, seed: u64) -> Image {
 
 /// The N x N patch centred on (x, y): patch[r][c] = O(y − N/2 + r, x − N/2 + c), bilinear, each corner
 /// zero outside the object (the reference pads by N/2, translates by −(x, y) and crops the top-left).
-pub fn extract_patch(object: &Image, x: f64, y: f64, n: usize, out: &mut [Complex32]) {
+pub fn extract_patch(object: &ComplexImage, x: f64, y: f64, n: usize, out: &mut [Complex32]) {
     let half = (n / 2) as f64;
     let at = |r: i64, c: i64| -> Complex32 {
         if r < 0 || c < 0 || r >= object.rows as i64 || c >= object.cols as i64 {
@@ -253,7 +249,7 @@ fn read_complex(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<Complex32>), 
     Ok((view.shape().to_vec(), values))
 }
 
-fn load_object(config: &SimulationConfig) -> Result<Image, PhysicsError> {
+fn load_object(config: &SimulationConfig) -> Result<ComplexImage, PhysicsError> {
     match &config.object {
         ObjectSource::Synthetic { size } => {
             if *size < config.n + 2 || *size > 16384 {
@@ -272,7 +268,7 @@ fn load_object(config: &SimulationConfig) -> Result<Image, PhysicsError> {
                     path.display()
                 )));
             }
-            Ok(Image {
+            Ok(ComplexImage {
                 rows: shape[0],
                 cols: shape[1],
                 data,
@@ -315,7 +311,7 @@ fn load_probe(config: &SimulationConfig) -> Result<Vec<Complex32>, PhysicsError>
 
 fn positions(
     config: &SimulationConfig,
-    object: &Image,
+    object: &ComplexImage,
 ) -> Result<(Vec<f64>, Vec<f64>), PhysicsError> {
     let limit = object.rows.min(object.cols) as f64 / 2.0 - 1.0;
     let buffer = ((config.n / 2) as f64).min(limit);
@@ -448,7 +444,7 @@ pub fn check_patches_fit(
 /// |FFT2(P·O)|²/N² of every pattern (fftshifted), computed on the device in batches: (M·N²) float32.
 fn expected_intensity<B: Backend>(
     b: &B,
-    object: &Image,
+    object: &ComplexImage,
     probe: &[Complex32],
     x: &[f64],
     y: &[f64],
@@ -477,7 +473,7 @@ fn expected_intensity<B: Backend>(
 
 /// mean over patterns of Σ |O·P|² (the denominator of s_sim), on the host in f64.
 fn mean_illuminated_power(
-    object: &Image,
+    object: &ComplexImage,
     probe: &[Complex32],
     x: &[f64],
     y: &[f64],
@@ -660,7 +656,7 @@ pub fn run<B: Backend>(
 #[allow(clippy::too_many_arguments)]
 fn write_split(
     config: &SimulationConfig,
-    object: &Image,
+    object: &ComplexImage,
     probe: &[Complex32],
     x: &[f64],
     y: &[f64],

@@ -4,7 +4,6 @@
 //! The supervised baseline's step (§8.1): the same input → network → MAE against amplitude and phase
 //! labels of the ground-truth patches.
 
-pub mod infer;
 pub mod run;
 
 use ptycho_kernels::ops::loss::LossKind;

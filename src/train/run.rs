@@ -30,6 +30,7 @@ use super::{Batch, Targets, Trainer};
 use crate::data::dataset::{intensity_scale, Dataset};
 use crate::data::grouping::{group, GroupingConfig, Groups};
 use crate::data::stream::{Batch as StreamBatch, BatchStream, StreamConfig};
+use crate::infer::model_config;
 use crate::io::atomic::write_json;
 use crate::model::network::glorot_init;
 use crate::model::{ModelConfig, ModelKind};
@@ -38,9 +39,9 @@ use crate::persist::digest::sha256_file;
 use crate::persist::output_dir::OutputDir;
 use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{MAX_POSITION_JITTER, OFFSET};
+use crate::physics::image::ComplexImage;
 use crate::physics::probe::{normalize, DEFAULT_PROBE_SCALE};
-use crate::physics::simulate::{check_patches_fit, extract_patch, Image};
-use crate::train::infer::model_config;
+use crate::study::simulate::{check_patches_fit, extract_patch};
 use ptycho_kernels::Complex32;
 
 /// The fraction of groups held out, from the end, as Keras' validation_split.
@@ -160,7 +161,7 @@ struct Samples {
     validation: Arc<Groups>,
     alpha: f32,
     /// The baseline: each shard's object (None when the shard carries Y instead).
-    objects: Option<Vec<Option<Image>>>,
+    objects: Option<Vec<Option<ComplexImage>>>,
 }
 
 impl Samples {
@@ -263,26 +264,27 @@ fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, St
 
 /// Each shard's object to cut labels from, when the shard has no Y; an error naming a shard with
 /// neither.
-fn label_sources(dataset: &Dataset) -> Result<Vec<Option<Image>>, String> {
+fn label_sources(dataset: &Dataset) -> Result<Vec<Option<ComplexImage>>, String> {
     dataset
         .shards
         .iter()
         .map(|shard| match (&shard.patches, &shard.object) {
             (Some(_), _) => Ok(None),
-            (None, Some((rows, cols, data))) => {
-                check_patches_fit(&shard.xcoords, &shard.ycoords, shard.n, *rows, *cols).map_err(
-                    |e| {
-                        format!(
-                            "{}: the baseline's labels are cut from objectGuess, but {e}",
-                            shard.path.display()
-                        )
-                    },
-                )?;
-                Ok(Some(Image {
-                    rows: *rows,
-                    cols: *cols,
-                    data: data.clone(),
-                }))
+            (None, Some(object)) => {
+                check_patches_fit(
+                    &shard.xcoords,
+                    &shard.ycoords,
+                    shard.n,
+                    object.rows,
+                    object.cols,
+                )
+                .map_err(|e| {
+                    format!(
+                        "{}: the baseline's labels are cut from objectGuess, but {e}",
+                        shard.path.display()
+                    )
+                })?;
+                Ok(Some(object.clone()))
             }
             (None, None) => Err(format!(
                 "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
@@ -297,7 +299,7 @@ fn label_sources(dataset: &Dataset) -> Result<Vec<Option<Image>>, String> {
 /// the patch cut from its object at the pattern's position.
 fn labels(
     dataset: &Dataset,
-    objects: &[Option<Image>],
+    objects: &[Option<ComplexImage>],
     indices: &[usize],
 ) -> Result<(Vec<f32>, Vec<f32>), String> {
     let n = dataset.n;
