@@ -24,7 +24,8 @@ use phase_sync::{synchronise_phases, PhaseSync};
 use crate::eval::plot;
 use crate::io::atomic::write_atomic;
 use crate::model::network::Network;
-use crate::model::{AmpActivation, ModelConfig, ModelKind};
+use crate::model::params::model_config;
+use crate::model::ModelKind;
 use crate::persist::bundle;
 use crate::persist::output_dir::OutputDir;
 use crate::physics::forward::default_canvas_size;
@@ -59,40 +60,6 @@ pub struct InferReport {
     pub phase_sync: Option<PhaseSync>,
 }
 
-/// The model configuration a bundle's params.json describes.
-pub fn model_config(
-    params: &serde_json::Map<String, serde_json::Value>,
-) -> Result<ModelConfig, String> {
-    let int = |k: &str| params.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
-    let amp = match params.get("amp_activation").and_then(|v| v.as_str()) {
-        None | Some("sigmoid") => AmpActivation::Sigmoid,
-        Some("swish") => AmpActivation::Swish,
-        Some("softplus") => AmpActivation::Softplus,
-        Some("relu") => AmpActivation::Relu,
-        Some(other) => return Err(format!("unknown amp_activation '{other}' in params.json")),
-    };
-    let kind = match params.get("model_type").and_then(|v| v.as_str()) {
-        Some("pinn") => ModelKind::Pinn,
-        Some("baseline") => ModelKind::Baseline,
-        other => {
-            return Err(format!(
-                "model_type {other:?} in params.json: expected \"pinn\" or \"baseline\""
-            ))
-        }
-    };
-    Ok(ModelConfig {
-        kind,
-        n: int("N").ok_or("params.json lacks N")?,
-        gridsize: int("gridsize").ok_or("params.json lacks gridsize")?,
-        n_filters_scale: int("n_filters_scale").unwrap_or(2),
-        probe_big: params
-            .get("probe_big")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
-        amp_activation: amp,
-    })
-}
-
 pub fn infer<B: Backend>(
     b: &B,
     config: &InferConfig,
@@ -103,7 +70,7 @@ pub fn infer<B: Backend>(
         .map_err(|e| e.to_string())?;
     // Loading verifies the digests; Network::new checks the tensors against the architecture.
     let loaded = bundle::load(&config.model_dir, None).map_err(|e| e.to_string())?;
-    let model = model_config(&loaded.params)?;
+    let model = model_config(&loaded.params).map_err(|e| e.to_string())?;
     let network = Network::new(b, &model, &loaded.weights)
         .map_err(|e| format!("{}: {e}", config.model_dir.display()))?;
     let dataset = Dataset::open(&config.test_data).map_err(|e| e.to_string())?;

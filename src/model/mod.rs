@@ -5,8 +5,10 @@
 //! (3, 3, cin, cout), so reference weights map one to one. Parameter counts equal the reference's.
 
 pub mod network;
+pub mod params;
 
 use serde::Serialize;
+use thiserror::Error;
 
 use ptycho_kernels::ops::layers::Activation;
 
@@ -15,14 +17,35 @@ use ptycho_kernels::ops::layers::Activation;
 /// kernels also run 32 and 512, for `ptycho bench fft` and `ptycho forward`.
 pub const SUPPORTED_N: [usize; 3] = [64, 128, 256];
 
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Kernel(#[from] ptycho_kernels::KernelError),
+
+    #[error("N = {0} is not supported: the networks are defined for N = 64, 128 or 256")]
+    UnsupportedN(usize),
+
+    /// A model configuration the networks do not define.
+    #[error("{0}")]
+    Config(String),
+
+    /// A bundle's params.json that does not describe a model.
+    #[error("{0}")]
+    Params(String),
+}
+
+impl From<String> for ModelError {
+    fn from(message: String) -> Self {
+        ModelError::Config(message)
+    }
+}
+
 /// An error naming the supported sizes when `n` is not one.
-pub fn check_n(n: usize) -> Result<(), String> {
+pub fn check_n(n: usize) -> Result<(), ModelError> {
     if SUPPORTED_N.contains(&n) {
         Ok(())
     } else {
-        Err(format!(
-            "N = {n} is not supported: the networks are defined for N = 64, 128 or 256"
-        ))
+        Err(ModelError::UnsupportedN(n))
     }
 }
 
@@ -91,19 +114,20 @@ impl ModelConfig {
         self.gridsize * self.gridsize
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         check_n(self.n)?;
+        let invalid = |message: String| Err(ModelError::Config(message));
         if self.kind == ModelKind::Baseline && self.n != 64 {
-            return Err(format!(
+            return invalid(format!(
                 "the supervised baseline is defined for N = 64 only (the reference's), not {}",
                 self.n
             ));
         }
         if !(1..=2).contains(&self.gridsize) {
-            return Err(format!("gridsize must be 1 or 2, got {}", self.gridsize));
+            return invalid(format!("gridsize must be 1 or 2, got {}", self.gridsize));
         }
         if self.n_filters_scale == 0 || self.n_filters_scale > 16 {
-            return Err(format!(
+            return invalid(format!(
                 "n_filters_scale must be between 1 and 16, got {}",
                 self.n_filters_scale
             ));
@@ -295,12 +319,12 @@ pub struct Architecture {
 }
 
 /// The layers of the network, in execution order: encoder, then each decoder.
-pub fn layers(config: &ModelConfig) -> Result<Vec<Layer>, String> {
+pub fn layers(config: &ModelConfig) -> Result<Vec<Layer>, ModelError> {
     Ok(architecture(config)?.layers)
 }
 
 /// The network as an executable layer graph.
-pub fn architecture(config: &ModelConfig) -> Result<Architecture, String> {
+pub fn architecture(config: &ModelConfig) -> Result<Architecture, ModelError> {
     config.validate()?;
     let nfs = config.n_filters_scale;
     let relu = Some(Activation::Relu);
@@ -375,7 +399,7 @@ pub fn architecture(config: &ModelConfig) -> Result<Architecture, String> {
 }
 
 /// Every trainable tensor: name and shape, in layer order (kernel then bias).
-pub fn parameters(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>, String> {
+pub fn parameters(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>, ModelError> {
     Ok(layers(config)?
         .iter()
         .filter_map(|l| {
@@ -391,12 +415,12 @@ pub fn parameters(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>, Str
 }
 
 /// The total parameter count.
-pub fn parameter_count(config: &ModelConfig) -> Result<usize, String> {
+pub fn parameter_count(config: &ModelConfig) -> Result<usize, ModelError> {
     Ok(layers(config)?.iter().map(|l| l.parameters).sum())
 }
 
 /// The layer table as text: name, op, kernel shape, output shape, parameters; then the totals.
-pub fn summary_text(config: &ModelConfig) -> Result<String, String> {
+pub fn summary_text(config: &ModelConfig) -> Result<String, ModelError> {
     let layers = layers(config)?;
     let mut s = format!(
         "{:?} network, N = {}, gridsize {}, n_filters_scale {}, probe_big {}\n",

@@ -7,11 +7,11 @@
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::{Backend, KernelError, Tensor};
 
-use super::{architecture, parameters, Architecture, ModelConfig, Op};
+use super::{architecture, parameters, Architecture, ModelConfig, ModelError, Op};
 use crate::persist::weights::NamedTensor;
 
 /// Kernels Glorot-uniform (limit sqrt(6 / (9·cin + 9·cout))) from the seed, biases zero.
-pub fn glorot_init(config: &ModelConfig, seed: u64) -> Result<Vec<NamedTensor>, String> {
+pub fn glorot_init(config: &ModelConfig, seed: u64) -> Result<Vec<NamedTensor>, ModelError> {
     let mut rng = SplitMix64::new(seed);
     Ok(parameters(config)?
         .into_iter()
@@ -57,7 +57,7 @@ impl<S> Network<S> {
         b: &B,
         config: &ModelConfig,
         weights: &[NamedTensor],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ModelError> {
         let arch = architecture(config)?;
         let expected = parameters(config)?;
         let mut params = Vec::with_capacity(expected.len());
@@ -65,14 +65,14 @@ impl<S> Network<S> {
             let t = weights
                 .iter()
                 .find(|t| &t.name == name)
-                .ok_or_else(|| format!("weights lack tensor '{name}' {shape:?}"))?;
+                .ok_or_else(|| ModelError::from(format!("weights lack tensor '{name}' {shape:?}")))?;
             if &t.shape != shape {
-                return Err(format!(
+                return Err(ModelError::from(format!(
                     "tensor '{name}' has shape {:?}, the architecture needs {shape:?}",
                     t.shape
-                ));
+                )));
             }
-            params.push(b.upload_f32(shape, &t.data).map_err(|e| e.to_string())?);
+            params.push(b.upload_f32(shape, &t.data)?);
         }
         if weights.len() != expected.len() {
             let extra: Vec<&str> = weights
@@ -80,9 +80,9 @@ impl<S> Network<S> {
                 .filter(|t| !expected.iter().any(|(n, _)| n == &t.name))
                 .map(|t| t.name.as_str())
                 .collect();
-            return Err(format!(
+            return Err(ModelError::from(format!(
                 "weights hold tensors the architecture lacks: {extra:?}"
-            ));
+            )));
         }
         let mut next = 0;
         let param_index = arch

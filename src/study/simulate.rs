@@ -553,7 +553,7 @@ pub fn run<B: Backend>(
     mut progress: impl FnMut(&str),
 ) -> Result<SimulationReport, PhysicsError> {
     let n = config.n;
-    crate::model::check_n(n).map_err(PhysicsError::Input)?;
+    crate::model::check_n(n).map_err(|e| PhysicsError::Input(e.to_string()))?;
     if config.doses.is_empty() {
         return Err(PhysicsError::Input("dose list must not be empty".into()));
     }

@@ -6,6 +6,13 @@
 
 pub mod run;
 
+use thiserror::Error;
+
+use crate::data::DataError;
+use crate::model::ModelError;
+use crate::persist::PersistError;
+use crate::physics::PhysicsError;
+
 use ptycho_kernels::ops::loss::LossKind;
 use ptycho_kernels::ops::optim::AdamConfig;
 use ptycho_kernels::{Backend, Complex32, KernelError, Tensor};
@@ -16,6 +23,53 @@ use crate::persist::weights::NamedTensor;
 use crate::physics::forward::{
     default_canvas_size, mean_loss_grad, ForwardConfig, ForwardModel, ForwardPass,
 };
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    #[error(transparent)]
+    Model(#[from] ModelError),
+
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+
+    #[error(transparent)]
+    Physics(#[from] PhysicsError),
+
+    /// A file written beside the bundle (train.log).
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
+
+    /// Inputs or flags that cannot train, and runs that cannot go on; the message says which.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for TrainError {
+    fn from(message: String) -> Self {
+        TrainError::Invalid(message)
+    }
+}
+
+impl From<&str> for TrainError {
+    fn from(message: &str) -> Self {
+        TrainError::Invalid(message.to_string())
+    }
+}
+
+impl TrainError {
+    fn io(file: &std::path::Path, error: std::io::Error) -> Self {
+        TrainError::Io {
+            file: file.display().to_string(),
+            error,
+        }
+    }
+}
 
 /// What a batch is trained against.
 pub enum Targets<S> {
@@ -70,7 +124,7 @@ impl<S> Trainer<S> {
         probe: &[Complex32],
         intensity_scale: f32,
         adam: AdamConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TrainError> {
         if config.kind != ModelKind::Pinn {
             return Err("the PINN trainer needs a PINN model".into());
         }
@@ -86,7 +140,7 @@ impl<S> Trainer<S> {
                 separate_ring: config.probe_big,
             },
         )
-        .map_err(|e| e.to_string())?;
+        ?;
         Self::with_objective(b, config, weights, Some(physics), adam)
     }
 
@@ -96,7 +150,7 @@ impl<S> Trainer<S> {
         config: &ModelConfig,
         weights: &[NamedTensor],
         adam: AdamConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TrainError> {
         if config.kind != ModelKind::Baseline {
             return Err("the baseline trainer needs a baseline model".into());
         }
@@ -109,9 +163,9 @@ impl<S> Trainer<S> {
         weights: &[NamedTensor],
         physics: Option<ForwardModel<S>>,
         adam: AdamConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TrainError> {
         let network = Network::new(b, config, weights)?;
-        let zeros = |t: &Tensor<S>| b.scale(t, 0.0).map_err(|e| e.to_string());
+        let zeros = |t: &Tensor<S>| b.scale(t, 0.0);
         let m = network.params.iter().map(zeros).collect::<Result<_, _>>()?;
         let v = network.params.iter().map(zeros).collect::<Result<_, _>>()?;
         Ok(Self {
@@ -155,17 +209,17 @@ impl<S> Trainer<S> {
         &mut self,
         b: &B,
         state: &[NamedTensor],
-    ) -> Result<(), String> {
-        let find = |name: &str, shape: &[usize]| -> Result<&NamedTensor, String> {
+    ) -> Result<(), TrainError> {
+        let find = |name: &str, shape: &[usize]| -> Result<&NamedTensor, TrainError> {
             let t = state
                 .iter()
                 .find(|t| t.name == name)
-                .ok_or_else(|| format!("optimizer state lacks '{name}'"))?;
+                .ok_or_else(|| TrainError::from(format!("optimizer state lacks '{name}'")))?;
             if t.shape != shape {
-                return Err(format!(
+                return Err(TrainError::from(format!(
                     "optimizer state '{name}' has shape {:?}, expected {shape:?}",
                     t.shape
-                ));
+                )));
             }
             Ok(t)
         };
@@ -178,8 +232,8 @@ impl<S> Trainer<S> {
         {
             let m = find(&format!("m/{name}"), param.shape())?;
             let v = find(&format!("v/{name}"), param.shape())?;
-            self.m[k] = b.upload_f32(&m.shape, &m.data).map_err(|e| e.to_string())?;
-            self.v[k] = b.upload_f32(&v.shape, &v.data).map_err(|e| e.to_string())?;
+            self.m[k] = b.upload_f32(&m.shape, &m.data)?;
+            self.v[k] = b.upload_f32(&v.shape, &v.data)?;
         }
         self.step = find("step", &[1])?.data[0] as u64;
         Ok(())
@@ -213,7 +267,7 @@ impl<S> Trainer<S> {
     }
 
     /// A PINN trains on physics targets, the baseline on labels.
-    fn check(&self, batch: &Batch<S>) -> Result<(), String> {
+    fn check(&self, batch: &Batch<S>) -> Result<(), TrainError> {
         match (&self.physics, &batch.targets) {
             (Some(_), Targets::Physics { .. }) | (None, Targets::Labels { .. }) => Ok(()),
             (Some(_), Targets::Labels { .. }) => {
@@ -280,14 +334,14 @@ impl<S> Trainer<S> {
 
     /// The batch's mean loss (Poisson NLL for the PINN, the sum of the two MAEs for the baseline),
     /// without gradients.
-    pub fn loss<B: Backend<Storage = S>>(&self, b: &B, batch: &Batch<S>) -> Result<f64, String> {
+    pub fn loss<B: Backend<Storage = S>>(&self, b: &B, batch: &Batch<S>) -> Result<f64, TrainError> {
         self.check(batch)?;
         let run = || {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
             let (terms, _) = self.objective(b, &pass, &batch.targets, false)?;
             host_mean(b, &terms)
         };
-        run().map_err(|e| e.to_string())
+        Ok(run()?)
     }
 
     /// The PINN's predicted amplitudes Â (B, C, N, N) of a batch.
@@ -296,16 +350,16 @@ impl<S> Trainer<S> {
         b: &B,
         x: &Tensor<S>,
         relative: &Tensor<S>,
-    ) -> Result<Vec<f32>, String> {
+    ) -> Result<Vec<f32>, TrainError> {
         if self.physics.is_none() {
             return Err("only a PINN predicts amplitudes".into());
         }
         let pass = self
             .forward(b, x, Some(relative))
-            .map_err(|e| e.to_string())?;
+            ?;
         let physics = pass.physics.expect("a PINN pass has physics");
-        b.download_f32(physics.amplitude())
-            .map_err(|e| e.to_string())
+        Ok(b.download_f32(physics.amplitude())?)
+            
     }
 
     /// The batch's mean loss and the parameter gradients.
@@ -313,16 +367,16 @@ impl<S> Trainer<S> {
         &self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<(f64, Vec<Tensor<S>>), String> {
+    ) -> Result<(f64, Vec<Tensor<S>>), TrainError> {
         let (terms, grads) = self.terms_and_grads(b, batch)?;
-        Ok((host_mean(b, &terms).map_err(|e| e.to_string())?, grads))
+        Ok((host_mean(b, &terms)?, grads))
     }
 
     fn terms_and_grads<B: Backend<Storage = S>>(
         &self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<TermsAndGrads<S>, String> {
+    ) -> Result<TermsAndGrads<S>, TrainError> {
         self.check(batch)?;
         let run = || -> Result<TermsAndGrads<S>, KernelError> {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
@@ -332,7 +386,7 @@ impl<S> Trainer<S> {
                 .backward(b, &pass.input, &pass.acts, grad_outputs)?;
             Ok((loss, grads))
         };
-        run().map_err(|e| e.to_string())
+        Ok(run()?)
     }
 
     /// Record one whole step (forward, loss, backward, Adam) without reading anything back; the
@@ -342,9 +396,9 @@ impl<S> Trainer<S> {
         &mut self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<Tensor<S>, String> {
+    ) -> Result<Tensor<S>, TrainError> {
         let (terms, grads) = self.terms_and_grads(b, batch)?;
-        let loss = device_mean(b, &terms).map_err(|e| e.to_string())?;
+        let loss = device_mean(b, &terms)?;
         self.step += 1;
         for (((p, g), m), v) in self
             .network
@@ -355,7 +409,7 @@ impl<S> Trainer<S> {
             .zip(self.v.iter_mut())
         {
             b.adam_update(&self.adam, self.step, p, g, m, v)
-                .map_err(|e| e.to_string())?;
+                ?;
         }
         Ok(loss)
     }
@@ -366,11 +420,11 @@ impl<S> Trainer<S> {
         &mut self,
         b: &B,
         batch: &Batch<S>,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, TrainError> {
         let loss = self.record_step(b, batch)?;
-        let loss = b.download_f32(&loss).map_err(|e| e.to_string())?[0] as f64;
+        let loss = b.download_f32(&loss)?[0] as f64;
         if !loss.is_finite() {
-            return Err(format!("the loss is {loss} at step {}", self.step));
+            return Err(TrainError::from(format!("the loss is {loss} at step {}", self.step)));
         }
         Ok(loss)
     }

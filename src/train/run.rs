@@ -26,19 +26,18 @@ use ptycho_kernels::Backend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Batch, Targets, Trainer};
+use super::{Batch, Targets, TrainError, Trainer};
 use crate::data::dataset::{intensity_scale, Dataset};
 use crate::data::grouping::{group, GroupingConfig, Groups};
 use crate::data::stream::{Batch as StreamBatch, BatchStream, StreamConfig};
-use crate::infer::model_config;
 use crate::io::atomic::write_json;
 use crate::model::network::glorot_init;
+use crate::model::params::{bundle_params, model_config, nphotons as recorded_nphotons, TrainingRecord};
 use crate::model::{ModelConfig, ModelKind};
 use crate::persist::bundle::{self, Bundle, SavedBundle, BUNDLE_FILE};
 use crate::persist::digest::sha256_file;
 use crate::persist::output_dir::OutputDir;
 use crate::persist::weights::NamedTensor;
-use crate::physics::forward::{MAX_POSITION_JITTER, OFFSET};
 use crate::physics::image::ComplexImage;
 use crate::physics::probe::{normalize, DEFAULT_PROBE_SCALE};
 use crate::study::simulate::{check_patches_fit, extract_patch};
@@ -172,7 +171,7 @@ impl Samples {
         shuffle: bool,
         seed: u64,
         epoch: usize,
-    ) -> Result<BatchStream, String> {
+    ) -> Result<BatchStream, TrainError> {
         BatchStream::epoch(
             self.dataset.clone(),
             groups.clone(),
@@ -185,7 +184,7 @@ impl Samples {
             },
             epoch,
         )
-        .map_err(|e| e.to_string())
+        .map_err(TrainError::from)
     }
 
     /// A streamed batch on the backend: X, and the PINN's offsets and targets s·X or the
@@ -195,15 +194,15 @@ impl Samples {
         b: &B,
         batch: &StreamBatch,
         s: f32,
-    ) -> Result<Batch<B::Storage>, String> {
+    ) -> Result<Batch<B::Storage>, TrainError> {
         let (c, n) = (batch.c, batch.n);
-        let upload = |shape: &[usize], v: &[f32]| b.upload_f32(shape, v).map_err(|e| e.to_string());
+        let upload = |shape: &[usize], v: &[f32]| b.upload_f32(shape, v);
         let x = upload(&[batch.groups, c, n, n], &batch.diffraction)?;
         let targets = match &self.objects {
             // The target s·X is scaled on the device: one upload per batch, not two.
             None => Targets::Physics {
                 relative: upload(&[batch.groups * c, 2], &batch.relative_offsets)?,
-                amplitude: b.scale(&x, s).map_err(|e| e.to_string())?,
+                amplitude: b.scale(&x, s)?,
             },
             Some(objects) => {
                 let (amplitude, phase) = labels(&self.dataset, objects, &batch.indices)?;
@@ -219,15 +218,15 @@ impl Samples {
 }
 
 /// Group a dataset as the model needs and, with `hold_out`, split off the last 5% for validation.
-fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, String> {
-    let dataset = Dataset::open(path).map_err(|e| e.to_string())?;
+fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, TrainError> {
+    let dataset = Dataset::open(path)?;
     if dataset.n != config.model.n {
-        return Err(format!(
+        return Err(TrainError::from(format!(
             "{}: patterns are {n}x{n}, but the model is built for N = {}",
             path.display(),
             config.model.n,
             n = dataset.n
-        ));
+        )));
     }
     // The reference feeds the model the start coordinates (TF-LOADER-COORDS-001).
     let groups = group(
@@ -241,7 +240,7 @@ fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, St
             seed: config.seed,
         },
     )
-    .map_err(|e| e.to_string())?;
+    ?;
     let (groups, objects) = match config.model.kind {
         ModelKind::Pinn => (groups, None),
         ModelKind::Baseline => (groups.flattened(), Some(label_sources(&dataset)?)),
@@ -264,7 +263,7 @@ fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, St
 
 /// Each shard's object to cut labels from, when the shard has no Y; an error naming a shard with
 /// neither.
-fn label_sources(dataset: &Dataset) -> Result<Vec<Option<ComplexImage>>, String> {
+fn label_sources(dataset: &Dataset) -> Result<Vec<Option<ComplexImage>>, TrainError> {
     dataset
         .shards
         .iter()
@@ -286,11 +285,11 @@ fn label_sources(dataset: &Dataset) -> Result<Vec<Option<ComplexImage>>, String>
                 })?;
                 Ok(Some(object.clone()))
             }
-            (None, None) => Err(format!(
+            (None, None) => Err(TrainError::from(format!(
                 "{}: the baseline trains on ground-truth patches: the file needs 'Y' (one N x N \
                  complex patch per pattern) or an 'objectGuess' to cut them from",
                 shard.path.display()
-            )),
+            ))),
         })
         .collect()
 }
@@ -301,7 +300,7 @@ fn labels(
     dataset: &Dataset,
     objects: &[Option<ComplexImage>],
     indices: &[usize],
-) -> Result<(Vec<f32>, Vec<f32>), String> {
+) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
     let n = dataset.n;
     let mut patch = vec![Complex32::default(); n * n];
     let (mut amplitude, mut phase) = (Vec::new(), Vec::new());
@@ -311,7 +310,7 @@ fn labels(
         match (&shard.patches, &objects[s]) {
             (Some(y), _) => y
                 .read_c64(k * n * n, &mut patch)
-                .map_err(|e| e.to_string())?,
+                ?,
             (None, Some(object)) => {
                 extract_patch(object, shard.xcoords[k], shard.ycoords[k], n, &mut patch)
             }
@@ -331,10 +330,10 @@ fn mean_loss_over<B: Backend>(
     groups: &Arc<Groups>,
     batch_size: usize,
     s: f32,
-) -> Result<f64, String> {
+) -> Result<f64, TrainError> {
     let mut sum = 0.0;
     for batch in samples.stream(groups, batch_size, false, 0, 0)? {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch?;
         sum += trainer.loss(b, &samples.upload(b, &batch, s)?)? * batch.groups as f64;
     }
     Ok(sum / groups.len().max(1) as f64)
@@ -384,23 +383,23 @@ pub fn train<B: Backend>(
     b: &B,
     config: &TrainConfig,
     progress: impl FnMut(Progress),
-) -> Result<TrainReport, String> {
+) -> Result<TrainReport, TrainError> {
     config.model.validate()?;
     if config.batch_size == 0 || config.nepochs == 0 || config.n_groups == Some(0) {
         return Err("batch size, epochs and n_groups must be at least 1".into());
     }
     if let Some(v) = config.nphotons.filter(|v| !(v.is_finite() && *v > 0.0)) {
-        return Err(format!("nphotons must be a positive number, got {v}"));
+        return Err(TrainError::from(format!("nphotons must be a positive number, got {v}")));
     }
     if let Some(v) = config
         .learning_rate
         .filter(|v| !(v.is_finite() && *v > 0.0))
     {
-        return Err(format!(
+        return Err(TrainError::from(format!(
             "the learning rate must be a positive number, got {v}"
-        ));
+        )));
     }
-    let out = OutputDir::lock(&config.output_dir).map_err(|e| e.to_string())?;
+    let out = OutputDir::lock(&config.output_dir)?;
     let resuming_here = config
         .resume
         .as_deref()
@@ -414,7 +413,7 @@ pub fn train<B: Backend>(
                 out.path().display()
             ),
         )
-        .map_err(|e| e.to_string())?;
+        ?;
     }
     let mut log = TrainLog::open(&out, resuming_here)?;
     let result = train_into(b, config, &out, &mut log, progress);
@@ -431,7 +430,7 @@ fn train_into<B: Backend>(
     out: &OutputDir,
     log: &mut TrainLog,
     mut progress: impl FnMut(Progress),
-) -> Result<TrainReport, String> {
+) -> Result<TrainReport, TrainError> {
     let mut say = |progress: &mut dyn FnMut(Progress), line: &str| {
         log.line(line);
         progress(Progress::Line(line));
@@ -447,7 +446,7 @@ fn train_into<B: Backend>(
     );
     let test = match &config.test_data {
         Some(path) => {
-            let test = load(path, config, false).map_err(|e| format!("--test-data: {e}"))?;
+            let test = load(path, config, false).map_err(|e| TrainError::from(format!("--test-data: {e}")))?;
             say(
                 &mut progress,
                 &format!("test data: {}", files_used(&test.dataset)),
@@ -458,10 +457,10 @@ fn train_into<B: Backend>(
     };
     let (train_groups, validation) = (samples.train.len(), samples.validation.len());
     if train_groups == 0 {
-        return Err(format!(
+        return Err(TrainError::from(format!(
             "{} groups leave nothing to train on",
             train_groups + validation
-        ));
+        )));
     }
     let resumed = config
         .resume
@@ -475,7 +474,7 @@ fn train_into<B: Backend>(
     let (weights, probe, optimizer, mut schedule) = match resumed {
         None => (
             glorot_init(&config.model, config.seed)?,
-            normalize(dataset.probe(), n, DEFAULT_PROBE_SCALE).map_err(|e| e.to_string())?,
+            normalize(dataset.probe(), n, DEFAULT_PROBE_SCALE)?,
             None,
             Schedule {
                 learning_rate: config.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
@@ -520,20 +519,22 @@ fn train_into<B: Backend>(
         .shards
         .iter()
         .map(|shard| {
-            let (sha, size) = sha256_file(&shard.path).map_err(|e| e.to_string())?;
+            let (sha, size) =
+                sha256_file(&shard.path).map_err(|e| TrainError::io(&shard.path, e))?;
             Ok(json!({ "path": shard.path.display().to_string(), "sha256": sha, "size_bytes": size }))
         })
-        .collect::<Result<_, String>>()?;
-    let params = json!({
-        "N": n, "gridsize": config.model.gridsize, "model_type": config.model.kind.name(),
-        "n_filters_scale": config.model.n_filters_scale, "probe_big": config.model.probe_big,
-        "amp_activation": config.model.amp_activation, "nphotons": nphotons,
-        "intensity_scale": s, "offset": OFFSET, "max_position_jitter": MAX_POSITION_JITTER,
-        "probe_scale": DEFAULT_PROBE_SCALE, "object_big": true, "pad_object": true,
-        "n_groups": train_groups + validation, "batch_size": config.batch_size, "seed": config.seed,
-        "train_data": digests, "backend": "wgpu",
-    });
-    let params = params.as_object().cloned().expect("an object");
+        .collect::<Result<_, TrainError>>()?;
+    let params = bundle_params(
+        &config.model,
+        &TrainingRecord {
+            nphotons,
+            intensity_scale: s,
+            n_groups: train_groups + validation,
+            batch_size: config.batch_size,
+            seed: config.seed,
+            train_data: digests,
+        },
+    );
 
     // The bundle and the history that describes it, written together; weights that are no longer
     // finite are refused by bundle::save, so a diverged run never replaces a good bundle.
@@ -541,7 +542,7 @@ fn train_into<B: Backend>(
     let checkpoint = |trainer: &Trainer<B::Storage>,
                       weights: Vec<NamedTensor>,
                       schedule: &Schedule|
-     -> Result<SavedBundle, String> {
+     -> Result<SavedBundle, TrainError> {
         let mut params = params.clone();
         params.insert(
             "training_state".into(),
@@ -551,11 +552,11 @@ fn train_into<B: Backend>(
             params,
             weights,
             probe: probe.clone(),
-            optimizer: Some(trainer.optimizer_state(b).map_err(|e| e.to_string())?),
+            optimizer: Some(trainer.optimizer_state(b)?),
         };
-        let saved = bundle::save(out.path(), &bundle).map_err(|e| e.to_string())?;
-        write_json(&out.join("history.json"), &history(&schedule.epochs, None))
-            .map_err(|e| e.to_string())?;
+        let saved = bundle::save(out.path(), &bundle)?;
+        let path = out.join("history.json");
+        write_json(&path, &history(&schedule.epochs, None)).map_err(|e| TrainError::io(&path, e))?;
         Ok(saved)
     };
 
@@ -574,9 +575,9 @@ fn train_into<B: Backend>(
         // has just submitted.
         let mut in_flight: Option<(usize, usize, B::PendingRead)> = None;
         let mut finish = |(step, size, pending): (usize, usize, B::PendingRead)| {
-            let loss = b.finish_read_f32(pending).map_err(|e| e.to_string())?[0] as f64;
+            let loss = b.finish_read_f32(pending)?[0] as f64;
             if !loss.is_finite() {
-                return Err(format!("epoch {epoch}, step {step}: the loss is {loss}"));
+                return Err(TrainError::from(format!("epoch {epoch}, step {step}: the loss is {loss}")));
             }
             weighted += loss * size as f64;
             progress(Progress::Step {
@@ -588,13 +589,13 @@ fn train_into<B: Backend>(
             Ok(())
         };
         let stream = samples.stream(&samples.train, config.batch_size, true, config.seed, epoch)?;
-        let run_epoch = || -> Result<(), String> {
+        let run_epoch = || -> Result<(), TrainError> {
             for (step, batch) in stream.enumerate() {
-                let batch = batch.map_err(|e| e.to_string())?;
+                let batch = batch?;
                 let loss = trainer
                     .record_step(b, &samples.upload(b, &batch, s)?)
-                    .map_err(|e| format!("epoch {epoch}, step {}: {e}", step + 1))?;
-                let pending = b.start_read_f32(&loss).map_err(|e| e.to_string())?;
+                    .map_err(|e| TrainError::from(format!("epoch {epoch}, step {}: {e}", step + 1)))?;
+                let pending = b.start_read_f32(&loss)?;
                 if let Some(previous) = in_flight.replace((step + 1, batch.groups, pending)) {
                     finish(previous)?;
                 }
@@ -613,10 +614,10 @@ fn train_into<B: Backend>(
         })?;
         // A diverged step can leave the loss finite (a saturated sigmoid) while the weights are not:
         // look at them after every epoch, not only when saving.
-        let weights = trainer.network.download(b).map_err(|e| e.to_string())?;
+        let weights = trainer.network.download(b)?;
         let bad = bundle::non_finite_tensors(&weights);
         if !bad.is_empty() {
-            return Err(format!(
+            return Err(TrainError::from(format!(
                 "epoch {epoch}: training diverged, {} of {} weight tensors hold non-finite values \
                  ({}{}); try a lower --learning-rate; {}",
                 bad.len(),
@@ -624,7 +625,7 @@ fn train_into<B: Backend>(
                 bad[..bad.len().min(3)].join(", "),
                 if bad.len() > 3 { ", ..." } else { "" },
                 LastSaved::describe(&last_saved, out.path())
-            ));
+            )));
         }
         let train_loss = weighted / train_groups as f64;
         let val_loss = if validation > 0 {
@@ -696,7 +697,7 @@ fn train_into<B: Backend>(
         Some(saved) => saved.bundle,
         None => checkpoint(
             &trainer,
-            trainer.network.download(b).map_err(|e| e.to_string())?,
+            trainer.network.download(b)?,
             &schedule,
         )?,
     };
@@ -712,11 +713,9 @@ fn train_into<B: Backend>(
                     path.display()
                 ),
             );
-            write_json(
-                &out.join("history.json"),
-                &history(&schedule.epochs, Some(loss)),
-            )
-            .map_err(|e| e.to_string())?;
+            let path = out.join("history.json");
+            write_json(&path, &history(&schedule.epochs, Some(loss)))
+                .map_err(|e| TrainError::io(&path, e))?;
             Some(loss)
         }
         None => None,
@@ -738,7 +737,7 @@ fn train_into<B: Backend>(
 struct TrainLog(Option<std::fs::File>);
 
 impl TrainLog {
-    fn open(out: &OutputDir, append: bool) -> Result<Self, String> {
+    fn open(out: &OutputDir, append: bool) -> Result<Self, TrainError> {
         let path = out.join("train.log");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -746,7 +745,7 @@ impl TrainLog {
             .append(append)
             .truncate(!append)
             .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| TrainError::io(&path, e))?;
         Ok(Self(Some(file)))
     }
 
@@ -793,14 +792,14 @@ fn choose_nphotons(
     dataset: &Dataset,
     resumed: Option<&Resumed>,
     say: &mut dyn FnMut(&str),
-) -> Result<f64, String> {
-    let recorded = dataset.recorded_nphotons().map_err(|e| e.to_string())?;
+) -> Result<f64, TrainError> {
+    let recorded = dataset.recorded_nphotons()?;
     let (value, source) = match (config.nphotons, resumed.map(|r| r.nphotons)) {
         (Some(given), Some(saved)) if given != saved => {
-            return Err(format!(
+            return Err(TrainError::from(format!(
                 "--nphotons {given:e} contradicts the bundle being resumed, trained at {saved:e} \
                  (its intensity scale depends on it); drop --nphotons to continue at {saved:e}"
-            ))
+            )))
         }
         (Some(given), _) => (given, "--nphotons".to_string()),
         (None, Some(saved)) => (saved, "the resumed bundle".to_string()),
@@ -856,16 +855,16 @@ fn model_differences(saved: &ModelConfig, asked: &ModelConfig) -> Vec<String> {
         .collect()
 }
 
-fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, String> {
-    let saved = bundle::load(dir, None).map_err(|e| e.to_string())?;
+fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, TrainError> {
+    let saved = bundle::load(dir, None)?;
     let model = model_config(&saved.params)?;
     let differences = model_differences(&model, &config.model);
     if !differences.is_empty() {
-        return Err(format!(
+        return Err(TrainError::from(format!(
             "{}: cannot resume: {}",
             dir.display(),
             differences.join("; ")
-        ));
+        )));
     }
     let schedule: Schedule = saved
         .params
@@ -873,23 +872,20 @@ fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, S
         .cloned()
         .map(serde_json::from_value)
         .transpose()
-        .map_err(|e| format!("{}: training_state: {e}", dir.display()))?
+        .map_err(|e| TrainError::from(format!("{}: training_state: {e}", dir.display())))?
         .ok_or_else(|| {
-            format!(
+            TrainError::from(format!(
                 "{}: the bundle has no training state to resume",
                 dir.display()
-            )
+            ))
         })?;
-    let nphotons = saved
-        .params
-        .get("nphotons")
-        .and_then(serde_json::Value::as_f64)
-        .ok_or_else(|| format!("{}: the bundle records no nphotons", dir.display()))?;
+    let nphotons = recorded_nphotons(&saved.params)
+        .ok_or_else(|| TrainError::from(format!("{}: the bundle records no nphotons", dir.display())))?;
     let optimizer = saved.optimizer.ok_or_else(|| {
-        format!(
+        TrainError::from(format!(
             "{}: the bundle has no optimizer state to resume",
             dir.display()
-        )
+        ))
     })?;
     Ok(Resumed {
         weights: saved.weights,
