@@ -67,15 +67,17 @@ fn layer_table_shapes_flops_and_names() {
 fn invalid_configurations_are_errors() {
     assert!(layers(&ModelConfig::pinn(48, 1))
         .unwrap_err()
+        .to_string()
         .contains("N = 48"));
     assert!(layers(&ModelConfig::pinn(64, 3))
         .unwrap_err()
+        .to_string()
         .contains("gridsize"));
     let baseline = ModelConfig {
         kind: ModelKind::Baseline,
         ..ModelConfig::pinn(128, 1)
     };
-    assert!(layers(&baseline).unwrap_err().contains("N = 64 only"));
+    assert!(layers(&baseline).unwrap_err().to_string().contains("N = 64 only"));
 }
 
 #[test]

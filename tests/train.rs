@@ -400,7 +400,7 @@ fn a_batch_of_the_wrong_kind_is_an_error() {
     let err = trainer
         .loss(&b, &pinn_batch(&b, &data, &data.target))
         .unwrap_err();
-    assert!(err.contains("labels"), "{err}");
+    assert!(err.to_string().contains("labels"), "{err}");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! coordinates, complex64 probe and object, and `_metadata` carried forward with a provenance record.
 //! Used by `ptycho data shard` and `ptycho data convert`.
 
+use crate::io::FormatError;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -126,7 +128,7 @@ pub fn write_shards(
 }
 
 /// Parse sizes such as `1GiB`, `512MiB`, `4GB`, `100000`.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+pub fn parse_size(text: &str) -> std::result::Result<u64, FormatError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -134,7 +136,7 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let (number, unit) = t.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("'{text}' is not a size (e.g. 1GiB, 512MiB)"))?;
+        .map_err(|_| FormatError::from(format!("'{text}' is not a size (e.g. 1GiB, 512MiB)")))?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -143,7 +145,11 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         "kib" => 1024.0,
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("'{text}': unknown size unit '{unit}'")),
+        _ => {
+            return Err(FormatError::from(format!(
+                "'{text}': unknown size unit '{unit}'"
+            )))
+        }
     };
     Ok((value * factor) as u64)
 }

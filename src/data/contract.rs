@@ -536,7 +536,7 @@ fn read_metadata(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
     let text = match header.dtype.kind {
         Kind::Unicode => ctx.npz.array("_metadata")?.to_unicode_string()?,
         Kind::Object => pickle::strings(&ctx.npz.object_payload("_metadata", 16 << 20)?)
-            .map_err(|e| ctx.err("_metadata", "a pickled JSON string", e))?
+            .map_err(|e| ctx.err("_metadata", "a pickled JSON string", e.to_string()))?
             .into_iter()
             .find(|s| s.trim_start().starts_with('{'))
             .ok_or_else(|| {

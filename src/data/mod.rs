@@ -37,10 +37,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn format(file: impl std::fmt::Display, message: impl Into<String>) -> Self {
+    pub(crate) fn format(file: impl std::fmt::Display, message: impl std::fmt::Display) -> Self {
         DataError::Format {
             file: file.to_string(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! region, centre-crop both to a common size, optionally register, trim, prepare amplitude and phase,
 //! and compute every metric for each.
 
+use super::EvalError;
 use rustfft::num_complex::Complex64;
 use serde::Serialize;
 
@@ -204,12 +205,12 @@ fn place_stitched(
 }
 
 /// An image with nothing to score: no signal at all.
-fn check_signal(img: &Complex, what: &str) -> Result<(), String> {
+fn check_signal(img: &Complex, what: &str) -> Result<(), EvalError> {
     if img.data.iter().all(|v| v.norm() == 0.0) {
-        return Err(format!(
+        return Err(EvalError::from(format!(
             "the {what} is zero everywhere ({}x{}): there is nothing to score",
             img.h, img.w
-        ));
+        )));
     }
     Ok(())
 }
@@ -255,7 +256,7 @@ pub fn compare(
     truth: &Complex,
     positions: Option<&Positions>,
     options: &CompareOptions,
-) -> Result<Comparison, String> {
+) -> Result<Comparison, EvalError> {
     check_signal(recon, "reconstruction")?;
     check_signal(truth, "ground truth")?;
     let (recon_shape, truth_shape) = ([recon.h, recon.w], [truth.h, truth.w]);
@@ -308,10 +309,10 @@ pub fn compare(
     }
     let (truth, recon) = (truth.trim(options.trim), recon.trim(options.trim));
     if truth.h < 7 || truth.w < 7 {
-        return Err(format!(
+        return Err(EvalError::from(format!(
             "only {}x{} pixels remain after cropping and trimming; SSIM needs at least 7x7",
             truth.h, truth.w
-        ));
+        )));
     }
     let note = cropping_note(recon_shape, truth_shape, scanned, placed, [h, w], trimmed);
     let cropping = Cropping {

@@ -6,3 +6,18 @@ pub mod metrics;
 pub mod plot;
 pub mod register;
 pub mod report;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EvalError {
+    /// Images that cannot be scored; the message says why.
+    #[error("{0}")]
+    Unscorable(String),
+}
+
+impl From<String> for EvalError {
+    fn from(message: String) -> Self {
+        EvalError::Unscorable(message)
+    }
+}

@@ -9,6 +9,46 @@
 pub mod phase_sync;
 pub mod stitch;
 
+use thiserror::Error;
+
+use crate::data::DataError;
+use crate::model::ModelError;
+use crate::persist::PersistError;
+use crate::physics::PhysicsError;
+use ptycho_kernels::KernelError;
+
+#[derive(Debug, Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    #[error(transparent)]
+    Model(#[from] ModelError),
+
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+
+    #[error(transparent)]
+    Physics(#[from] PhysicsError),
+
+    /// A PNG written beside the reconstruction.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
+
+    /// Inputs that cannot be reconstructed, and outputs that must not be written; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for InferError {
+    fn from(message: String) -> Self {
+        InferError::Invalid(message)
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -64,25 +104,25 @@ pub fn infer<B: Backend>(
     b: &B,
     config: &InferConfig,
     mut progress: impl FnMut(usize, usize),
-) -> Result<InferReport, String> {
-    let out = OutputDir::lock(&config.output_dir).map_err(|e| e.to_string())?;
-    out.refuse_existing(&OUTPUTS, config.overwrite, "--overwrite")
-        .map_err(|e| e.to_string())?;
+) -> Result<InferReport, InferError> {
+    let out = OutputDir::lock(&config.output_dir)?;
+    out.refuse_existing(&OUTPUTS, config.overwrite, "--overwrite")?;
     // Loading verifies the digests; Network::new checks the tensors against the architecture.
-    let loaded = bundle::load(&config.model_dir, None).map_err(|e| e.to_string())?;
-    let model = model_config(&loaded.params).map_err(|e| e.to_string())?;
+    let loaded = bundle::load(&config.model_dir, None)?;
+    let model = model_config(&loaded.params)?;
     let network = Network::new(b, &model, &loaded.weights)
-        .map_err(|e| format!("{}: {e}", config.model_dir.display()))?;
-    let dataset = Dataset::open(&config.test_data).map_err(|e| e.to_string())?;
+        .map_err(|e| InferError::from(format!("{}: {e}", config.model_dir.display())))?;
+    let dataset = Dataset::open(&config.test_data)?;
     if dataset.n != model.n {
-        return Err(format!(
+        return Err(InferError::from(format!(
             "{}: patterns are {n}x{n}, the model was trained for N = {}",
             config.test_data.display(),
             model.n,
             n = dataset.n
-        ));
+        )));
     }
-    stitch::check_crop(model.n, config.stitch_crop).map_err(|e| format!("--stitch-crop: {e}"))?;
+    stitch::check_crop(model.n, config.stitch_crop)
+        .map_err(|e| InferError::from(format!("--stitch-crop: {e}")))?;
     // The baseline reconstructs single patterns whatever gridsize it was trained at.
     let gridsize = match model.kind {
         ModelKind::Pinn => model.gridsize,
@@ -98,8 +138,7 @@ pub fn infer<B: Backend>(
             enable_oversampling: false,
             seed: config.seed,
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let (n, c) = (model.n, groups.c);
     let alpha = dataset.normalization() as f32;
     let canvas = default_canvas_size(n, model.gridsize);
@@ -110,9 +149,7 @@ pub fn infer<B: Backend>(
         let count = config.batch_size.max(1).min(groups.len() - first);
         let mut x = Vec::with_capacity(count * c * n * n);
         for k in first * c..(first + count) * c {
-            dataset
-                .read_pattern(groups.indices[k], &mut pattern)
-                .map_err(|e| e.to_string())?;
+            dataset.read_pattern(groups.indices[k], &mut pattern)?;
             x.extend(pattern.iter().map(|v| v * alpha));
         }
         let run = || -> Result<Vec<ptycho_kernels::Complex32>, ptycho_kernels::KernelError> {
@@ -137,7 +174,7 @@ pub fn infer<B: Backend>(
             };
             b.download_c64(&b.recenter(&merged.canvas, n, n)?)
         };
-        objects.extend(run().map_err(|e| e.to_string())?);
+        objects.extend(run()?);
         progress(first + count, groups.len());
     }
     let bad = objects
@@ -145,20 +182,19 @@ pub fn infer<B: Backend>(
         .filter(|v| !v.re.is_finite() || !v.im.is_finite())
         .count();
     if bad > 0 {
-        return Err(format!(
+        return Err(InferError::from(format!(
             "{}: the network's output holds {bad} non-finite values of {} (a diverged model?); \
              nothing written",
             config.model_dir.display(),
             objects.len()
-        ));
+        )));
     }
     let rate = (groups.len() * c) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let phase_sync = config
         .phase_sync
         .then(|| synchronise_phases(&mut objects, n, &groups.centroids, config.stitch_crop));
-    let stitched = stitch::reassemble(b, &objects, n, &groups.centroids, config.stitch_crop)
-        .map_err(|e| e.to_string())?;
-    write_outputs(out.path(), &stitched, &groups.centroids).map_err(|e| e.to_string())?;
+    let stitched = stitch::reassemble(b, &objects, n, &groups.centroids, config.stitch_crop)?;
+    write_outputs(out.path(), &stitched, &groups.centroids)?;
     Ok(InferReport {
         device: b.describe(),
         groups: groups.len(),
@@ -173,7 +209,7 @@ fn write_outputs(
     dir: &Path,
     stitched: &stitch::Stitched,
     centroids: &[[f64; 2]],
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), InferError> {
     let s = stitched.size;
     let amplitude: Vec<f32> = stitched.image.iter().map(|v| v.norm()).collect();
     let phase: Vec<f32> = stitched.image.iter().map(|v| v.arg()).collect();
@@ -187,13 +223,14 @@ fn write_outputs(
     out.add_f64("ycoords", &[y.len()], &y)?;
     out.finish()?;
     let real = |v: &[f32]| Real::new(s, s, v.iter().map(|x| *x as f64).collect());
-    write_atomic(
-        &dir.join("amplitude.png"),
-        &plot::image_png("amplitude", &real(&amplitude), false),
-    )?;
-    write_atomic(
-        &dir.join("phase.png"),
-        &plot::image_png("phase", &real(&phase), true),
-    )?;
+    for (name, values, cyclic) in [("amplitude", &amplitude, false), ("phase", &phase, true)] {
+        let path = dir.join(format!("{name}.png"));
+        write_atomic(&path, &plot::image_png(name, &real(values), cyclic)).map_err(|error| {
+            InferError::Io {
+                file: path.display().to_string(),
+                error,
+            }
+        })?;
+    }
     Ok(())
 }

@@ -6,7 +6,28 @@
 //! - `atomic`: temporary file, fsync, rename, so that a crash never leaves a half-written output at its
 //!   final path; every writer of the crate (NPZ, JSON, PNG, bundles) goes through it.
 //!
-//! Errors are the data layer's [`DataError`](crate::data::DataError): each names the file at fault.
+//! Errors are the data layer's [`DataError`](crate::data::DataError), which names the file at fault;
+//! the byte parsers return a [`FormatError`] the caller attaches the file to.
+
+use thiserror::Error;
+
+/// What a parser of bytes (an NPY header, a pickle, a size) found wrong, before the caller names the
+/// file and key it came from.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct FormatError(pub String);
+
+impl From<String> for FormatError {
+    fn from(message: String) -> Self {
+        FormatError(message)
+    }
+}
+
+impl From<&str> for FormatError {
+    fn from(message: &str) -> Self {
+        FormatError(message.to_string())
+    }
+}
 
 pub mod atomic;
 pub mod npy;

@@ -1,6 +1,8 @@
 //! The .npy format (versions 1, 2 and 3): header parsing and writing, dtype descriptors, and decoding of
 //! element bytes of any supported dtype and byte order into f32/f64/complex values.
 
+use crate::io::FormatError;
+
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub struct NpyDtype {
 }
 
 impl NpyDtype {
-    pub fn parse(descr: &str) -> Result<Self, String> {
+    pub fn parse(descr: &str) -> Result<Self, FormatError> {
         let mut chars = descr.chars();
         let (order, rest) = match chars.next() {
             Some(c @ ('<' | '>' | '|' | '=')) => (c, chars.as_str()),
@@ -34,14 +36,14 @@ impl NpyDtype {
         let mut rest_chars = rest.chars();
         let kind_char = rest_chars
             .next()
-            .ok_or_else(|| format!("empty dtype '{descr}'"))?;
+            .ok_or_else(|| FormatError::from(format!("empty dtype '{descr}'")))?;
         let digits = rest_chars.as_str();
         let count: usize = if digits.is_empty() && kind_char == 'O' {
             8
         } else {
             digits
                 .parse()
-                .map_err(|_| format!("unsupported dtype '{descr}'"))?
+                .map_err(|_| FormatError::from(format!("unsupported dtype '{descr}'")))?
         };
         let (kind, size) = match kind_char {
             'f' if matches!(count, 2 | 4 | 8) => (Kind::Float, count),
@@ -51,10 +53,12 @@ impl NpyDtype {
             'b' if count == 1 => (Kind::Bool, 1),
             'U' => (
                 Kind::Unicode,
-                count.checked_mul(4).ok_or("absurd unicode width")?,
+                count
+                    .checked_mul(4)
+                    .ok_or_else(|| FormatError::from("absurd unicode width".to_string()))?,
             ),
             'O' => (Kind::Object, 8),
-            _ => return Err(format!("unsupported dtype '{descr}'")),
+            _ => return Err(FormatError::from(format!("unsupported dtype '{descr}'"))),
         };
         Ok(Self {
             kind,
@@ -113,15 +117,15 @@ impl NpyHeader {
     }
 
     /// Bytes of array data, or an error when the shape overflows.
-    pub fn data_bytes(&self) -> Result<u64, String> {
+    pub fn data_bytes(&self) -> Result<u64, FormatError> {
         self.shape
             .iter()
             .try_fold(self.dtype.size as u64, |acc, &d| acc.checked_mul(d as u64))
-            .ok_or_else(|| format!("shape {:?} overflows", self.shape))
+            .ok_or_else(|| FormatError::from(format!("shape {:?} overflows", self.shape)))
     }
 
     /// Parse the header at the start of `bytes` (at least the whole header must be present).
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() < 10 || &bytes[..6] != MAGIC {
             return Err("not a .npy array (bad magic)".into());
         }
@@ -129,7 +133,11 @@ impl NpyHeader {
         let (len_bytes, start) = match major {
             1 => (2, 10),
             2 | 3 => (4, 12),
-            v => return Err(format!(".npy format version {v} is not supported")),
+            v => {
+                return Err(FormatError::from(format!(
+                    ".npy format version {v} is not supported"
+                )))
+            }
         };
         if bytes.len() < start {
             return Err("truncated .npy header".into());
@@ -141,30 +149,32 @@ impl NpyHeader {
         };
         let end = start
             .checked_add(header_len)
-            .ok_or("absurd header length")?;
+            .ok_or_else(|| FormatError::from("absurd header length".to_string()))?;
         if bytes.len() < end {
-            return Err(format!(
+            return Err(FormatError::from(format!(
                 "truncated .npy header: needs {end} bytes, has {}",
                 bytes.len()
-            ));
+            )));
         }
         let text = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
         let descr = dict_value(text, "descr")?;
         let descr = descr
             .strip_prefix('\'')
             .and_then(|d| d.strip_suffix('\''))
-            .ok_or_else(|| format!("structured dtype {descr} is not supported"))?;
+            .ok_or_else(|| {
+                FormatError::from(format!("structured dtype {descr} is not supported"))
+            })?;
         let dtype = NpyDtype::parse(descr)?;
         let fortran_order = match dict_value(text, "fortran_order")?.as_str() {
             "True" => true,
             "False" => false,
-            other => return Err(format!("bad fortran_order '{other}'")),
+            other => return Err(FormatError::from(format!("bad fortran_order '{other}'"))),
         };
         let shape_text = dict_value(text, "shape")?;
         let inner = shape_text
             .strip_prefix('(')
             .and_then(|s| s.strip_suffix(')'))
-            .ok_or_else(|| format!("bad shape '{shape_text}'"))?;
+            .ok_or_else(|| FormatError::from(format!("bad shape '{shape_text}'")))?;
         let shape = inner
             .split(',')
             .map(str::trim)
@@ -172,7 +182,7 @@ impl NpyHeader {
             .map(|s| {
                 s.trim_end_matches('L')
                     .parse::<usize>()
-                    .map_err(|_| format!("bad shape '{shape_text}'"))
+                    .map_err(|_| FormatError::from(format!("bad shape '{shape_text}'")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let header = Self {
@@ -227,17 +237,17 @@ impl NpyHeader {
 }
 
 /// The raw text of `key`'s value in a python dict literal (strings keep their quotes).
-fn dict_value(text: &str, key: &str) -> Result<String, String> {
+fn dict_value(text: &str, key: &str) -> Result<String, FormatError> {
     let needle_a = format!("'{key}'");
     let needle_b = format!("\"{key}\"");
     let pos = text
         .find(&needle_a)
         .or_else(|| text.find(&needle_b))
-        .ok_or_else(|| format!("header has no '{key}'"))?;
+        .ok_or_else(|| FormatError::from(format!("header has no '{key}'")))?;
     let after = text[pos + key.len() + 2..].trim_start();
     let after = after
         .strip_prefix(':')
-        .ok_or_else(|| format!("bad header near '{key}'"))?
+        .ok_or_else(|| FormatError::from(format!("bad header near '{key}'")))?
         .trim_start();
     let end = match after.chars().next() {
         Some('(') => after.find(')').map(|i| i + 1),
@@ -245,7 +255,7 @@ fn dict_value(text: &str, key: &str) -> Result<String, String> {
         Some(q @ ('\'' | '"')) => after[1..].find(q).map(|i| i + 2),
         _ => after.find([',', '}']),
     }
-    .ok_or_else(|| format!("bad header value for '{key}'"))?;
+    .ok_or_else(|| FormatError::from(format!("bad header value for '{key}'")))?;
     Ok(after[..end].trim().to_string())
 }
 
@@ -355,12 +365,17 @@ mod tests {
             &NpyDtype::little(Kind::Float, 8),
             &[99_999_999_999, 99_999_999_999],
         );
-        assert!(NpyHeader::parse(&bytes).unwrap_err().contains("overflows"));
+        assert!(NpyHeader::parse(&bytes)
+            .unwrap_err()
+            .0
+            .contains("overflows"));
         assert!(NpyHeader::parse(b"\x93NUMPY\x01\x00\xff\x00{")
             .unwrap_err()
+            .0
             .contains("truncated"));
         assert!(NpyHeader::parse(b"PK\x03\x04")
             .unwrap_err()
+            .0
             .contains("magic"));
     }
 

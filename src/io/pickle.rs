@@ -7,15 +7,17 @@
 //! Writing: a plain pickle (protocol 2) of a dict of strings and lists of strings, so Python tools can
 //! read a bundle's `manifest.dill` with `pickle`/`dill`.
 
+use crate::io::FormatError;
+
 /// Every text string in the pickle stream, in order.
-pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub fn strings(bytes: &[u8]) -> Result<Vec<String>, FormatError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
-    let take = |pos: &mut usize, n: usize| -> Result<&[u8], String> {
+    let take = |pos: &mut usize, n: usize| -> Result<&[u8], FormatError> {
         let end = pos
             .checked_add(n)
             .filter(|&e| e <= bytes.len())
-            .ok_or("pickle is truncated")?;
+            .ok_or_else(|| FormatError::from("pickle is truncated".to_string()))?;
         let slice = &bytes[*pos..end];
         *pos = end;
         Ok(slice)
@@ -56,7 +58,7 @@ pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
                     let nl = rest
                         .iter()
                         .position(|&b| b == b'\n')
-                        .ok_or("pickle is truncated")?;
+                        .ok_or_else(|| FormatError::from("pickle is truncated".to_string()))?;
                     pos += nl + 1;
                 }
             }
@@ -82,10 +84,10 @@ pub fn strings(bytes: &[u8]) -> Result<Vec<String>, String> {
                 take(&mut pos, n)?;
             }
             other => {
-                return Err(format!(
+                return Err(FormatError::from(format!(
                     "unsupported pickle opcode 0x{other:02x} at byte {}",
                     pos - 1
-                ))
+                )))
             }
         }
     }
@@ -151,9 +153,11 @@ mod tests {
     fn truncated_and_unknown_pickles_are_errors() {
         assert!(strings(&[0x80, 3, b'X', 9, 0, 0, 0, b'a'])
             .unwrap_err()
+            .0
             .contains("truncated"));
         assert!(strings(&[0x80, 3, 0xff])
             .unwrap_err()
+            .0
             .contains("unsupported pickle opcode"));
     }
 }

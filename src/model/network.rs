@@ -62,10 +62,9 @@ impl<S> Network<S> {
         let expected = parameters(config)?;
         let mut params = Vec::with_capacity(expected.len());
         for (name, shape) in &expected {
-            let t = weights
-                .iter()
-                .find(|t| &t.name == name)
-                .ok_or_else(|| ModelError::from(format!("weights lack tensor '{name}' {shape:?}")))?;
+            let t = weights.iter().find(|t| &t.name == name).ok_or_else(|| {
+                ModelError::from(format!("weights lack tensor '{name}' {shape:?}"))
+            })?;
             if &t.shape != shape {
                 return Err(ModelError::from(format!(
                     "tensor '{name}' has shape {:?}, the architecture needs {shape:?}",

@@ -12,3 +12,25 @@
 
 pub mod overlap;
 pub mod simulate;
+
+use thiserror::Error;
+
+use crate::data::DataError;
+use crate::physics::PhysicsError;
+use ptycho_kernels::KernelError;
+
+#[derive(Debug, Error)]
+pub enum StudyError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    #[error(transparent)]
+    Physics(#[from] PhysicsError),
+
+    /// Settings or inputs a phase cannot run with; the message says which.
+    #[error("{0}")]
+    Input(String),
+}

@@ -18,7 +18,7 @@ use crate::data::subset::write_rows;
 use crate::data::DataError;
 use crate::io::npz::NpzFile;
 use crate::persist::output_dir::OutputDir;
-use crate::physics::PhysicsError;
+use crate::study::StudyError;
 
 /// Below this the geometry quantities are clamped (the reference's GEOMETRY_ACCEPTANCE_EPS).
 pub const GEOMETRY_EPS: f64 = 1e-6;
@@ -175,7 +175,7 @@ pub fn select_by_spacing(
     points: &[(f64, f64)],
     threshold: f64,
     what: &str,
-) -> Result<SpacingSelection, PhysicsError> {
+) -> Result<SpacingSelection, StudyError> {
     let n = points.len();
     let bound = spacing_geometry_bound(points, threshold);
     let min_acceptance = SPACING_MIN_ACCEPTANCE.max(0.8 * bound);
@@ -221,7 +221,7 @@ pub fn select_by_spacing(
             metrics: greedy_metrics,
         });
     }
-    Err(PhysicsError::Input(format!(
+    Err(StudyError::Input(format!(
         "Insufficient positions meet spacing threshold for {what} even after greedy downsampling. \
          Direct acceptance: {:.1}%, greedy acceptance: {:.1}%, both < minimum {:.2}% (geometry \
          acceptance bound: {:.2}%). Min spacing: {min_spacing:.2} px < threshold: {threshold:.2} px. \
@@ -247,24 +247,24 @@ pub struct MetricsConfig {
 }
 
 impl MetricsConfig {
-    pub fn validate(&self) -> Result<(), PhysicsError> {
+    pub fn validate(&self) -> Result<(), StudyError> {
         if self.gridsize != 1 && self.gridsize != 2 {
-            return Err(PhysicsError::Input(format!(
+            return Err(StudyError::Input(format!(
                 "gridsize must be 1 or 2, got {}",
                 self.gridsize
             )));
         }
         if !(self.s_img > 0.0 && self.s_img <= 1.0) {
-            return Err(PhysicsError::Input(format!(
+            return Err(StudyError::Input(format!(
                 "s_img must be in (0, 1], got {}",
                 self.s_img
             )));
         }
         if self.n_groups < 1 {
-            return Err(PhysicsError::Input("n_groups must be >= 1".into()));
+            return Err(StudyError::Input("n_groups must be >= 1".into()));
         }
         if !(self.probe_diameter_px.is_finite() && self.probe_diameter_px > 0.0) {
-            return Err(PhysicsError::Input(format!(
+            return Err(StudyError::Input(format!(
                 "probe diameter must be positive, got {}",
                 self.probe_diameter_px
             )));
@@ -319,14 +319,14 @@ pub fn form_groups(
     gridsize: usize,
     n_groups: usize,
     seed: u64,
-) -> Result<Vec<Vec<usize>>, PhysicsError> {
+) -> Result<Vec<Vec<usize>>, StudyError> {
     let n = points.len();
     if gridsize == 1 {
         return Ok((0..n).map(|i| vec![i]).collect());
     }
     let c = gridsize * gridsize;
     if n < c {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "Need at least {c} images for gridsize={gridsize}, found {n}"
         )));
     }
@@ -471,11 +471,11 @@ pub struct MetricsSelection {
 pub fn select_by_metrics(
     points: &[(f64, f64)],
     config: &MetricsConfig,
-) -> Result<MetricsSelection, PhysicsError> {
+) -> Result<MetricsSelection, StudyError> {
     config.validate()?;
     let kept = subsample(points.len(), config.s_img, config.rng_seed_subsample);
     if kept.is_empty() {
-        return Err(PhysicsError::Input(
+        return Err(StudyError::Input(
             "Subsampling resulted in zero images".into(),
         ));
     }
@@ -527,7 +527,7 @@ pub fn select_by_metrics(
 // Files.
 
 /// Write JSON atomically, an error naming the file.
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), PhysicsError> {
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StudyError> {
     crate::io::atomic::write_json(path, value).map_err(|e| DataError::io(path.display(), e).into())
 }
 
@@ -540,7 +540,7 @@ fn points_of(scan: &ScanFile) -> Vec<(f64, f64)> {
 }
 
 /// The train and test files of one phase C dose folder (`*train.npz`, `*test.npz`).
-pub fn find_splits(dose_dir: &Path) -> Result<[(&'static str, PathBuf); 2], PhysicsError> {
+pub fn find_splits(dose_dir: &Path) -> Result<[(&'static str, PathBuf); 2], StudyError> {
     let entries = std::fs::read_dir(dose_dir).map_err(|e| DataError::io(dose_dir.display(), e))?;
     let mut names: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -556,7 +556,7 @@ pub fn find_splits(dose_dir: &Path) -> Result<[(&'static str, PathBuf); 2], Phys
             })
             .cloned()
             .ok_or_else(|| {
-                PhysicsError::Input(format!(
+                StudyError::Input(format!(
                     "{}: no *{suffix} file (phase C writes patched_train.npz and patched_test.npz)",
                     dose_dir.display()
                 ))
@@ -566,12 +566,12 @@ pub fn find_splits(dose_dir: &Path) -> Result<[(&'static str, PathBuf); 2], Phys
 }
 
 /// The spacing threshold of a view: (1 − f)·N with f = 0.7 (dense) or 0.2 (sparse).
-pub fn spacing_threshold(view: &str, patch_size: f64) -> Result<f64, PhysicsError> {
+pub fn spacing_threshold(view: &str, patch_size: f64) -> Result<f64, StudyError> {
     let f = match view {
         "dense" => 0.7,
         "sparse" => 0.2,
         other => {
-            return Err(PhysicsError::Input(format!(
+            return Err(StudyError::Input(format!(
                 "Unknown view '{other}'. Expected one of: dense, sparse"
             )))
         }
@@ -587,7 +587,7 @@ pub fn write_spacing_view(
     patch_size: Option<f64>,
     output_dir: &Path,
     mut progress: impl FnMut(&str),
-) -> Result<serde_json::Value, PhysicsError> {
+) -> Result<serde_json::Value, StudyError> {
     let mut bundle = serde_json::Map::new();
     let mut files = serde_json::Map::new();
     for (split, path) in find_splits(dose_dir)? {
@@ -643,10 +643,10 @@ pub fn write_metrics_views(
     output_dir: &Path,
     overwrite: bool,
     mut progress: impl FnMut(&str),
-) -> Result<Vec<PathBuf>, PhysicsError> {
+) -> Result<Vec<PathBuf>, StudyError> {
     config.validate()?;
     let splits = find_splits(dose_dir)?;
-    let out = OutputDir::lock(output_dir).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    let out = OutputDir::lock(output_dir).map_err(|e| StudyError::Input(e.to_string()))?;
     let mut ours: Vec<String> = splits
         .iter()
         .flat_map(|(split, _)| [format!("{split}.npz"), format!("{split}_metrics.json")])
@@ -657,7 +657,7 @@ pub fn write_metrics_views(
         overwrite,
         "--overwrite",
     )
-    .map_err(|e| PhysicsError::Input(e.to_string()))?;
+    .map_err(|e| StudyError::Input(e.to_string()))?;
     let mut bundle = serde_json::Map::new();
     let mut written = Vec::new();
     for (split, path) in splits {
@@ -706,9 +706,9 @@ pub fn write_metrics_views(
 }
 
 /// The dose folders `dose_{int}` under a phase C root, in increasing dose, or those of `doses`.
-fn dose_dirs(root: &Path, doses: Option<&[f64]>) -> Result<Vec<(String, PathBuf)>, PhysicsError> {
+fn dose_dirs(root: &Path, doses: Option<&[f64]>) -> Result<Vec<(String, PathBuf)>, StudyError> {
     if !root.is_dir() {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "phase C root not found: {}",
             root.display()
         )));
@@ -733,7 +733,7 @@ fn dose_dirs(root: &Path, doses: Option<&[f64]>) -> Result<Vec<(String, PathBuf)
     };
     found.sort();
     if found.is_empty() {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "no dose_* folders under {}",
             root.display()
         )));
@@ -765,7 +765,7 @@ pub fn run_spacing_views(
     output_root: &Path,
     config: &SpacingViews,
     mut progress: impl FnMut(&str),
-) -> Result<PathBuf, PhysicsError> {
+) -> Result<PathBuf, StudyError> {
     let SpacingViews {
         doses,
         views,
@@ -778,7 +778,7 @@ pub fn run_spacing_views(
         spacing_threshold(view, 1.0)?;
     }
     let dirs = dose_dirs(phase_c_root, doses.as_deref())?;
-    let out = OutputDir::lock(output_root).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    let out = OutputDir::lock(output_root).map_err(|e| StudyError::Input(e.to_string()))?;
     let mut ours: Vec<String> = dirs
         .iter()
         .flat_map(|(label, _)| views.iter().map(move |v| format!("{label}/{v}")))
@@ -789,11 +789,11 @@ pub fn run_spacing_views(
         overwrite,
         "--overwrite",
     )
-    .map_err(|e| PhysicsError::Input(e.to_string()))?;
+    .map_err(|e| StudyError::Input(e.to_string()))?;
     let mut manifest = serde_json::Map::new();
     for (label, dir) in dirs {
         if !dir.is_dir() {
-            return Err(PhysicsError::Input(format!(
+            return Err(StudyError::Input(format!(
                 "dose folder not found: {}",
                 dir.display()
             )));

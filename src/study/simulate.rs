@@ -25,10 +25,11 @@ use crate::io::npz_writer::NpzWriter;
 use crate::persist::digest::sha256_file;
 use crate::persist::output_dir::OutputDir;
 use crate::physics::image::ComplexImage;
+use crate::physics::poisson;
 use crate::physics::probe::{
     default_probe, gaussian_filter_reflect, normalize, DEFAULT_PROBE_SCALE,
 };
-use crate::physics::{poisson, PhysicsError};
+use crate::study::StudyError;
 
 /// Patterns sent to the device at once.
 const PATTERNS_PER_BATCH: usize = 1024;
@@ -219,7 +220,7 @@ pub fn extract_patch(object: &ComplexImage, x: f64, y: f64, n: usize, out: &mut 
     }
 }
 
-fn read_complex(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<Complex32>), PhysicsError> {
+fn read_complex(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<Complex32>), StudyError> {
     let npz = NpzFile::open(path)?;
     let err = |expected: &str, found: String| DataError::Contract {
         file: path.display().to_string(),
@@ -249,11 +250,11 @@ fn read_complex(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<Complex32>), 
     Ok((view.shape().to_vec(), values))
 }
 
-fn load_object(config: &SimulationConfig) -> Result<ComplexImage, PhysicsError> {
+fn load_object(config: &SimulationConfig) -> Result<ComplexImage, StudyError> {
     match &config.object {
         ObjectSource::Synthetic { size } => {
             if *size < config.n + 2 || *size > 16384 {
-                return Err(PhysicsError::Input(format!(
+                return Err(StudyError::Input(format!(
                     "object size {size} must be larger than N = {} (and at most 16384)",
                     config.n
                 )));
@@ -263,7 +264,7 @@ fn load_object(config: &SimulationConfig) -> Result<ComplexImage, PhysicsError> 
         ObjectSource::File(path) => {
             let (shape, data) = read_complex(path, "objectGuess")?;
             if shape[0] < 2 || shape[1] < 2 {
-                return Err(PhysicsError::Input(format!(
+                return Err(StudyError::Input(format!(
                     "{}: objectGuess {shape:?} is too small",
                     path.display()
                 )));
@@ -278,10 +279,10 @@ fn load_object(config: &SimulationConfig) -> Result<ComplexImage, PhysicsError> 
 }
 
 /// The size N of `probeGuess` in an NPZ file (for choosing N from a probe file).
-pub fn probe_size(path: &Path) -> Result<usize, PhysicsError> {
+pub fn probe_size(path: &Path) -> Result<usize, StudyError> {
     let (shape, _) = read_complex(path, "probeGuess")?;
     if shape[0] != shape[1] {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "{}: probeGuess must be square, found shape {shape:?}",
             path.display()
         )));
@@ -290,14 +291,14 @@ pub fn probe_size(path: &Path) -> Result<usize, PhysicsError> {
 }
 
 /// The probe normalised for the model (physics-and-model.md §3.6) and where it came from.
-fn load_probe(config: &SimulationConfig) -> Result<Vec<Complex32>, PhysicsError> {
+fn load_probe(config: &SimulationConfig) -> Result<Vec<Complex32>, StudyError> {
     let n = config.n;
     let raw = match &config.probe {
         ProbeSource::Default { curvature } => default_probe(n, *curvature),
         ProbeSource::File(path) => {
             let (shape, data) = read_complex(path, "probeGuess")?;
             if shape != [n, n] {
-                return Err(PhysicsError::Input(format!(
+                return Err(StudyError::Input(format!(
                     "{}: probeGuess has shape {shape:?}, but N = {n} (give --n {})",
                     path.display(),
                     shape[0]
@@ -306,20 +307,20 @@ fn load_probe(config: &SimulationConfig) -> Result<Vec<Complex32>, PhysicsError>
             data
         }
     };
-    normalize(&raw, n, DEFAULT_PROBE_SCALE)
+    Ok(normalize(&raw, n, DEFAULT_PROBE_SCALE)?)
 }
 
 fn positions(
     config: &SimulationConfig,
     object: &ComplexImage,
-) -> Result<(Vec<f64>, Vec<f64>), PhysicsError> {
+) -> Result<(Vec<f64>, Vec<f64>), StudyError> {
     let limit = object.rows.min(object.cols) as f64 / 2.0 - 1.0;
     let buffer = ((config.n / 2) as f64).min(limit);
     let (w, h) = (object.cols as f64, object.rows as f64);
     let (x, y) = match &config.positions {
         Positions::Random { count } => {
             if *count == 0 {
-                return Err(PhysicsError::Input("--n-images must be at least 1".into()));
+                return Err(StudyError::Input("--n-images must be at least 1".into()));
             }
             let mut rng = stream(config.seed, POSITION_STREAM);
             let x: Vec<f64> = (0..*count)
@@ -332,7 +333,7 @@ fn positions(
         }
         Positions::Raster { step } => {
             if !(step.is_finite() && *step > 0.0) {
-                return Err(PhysicsError::Input(format!(
+                return Err(StudyError::Input(format!(
                     "--step must be positive, found {step}"
                 )));
             }
@@ -355,7 +356,7 @@ fn positions(
         }
         Positions::File(path) => {
             let npz = NpzFile::open(path)?;
-            let read = |key: &str| -> Result<Vec<f64>, PhysicsError> {
+            let read = |key: &str| -> Result<Vec<f64>, StudyError> {
                 if !npz.has(key) {
                     return Err(DataError::Contract {
                         file: path.display().to_string(),
@@ -368,7 +369,7 @@ fn positions(
                 }
                 let view = npz.array(key)?;
                 if view.dtype().kind != Kind::Float || view.shape().len() != 1 {
-                    return Err(PhysicsError::Input(format!(
+                    return Err(StudyError::Input(format!(
                         "{}: '{key}' must be a float array (M,), found dtype {} shape {:?}",
                         path.display(),
                         view.dtype().descr,
@@ -379,7 +380,7 @@ fn positions(
             };
             let (x, y) = (read("xcoords")?, read("ycoords")?);
             if x.len() != y.len() || x.is_empty() {
-                return Err(PhysicsError::Input(format!(
+                return Err(StudyError::Input(format!(
                     "{}: xcoords ({}) and ycoords ({}) must be non-empty and of one length",
                     path.display(),
                     x.len(),
@@ -392,7 +393,7 @@ fn positions(
                     && (0.0..w).contains(&x[i])
                     && (0.0..h).contains(&y[i]))
             }) {
-                return Err(PhysicsError::Input(format!(
+                return Err(StudyError::Input(format!(
                     "{}: position {i} ({}, {}) lies outside the {}x{} object",
                     path.display(),
                     x[i],
@@ -405,12 +406,12 @@ fn positions(
         }
     };
     if x.is_empty() {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "no scan positions fit in the {}x{} object with a buffer of {buffer} px",
             object.rows, object.cols
         )));
     }
-    check_patches_fit(&x, &y, config.n, object.rows, object.cols).map_err(PhysicsError::Input)?;
+    check_patches_fit(&x, &y, config.n, object.rows, object.cols)?;
     Ok((x, y))
 }
 
@@ -422,12 +423,12 @@ pub fn check_patches_fit(
     n: usize,
     rows: usize,
     cols: usize,
-) -> Result<(), String> {
+) -> Result<(), StudyError> {
     let half = (n / 2) as f64;
     let fits = |v: f64, size: usize| v - half >= 0.0 && v + half <= size as f64;
     match (0..x.len()).find(|&i| !(fits(x[i], cols) && fits(y[i], rows))) {
         None => Ok(()),
-        Some(i) => Err(format!(
+        Some(i) => Err(StudyError::Input(format!(
             "position {i} (x {:.2}, y {:.2}): its {n}x{n} patch reaches outside the {rows}x{cols} \
              object (centres must lie {half} px inside every edge{})",
             x[i],
@@ -437,7 +438,7 @@ pub fn check_patches_fit(
             } else {
                 ""
             }
-        )),
+        ))),
     }
 }
 
@@ -449,7 +450,7 @@ fn expected_intensity<B: Backend>(
     x: &[f64],
     y: &[f64],
     n: usize,
-) -> Result<Vec<f32>, PhysicsError> {
+) -> Result<Vec<f32>, StudyError> {
     let probe_t = b.upload_c64(&[n, n], probe)?;
     let mut out = Vec::with_capacity(x.len() * n * n);
     let mut patches = vec![Complex32::default(); PATTERNS_PER_BATCH * n * n];
@@ -504,7 +505,7 @@ struct Split {
     note: Option<serde_json::Value>,
 }
 
-fn splits(config: &SimulationConfig, y: &[f64]) -> Result<Vec<Split>, PhysicsError> {
+fn splits(config: &SimulationConfig, y: &[f64]) -> Result<Vec<Split>, StudyError> {
     let all: Vec<usize> = (0..y.len()).collect();
     if !config.split {
         return Ok(vec![Split {
@@ -520,7 +521,7 @@ fn splits(config: &SimulationConfig, y: &[f64]) -> Result<Vec<Split>, PhysicsErr
     let (train, test): (Vec<usize>, Vec<usize>) =
         all.into_iter().partition(|&i| y[i] < split_point);
     if train.is_empty() || test.is_empty() {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "splitting at y = {split_point} leaves {} training and {} test positions; use --no-split",
             train.len(),
             test.len()
@@ -551,41 +552,41 @@ pub fn run<B: Backend>(
     b: &B,
     config: &SimulationConfig,
     mut progress: impl FnMut(&str),
-) -> Result<SimulationReport, PhysicsError> {
+) -> Result<SimulationReport, StudyError> {
     let n = config.n;
-    crate::model::check_n(n).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    crate::model::check_n(n).map_err(|e| StudyError::Input(e.to_string()))?;
     if config.doses.is_empty() {
-        return Err(PhysicsError::Input("dose list must not be empty".into()));
+        return Err(StudyError::Input("dose list must not be empty".into()));
     }
     if let Some(d) = config
         .doses
         .iter()
         .find(|d| !(d.is_finite() && (1.0..=MAX_DOSE).contains(*d)))
     {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "doses are photons per pattern, from 1 to {MAX_DOSE:e}; found {d}"
         )));
     }
     let labels: Vec<String> = config.doses.iter().map(|d| dose_label(*d)).collect();
     if let Some(k) = (1..labels.len()).find(|&k| labels[..k].contains(&labels[k])) {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "doses {} and {} both name the folder {}: give each dose once",
             config.doses[labels.iter().position(|l| *l == labels[k]).expect("found")],
             config.doses[k],
             labels[k]
         )));
     }
-    let out = OutputDir::lock(&config.output).map_err(|e| PhysicsError::Input(e.to_string()))?;
+    let out = OutputDir::lock(&config.output).map_err(|e| StudyError::Input(e.to_string()))?;
     let mut ours: Vec<&str> = labels.iter().map(String::as_str).collect();
     ours.push("run_manifest.json");
     out.refuse_existing(&ours, config.overwrite, "--overwrite")
-        .map_err(|e| PhysicsError::Input(e.to_string()))?;
+        .map_err(|e| StudyError::Input(e.to_string()))?;
     let object = load_object(config)?;
     let probe = load_probe(config)?;
     let (x, y) = positions(config, &object)?;
     let m = x.len();
     if m.saturating_mul(n * n) > 1 << 33 {
-        return Err(PhysicsError::Input(format!(
+        return Err(StudyError::Input(format!(
             "{m} patterns of {n}x{n} would need more than 32 GiB; simulate fewer positions"
         )));
     }
@@ -600,7 +601,7 @@ pub fn run<B: Backend>(
     let forward_seconds = started.elapsed().as_secs_f64();
     let power = mean_illuminated_power(&object, &probe, &x, &y, n);
     if power <= 0.0 {
-        return Err(PhysicsError::Input(
+        return Err(StudyError::Input(
             "the illuminated object is zero at every position; nothing to diffract".into(),
         ));
     }
@@ -665,7 +666,7 @@ fn write_split(
     s_sim: f64,
     split: &Split,
     path: &Path,
-) -> Result<(), PhysicsError> {
+) -> Result<(), StudyError> {
     let n = config.n;
     let idx = &split.indices;
     let m = idx.len();
@@ -752,7 +753,7 @@ fn write_manifest(
     doses: &[DoseOutput],
     files: &[WrittenFile],
     patterns: usize,
-) -> Result<PathBuf, PhysicsError> {
+) -> Result<PathBuf, StudyError> {
     let mut manifest = serde_json::Map::new();
     for d in doses {
         let file = |name: &str| {

@@ -139,8 +139,7 @@ impl<S> Trainer<S> {
                 intensity_scale,
                 separate_ring: config.probe_big,
             },
-        )
-        ?;
+        )?;
         Self::with_objective(b, config, weights, Some(physics), adam)
     }
 
@@ -334,7 +333,11 @@ impl<S> Trainer<S> {
 
     /// The batch's mean loss (Poisson NLL for the PINN, the sum of the two MAEs for the baseline),
     /// without gradients.
-    pub fn loss<B: Backend<Storage = S>>(&self, b: &B, batch: &Batch<S>) -> Result<f64, TrainError> {
+    pub fn loss<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        batch: &Batch<S>,
+    ) -> Result<f64, TrainError> {
         self.check(batch)?;
         let run = || {
             let pass = self.forward(b, &batch.x, Self::relative(batch))?;
@@ -354,12 +357,9 @@ impl<S> Trainer<S> {
         if self.physics.is_none() {
             return Err("only a PINN predicts amplitudes".into());
         }
-        let pass = self
-            .forward(b, x, Some(relative))
-            ?;
+        let pass = self.forward(b, x, Some(relative))?;
         let physics = pass.physics.expect("a PINN pass has physics");
         Ok(b.download_f32(physics.amplitude())?)
-            
     }
 
     /// The batch's mean loss and the parameter gradients.
@@ -408,8 +408,7 @@ impl<S> Trainer<S> {
             .zip(self.m.iter_mut())
             .zip(self.v.iter_mut())
         {
-            b.adam_update(&self.adam, self.step, p, g, m, v)
-                ?;
+            b.adam_update(&self.adam, self.step, p, g, m, v)?;
         }
         Ok(loss)
     }
@@ -424,7 +423,10 @@ impl<S> Trainer<S> {
         let loss = self.record_step(b, batch)?;
         let loss = b.download_f32(&loss)?[0] as f64;
         if !loss.is_finite() {
-            return Err(TrainError::from(format!("the loss is {loss} at step {}", self.step)));
+            return Err(TrainError::from(format!(
+                "the loss is {loss} at step {}",
+                self.step
+            )));
         }
         Ok(loss)
     }

@@ -32,7 +32,9 @@ use crate::data::grouping::{group, GroupingConfig, Groups};
 use crate::data::stream::{Batch as StreamBatch, BatchStream, StreamConfig};
 use crate::io::atomic::write_json;
 use crate::model::network::glorot_init;
-use crate::model::params::{bundle_params, model_config, nphotons as recorded_nphotons, TrainingRecord};
+use crate::model::params::{
+    bundle_params, model_config, nphotons as recorded_nphotons, TrainingRecord,
+};
 use crate::model::{ModelConfig, ModelKind};
 use crate::persist::bundle::{self, Bundle, SavedBundle, BUNDLE_FILE};
 use crate::persist::digest::sha256_file;
@@ -239,8 +241,7 @@ fn load(path: &Path, config: &TrainConfig, hold_out: bool) -> Result<Samples, Tr
             enable_oversampling: false,
             seed: config.seed,
         },
-    )
-    ?;
+    )?;
     let (groups, objects) = match config.model.kind {
         ModelKind::Pinn => (groups, None),
         ModelKind::Baseline => (groups.flattened(), Some(label_sources(&dataset)?)),
@@ -308,9 +309,7 @@ fn labels(
         let (s, k) = dataset.locate(i);
         let shard = &dataset.shards[s];
         match (&shard.patches, &objects[s]) {
-            (Some(y), _) => y
-                .read_c64(k * n * n, &mut patch)
-                ?,
+            (Some(y), _) => y.read_c64(k * n * n, &mut patch)?,
             (None, Some(object)) => {
                 extract_patch(object, shard.xcoords[k], shard.ycoords[k], n, &mut patch)
             }
@@ -389,7 +388,9 @@ pub fn train<B: Backend>(
         return Err("batch size, epochs and n_groups must be at least 1".into());
     }
     if let Some(v) = config.nphotons.filter(|v| !(v.is_finite() && *v > 0.0)) {
-        return Err(TrainError::from(format!("nphotons must be a positive number, got {v}")));
+        return Err(TrainError::from(format!(
+            "nphotons must be a positive number, got {v}"
+        )));
     }
     if let Some(v) = config
         .learning_rate
@@ -412,8 +413,7 @@ pub fn train<B: Backend>(
                 "pass --overwrite to replace it, --resume {} to continue its training",
                 out.path().display()
             ),
-        )
-        ?;
+        )?;
     }
     let mut log = TrainLog::open(&out, resuming_here)?;
     let result = train_into(b, config, &out, &mut log, progress);
@@ -446,7 +446,8 @@ fn train_into<B: Backend>(
     );
     let test = match &config.test_data {
         Some(path) => {
-            let test = load(path, config, false).map_err(|e| TrainError::from(format!("--test-data: {e}")))?;
+            let test = load(path, config, false)
+                .map_err(|e| TrainError::from(format!("--test-data: {e}")))?;
             say(
                 &mut progress,
                 &format!("test data: {}", files_used(&test.dataset)),
@@ -556,7 +557,8 @@ fn train_into<B: Backend>(
         };
         let saved = bundle::save(out.path(), &bundle)?;
         let path = out.join("history.json");
-        write_json(&path, &history(&schedule.epochs, None)).map_err(|e| TrainError::io(&path, e))?;
+        write_json(&path, &history(&schedule.epochs, None))
+            .map_err(|e| TrainError::io(&path, e))?;
         Ok(saved)
     };
 
@@ -577,7 +579,9 @@ fn train_into<B: Backend>(
         let mut finish = |(step, size, pending): (usize, usize, B::PendingRead)| {
             let loss = b.finish_read_f32(pending)?[0] as f64;
             if !loss.is_finite() {
-                return Err(TrainError::from(format!("epoch {epoch}, step {step}: the loss is {loss}")));
+                return Err(TrainError::from(format!(
+                    "epoch {epoch}, step {step}: the loss is {loss}"
+                )));
             }
             weighted += loss * size as f64;
             progress(Progress::Step {
@@ -594,7 +598,9 @@ fn train_into<B: Backend>(
                 let batch = batch?;
                 let loss = trainer
                     .record_step(b, &samples.upload(b, &batch, s)?)
-                    .map_err(|e| TrainError::from(format!("epoch {epoch}, step {}: {e}", step + 1)))?;
+                    .map_err(|e| {
+                        TrainError::from(format!("epoch {epoch}, step {}: {e}", step + 1))
+                    })?;
                 let pending = b.start_read_f32(&loss)?;
                 if let Some(previous) = in_flight.replace((step + 1, batch.groups, pending)) {
                     finish(previous)?;
@@ -695,11 +701,7 @@ fn train_into<B: Backend>(
     // A resumed run that had already reached --nepochs trains nothing and saves its bundle again.
     let bundle = match last_saved {
         Some(saved) => saved.bundle,
-        None => checkpoint(
-            &trainer,
-            trainer.network.download(b)?,
-            &schedule,
-        )?,
+        None => checkpoint(&trainer, trainer.network.download(b)?, &schedule)?,
     };
     say(&mut progress, &format!("saved {}", bundle.path.display()));
     let test_loss = match test {
@@ -879,8 +881,9 @@ fn resume_from(dir: &std::path::Path, config: &TrainConfig) -> Result<Resumed, T
                 dir.display()
             ))
         })?;
-    let nphotons = recorded_nphotons(&saved.params)
-        .ok_or_else(|| TrainError::from(format!("{}: the bundle records no nphotons", dir.display())))?;
+    let nphotons = recorded_nphotons(&saved.params).ok_or_else(|| {
+        TrainError::from(format!("{}: the bundle records no nphotons", dir.display()))
+    })?;
     let optimizer = saved.optimizer.ok_or_else(|| {
         TrainError::from(format!(
             "{}: the bundle has no optimizer state to resume",
