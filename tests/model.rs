@@ -77,7 +77,10 @@ fn invalid_configurations_are_errors() {
         kind: ModelKind::Baseline,
         ..ModelConfig::pinn(128, 1)
     };
-    assert!(layers(&baseline).unwrap_err().to_string().contains("N = 64 only"));
+    assert!(layers(&baseline)
+        .unwrap_err()
+        .to_string()
+        .contains("N = 64 only"));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use super::{BenchError, During};
 use serde::Serialize;
 
 use ptycho_kernels::cpu::CpuBackend;
@@ -69,7 +69,7 @@ fn time_fft<B: Backend>(
     x: &Tensor<B::Storage>,
     target: Duration,
     samples: usize,
-) -> anyhow::Result<(f64, usize)> {
+) -> Result<(f64, usize), BenchError> {
     median_seconds_per_rep(target, samples, |reps| {
         for _ in 0..reps {
             backend.fft2(x, FftDirection::Forward, FftShift::OUTPUT)?;
@@ -80,7 +80,7 @@ fn time_fft<B: Backend>(
 }
 
 /// Run the benchmark on `backend` (and, when it is a GPU, the copy kernel and the CPU backend too).
-pub fn run<B: Backend>(backend: &B, config: &FftBenchConfig) -> anyhow::Result<FftBenchReport> {
+pub fn run<B: Backend>(backend: &B, config: &FftBenchConfig) -> Result<FftBenchReport, BenchError> {
     let FftBenchConfig { n, batch, quick } = *config;
     let (target, samples) = if quick {
         (Duration::from_millis(150), 3)
@@ -94,8 +94,8 @@ pub fn run<B: Backend>(backend: &B, config: &FftBenchConfig) -> anyhow::Result<F
 
     let x = backend
         .upload_c64(&shape, &host)
-        .with_context(|| format!("uploading {batch} x {n} x {n}"))?;
-    let (seconds, reps) = time_fft(backend, &x, target, samples).context("timing the FFT")?;
+        .during(format!("uploading {batch} x {n} x {n}"))?;
+    let (seconds, reps) = time_fft(backend, &x, target, samples).during("timing the FFT")?;
     let fft = timing(seconds, reps, batch, bytes_fft);
 
     let is_gpu = backend.kind() == BackendKind::Gpu;
@@ -107,12 +107,12 @@ pub fn run<B: Backend>(backend: &B, config: &FftBenchConfig) -> anyhow::Result<F
             backend.synchronize()?;
             Ok(())
         })
-        .context("timing the copy kernel")?;
+        .during("timing the copy kernel")?;
         drop(x);
         let cpu = CpuBackend::new();
         let cx = cpu.upload_c64(&shape, &host)?;
         let (cpu_seconds, cpu_reps) =
-            time_fft(&cpu, &cx, target, samples).context("timing the CPU backend")?;
+            time_fft(&cpu, &cx, target, samples).during("timing the CPU backend")?;
         (
             Some(timing(copy_seconds, copy_reps, batch, bytes_copy)),
             Some(timing(cpu_seconds, cpu_reps, batch, bytes_fft)),

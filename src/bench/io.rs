@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use super::{BenchError, During};
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::Complex32;
 use serde::Serialize;
@@ -45,8 +45,8 @@ pub struct IoBenchReport {
 const SYNTH_N: usize = 64;
 const SYNTH_SHARD_BYTES: u64 = 512 << 20;
 
-fn make_shards(dir: &Path, total: u64) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
+fn make_shards(dir: &Path, total: u64) -> Result<(), BenchError> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
     let per_pattern = (SYNTH_N * SYNTH_N * 4) as u64;
     let mut rng = SplitMix64::new(7);
     let mut written = 0u64;
@@ -92,10 +92,10 @@ fn make_shards(dir: &Path, total: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(config: &IoBenchConfig) -> anyhow::Result<IoBenchReport> {
+pub fn run(config: &IoBenchConfig) -> Result<IoBenchReport, BenchError> {
     if let Some(total) = config.make_bytes {
         if resolve(&config.data).is_err() {
-            make_shards(&config.data, total).context("making synthetic shards")?;
+            make_shards(&config.data, total).during("making synthetic shards")?;
         }
     }
     let files = resolve(&config.data)?;
@@ -112,9 +112,9 @@ pub fn run(config: &IoBenchConfig) -> anyhow::Result<IoBenchReport> {
     let mut buffer = vec![0u8; 8 << 20];
     let mut read = 0u64;
     for f in &files {
-        let mut file = std::fs::File::open(f)?;
+        let mut file = std::fs::File::open(f).map_err(|e| BenchError::io(f, e))?;
         loop {
-            let got = file.read(&mut buffer)?;
+            let got = file.read(&mut buffer).map_err(|e| BenchError::io(f, e))?;
             if got == 0 {
                 break;
             }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use super::{BenchError, During};
 use serde::Serialize;
 
 use ptycho_kernels::cpu::CpuBackend;
@@ -53,7 +53,10 @@ pub struct PhysicsBenchReport {
     pub cpu: Option<Box<PhysicsBenchReport>>,
 }
 
-pub fn run<B: Backend>(b: &B, config: &PhysicsBenchConfig) -> anyhow::Result<PhysicsBenchReport> {
+pub fn run<B: Backend>(
+    b: &B,
+    config: &PhysicsBenchConfig,
+) -> Result<PhysicsBenchReport, BenchError> {
     let n = config.n;
     let (target, samples) = if config.quick {
         (Duration::from_millis(150), 3)
@@ -73,17 +76,17 @@ pub fn run<B: Backend>(b: &B, config: &PhysicsBenchConfig) -> anyhow::Result<Phy
         b.synchronize()?;
         Ok(())
     })
-    .context("timing the FFT")?;
+    .during("timing the FFT")?;
     drop(psi);
 
     let mut results = Vec::new();
     for &gridsize in &config.gridsizes {
         let c = gridsize * gridsize;
         if !config.patterns.is_multiple_of(c) {
-            anyhow::bail!(
+            return Err(BenchError::Invalid(format!(
                 "{} patterns do not split into groups of {c}",
                 config.patterns
-            );
+            )));
         }
         let groups = config.patterns / c;
         let canvas = default_canvas_size(n, gridsize);
@@ -140,7 +143,7 @@ pub fn run<B: Backend>(b: &B, config: &PhysicsBenchConfig) -> anyhow::Result<Phy
             b.synchronize()?;
             Ok(())
         })
-        .with_context(|| format!("timing the forward at gridsize {gridsize}"))?;
+        .during(format!("timing the forward at gridsize {gridsize}"))?;
         let (both_seconds, _) = median_seconds_per_rep(target, samples, |reps| {
             for _ in 0..reps {
                 let pass = model.forward(b, &patches, &rel, c)?;
@@ -151,7 +154,7 @@ pub fn run<B: Backend>(b: &B, config: &PhysicsBenchConfig) -> anyhow::Result<Phy
             b.synchronize()?;
             Ok(())
         })
-        .with_context(|| format!("timing forward + backward at gridsize {gridsize}"))?;
+        .during(format!("timing forward + backward at gridsize {gridsize}"))?;
         results.push(PhysicsTiming {
             gridsize,
             groups,

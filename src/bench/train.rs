@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use super::{BenchError, During};
 use serde::Serialize;
 
 use ptycho_kernels::cpu::CpuBackend;
@@ -75,8 +75,8 @@ struct ConvShape {
     cout: usize,
 }
 
-fn conv_shapes(model: &ModelConfig) -> anyhow::Result<Vec<ConvShape>> {
-    let table = layers(model).map_err(anyhow::Error::msg)?;
+fn conv_shapes(model: &ModelConfig) -> Result<Vec<ConvShape>, BenchError> {
+    let table = layers(model)?;
     Ok(table
         .iter()
         .enumerate()
@@ -107,14 +107,14 @@ fn time_conv<B: Backend>(
     batch: usize,
     target: Duration,
     samples: usize,
-) -> anyhow::Result<ConvTimes> {
+) -> Result<ConvTimes, BenchError> {
     let mut rng = SplitMix64::new(5);
     let (h, w, cin, cout) = (shape.h, shape.w, shape.cin, shape.cout);
     let x = b.upload_f32(&[batch, h, w, cin], &rng.real_vec(batch * h * w * cin))?;
     let k = b.upload_f32(&[3, 3, cin, cout], &rng.real_vec(9 * cin * cout))?;
     let bias = b.upload_f32(&[cout], &rng.real_vec(cout))?;
     let g = b.upload_f32(&[batch, h, w, cout], &rng.real_vec(batch * h * w * cout))?;
-    let time = |pass: &dyn Fn() -> anyhow::Result<()>| {
+    let time = |pass: &dyn Fn() -> Result<(), BenchError>| {
         median_seconds_per_rep(target, samples, |reps| {
             for _ in 0..reps {
                 pass()?;
@@ -175,7 +175,7 @@ fn batch<B: Backend>(
     model: &ModelConfig,
     size: usize,
     s: f32,
-) -> anyhow::Result<Batch<B::Storage>> {
+) -> Result<Batch<B::Storage>, BenchError> {
     let n = model.n;
     let c = match model.kind {
         ModelKind::Pinn => model.channels(),
@@ -227,10 +227,12 @@ pub fn run<B: Backend>(
     b: &B,
     config: &TrainBenchConfig,
     progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<TrainBenchReport> {
-    config.model.validate().map_err(anyhow::Error::msg)?;
+) -> Result<TrainBenchReport, BenchError> {
+    config.model.validate()?;
     if config.batch_size == 0 || config.steps == 0 {
-        anyhow::bail!("batch size and steps must be at least 1");
+        return Err(BenchError::Invalid(
+            "batch size and steps must be at least 1".into(),
+        ));
     }
     let (target, samples) = if config.quick {
         (Duration::from_millis(100), 1)
@@ -249,7 +251,7 @@ pub fn run<B: Backend>(
         b.synchronize()?;
         Ok(())
     })
-    .context("timing the FMA chains")?;
+    .during("timing the FMA chains")?;
     let peak = peak::flops(lanes, iterations) / peak_s / 1e9;
 
     let shapes = conv_shapes(model)?;
@@ -268,8 +270,8 @@ pub fn run<B: Backend>(
             ));
             time_conv(b, s, config.batch_size, target, samples)
         })
-        .collect::<anyhow::Result<Vec<_>>>()
-        .context("timing the convolutions")?;
+        .collect::<Result<Vec<_>, BenchError>>()
+        .during("timing the convolutions")?;
     let pick = |encoder_only: bool| {
         let (s, t): (Vec<&ConvShape>, Vec<&ConvTimes>) = shapes
             .iter()
@@ -280,7 +282,7 @@ pub fn run<B: Backend>(
     };
     let (encoder, all_convs) = (pick(true), pick(false));
 
-    let weights = glorot_init(model, 1).map_err(anyhow::Error::msg)?;
+    let weights = glorot_init(model, 1)?;
     let s = 100.0;
     let adam = AdamConfig::default();
     let mut trainer = match model.kind {
@@ -289,17 +291,16 @@ pub fn run<B: Backend>(
             Trainer::pinn(b, model, &weights, &probe, s, adam)
         }
         ModelKind::Baseline => Trainer::baseline(b, model, &weights, adam),
-    }
-    .map_err(anyhow::Error::msg)?;
+    }?;
     let data = batch(b, model, config.batch_size, s)?;
     progress(&format!(
         "timing {} training step(s) after one warm-up",
         config.steps
     ));
-    trainer.train_step(b, &data).map_err(anyhow::Error::msg)?;
+    trainer.train_step(b, &data)?;
     let start = Instant::now();
     for _ in 0..config.steps {
-        trainer.train_step(b, &data).map_err(anyhow::Error::msg)?;
+        trainer.train_step(b, &data)?;
     }
     let step_s = start.elapsed().as_secs_f64() / config.steps as f64;
     let samples_per_s = config.batch_size as f64 / step_s;
