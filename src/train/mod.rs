@@ -5,6 +5,7 @@
 //! labels of the ground-truth patches.
 
 pub mod run;
+mod samples;
 
 use thiserror::Error;
 
