@@ -387,7 +387,11 @@ fn compare_rejects_bad_inputs_clearly() {
         "o",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be complex"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("real.npz: key 'object': expected a complex 2-D image, found dtype"),
+        "{err}"
+    );
     let out = run(&[
         "--recon",
         "truth.npz",

@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rustfft::num_complex::Complex64;
 
+use crate::data::checked::CheckedNpz;
 use crate::eval::compare::{compare, Align, CompareOptions, Positions};
 use crate::eval::image::Complex;
 use crate::eval::metrics::{FrcWindow, MsSsimForm, PhaseAlign};
@@ -96,31 +97,12 @@ fn load_complex(path: &Path, keys: &[&str]) -> anyhow::Result<Complex> {
             npz.keys().join(", ")
         )
     })?;
-    let view = npz.array(key)?;
-    let shape: Vec<usize> = view.shape().iter().copied().filter(|&d| d != 1).collect();
-    let [h, w] = shape[..] else {
-        bail!(
-            "{}: '{key}' must be a 2-D image, found shape {:?}",
-            path.display(),
-            view.shape()
-        );
-    };
-    let values = view
-        .to_c64_vec()
-        .with_context(|| format!("{}: '{key}' must be complex", path.display()))?;
-    if let Some(i) = values
-        .iter()
-        .position(|v| !v.re.is_finite() || !v.im.is_finite())
-    {
-        bail!(
-            "{}: '{key}' holds a non-finite value at flat index {i}",
-            path.display()
-        );
-    }
+    let image = CheckedNpz::new(&npz, path).complex_image(key, "a complex 2-D image")?;
     Ok(Complex::new(
-        h,
-        w,
-        values
+        image.rows,
+        image.cols,
+        image
+            .data
             .iter()
             .map(|v| Complex64::new(v.re as f64, v.im as f64))
             .collect(),
@@ -130,9 +112,11 @@ fn load_complex(path: &Path, keys: &[&str]) -> anyhow::Result<Complex> {
 fn load_positions(path: &Path) -> anyhow::Result<Option<Positions>> {
     let npz = NpzFile::open(path)?;
     if npz.has("xcoords") && npz.has("ycoords") {
+        let checked = CheckedNpz::new(&npz, path);
+        let expected = "(M,) float positions";
         return Ok(Some((
-            npz.array("xcoords")?.to_f64_vec()?,
-            npz.array("ycoords")?.to_f64_vec()?,
+            checked.real_f64("xcoords", expected)?.1,
+            checked.real_f64("ycoords", expected)?.1,
         )));
     }
     Ok(None)

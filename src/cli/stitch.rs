@@ -6,9 +6,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::device::{with_backend, DeviceArgs};
+use crate::data::checked::CheckedNpz;
 use crate::infer::phase_sync::synchronise_phases;
 use crate::infer::stitch;
-use crate::io::npy::Kind;
 use crate::io::npz::NpzFile;
 use crate::io::npz_writer::NpzWriter;
 
@@ -34,36 +34,17 @@ pub struct StitchArgs {
 pub fn run(args: StitchArgs) -> anyhow::Result<()> {
     let shown = args.input.display().to_string();
     let npz = NpzFile::open(&args.input)?;
-    let keys = npz.keys().join(", ");
-    for key in ["patches", "global_offsets"] {
-        if !npz.has(key) {
-            bail!("{shown}: key '{key}' is missing (expected patches complex64 (B, N, N) and global_offsets float (B, 2); keys present: {keys})");
-        }
-    }
-    let patches = npz.array("patches")?;
-    let (b, n) = match *patches.shape() {
+    let checked = CheckedNpz::new(&npz, &args.input);
+    let (patch_shape, mut data) = checked.complex("patches", "complex64 patches (B, N, N)")?;
+    let (b, n) = match *patch_shape {
         [b, h, w] | [b, h, w, 1] if h == w && b > 0 => (b, h),
-        _ => bail!(
-            "{shown}: 'patches' must be (B, N, N) complex64, found shape {:?}",
-            patches.shape()
-        ),
+        _ => bail!("{shown}: 'patches' must be (B, N, N) complex64, found shape {patch_shape:?}"),
     };
-    if patches.dtype().kind != Kind::Complex {
-        bail!(
-            "{shown}: 'patches' must be complex, found dtype {}",
-            patches.dtype().descr
-        );
+    let (offset_shape, values) =
+        checked.real_f64("global_offsets", "float offsets (B, 2) as (x, y)")?;
+    if !matches!(*offset_shape, [m, 2] | [m, 1, 2, 1] if m == b) {
+        bail!("{shown}: 'global_offsets' must be float ({b}, 2) as (x, y), found shape {offset_shape:?}");
     }
-    let offsets = npz.array("global_offsets")?;
-    let shape_ok = matches!(*offsets.shape(), [m, 2] | [m, 1, 2, 1] if m == b);
-    if !shape_ok || offsets.dtype().kind != Kind::Float {
-        bail!(
-            "{shown}: 'global_offsets' must be float ({b}, 2) as (x, y), found {} {:?}",
-            offsets.dtype().descr,
-            offsets.shape()
-        );
-    }
-    let values = offsets.to_f64_vec()?;
     let offsets: Vec<[f64; 2]> = values.chunks(2).map(|p| [p[0], p[1]]).collect();
     let crop = match (args.crop, npz.has("crop")) {
         (Some(c), _) => c,
@@ -79,7 +60,6 @@ pub fn run(args: StitchArgs) -> anyhow::Result<()> {
         }
         (None, false) => 20,
     };
-    let mut data = patches.to_c64_vec()?;
     if args.phase_sync {
         stitch::check_crop(n, crop).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         let sync = synchronise_phases(&mut data, n, &offsets, crop);

@@ -11,7 +11,8 @@ use ptycho_kernels::Complex32;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{DataError, Result};
+use super::checked::CheckedNpz;
+use super::Result;
 use crate::io::npy::Kind;
 use crate::io::npz::{ArrayView, NpzFile};
 use crate::io::pickle;
@@ -96,74 +97,19 @@ pub struct ScanFile {
     from_counts: bool,
 }
 
-struct Ctx<'a> {
-    file: String,
-    keys: String,
-    npz: &'a NpzFile,
-}
-
-impl Ctx<'_> {
-    fn err(&self, key: &str, expected: impl Into<String>, found: impl Into<String>) -> DataError {
-        DataError::Contract {
-            file: self.file.clone(),
-            key: key.to_string(),
-            expected: expected.into(),
-            found: found.into(),
-            present: self.keys.clone(),
-        }
+/// (M,) finite float positions at `key`, M the diffraction's first axis.
+fn positions(ctx: &CheckedNpz<'_>, key: &str, m: usize, name_for_len: &str) -> Result<Vec<f64>> {
+    let (shape, values) = ctx.real_f64(key, "a float array (positions in object pixels)")?;
+    if shape.len() != 1 || values.len() != m {
+        return Err(ctx.err(
+            key,
+            format!(
+                "shape ({m},): {name_for_len} length must equal the diffraction first axis {m}"
+            ),
+            format!("shape {shape:?}"),
+        ));
     }
-
-    fn missing(&self, key: &str, expected: &str) -> DataError {
-        self.err(key, expected, "nothing: the key is missing")
-    }
-
-    fn floats(&self, key: &str, m: usize, name_for_len: &str) -> Result<Vec<f64>> {
-        let view = self.npz.array(key)?;
-        if view.dtype().kind != Kind::Float {
-            return Err(self.err(
-                key,
-                "a float array (positions in object pixels)",
-                format!("dtype {}", view.dtype().descr),
-            ));
-        }
-        if view.shape().len() != 1 || view.len() != m {
-            return Err(self.err(
-                key,
-                format!(
-                    "shape ({m},): {name_for_len} length must equal the diffraction first axis {m}"
-                ),
-                format!("shape {:?}", view.shape()),
-            ));
-        }
-        let values = view.to_f64_vec()?;
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(self.err(key, "finite values", format!("{} at index {i}", values[i])));
-        }
-        Ok(values)
-    }
-
-    fn complex(&self, key: &str, what: &str) -> Result<(Vec<usize>, Vec<Complex32>)> {
-        let view = self.npz.array(key)?;
-        if view.dtype().kind != Kind::Complex {
-            return Err(self.err(
-                key,
-                format!("{what} of a complex dtype"),
-                format!("dtype {}", view.dtype().descr),
-            ));
-        }
-        let values = view.to_c64_vec()?;
-        if let Some(i) = values
-            .iter()
-            .position(|v| !v.re.is_finite() || !v.im.is_finite())
-        {
-            return Err(self.err(
-                key,
-                "finite values",
-                format!("{} at flat index {i}", values[i]),
-            ));
-        }
-        Ok((view.shape().to_vec(), values))
-    }
+    Ok(values)
 }
 
 impl ScanFile {
@@ -177,11 +123,7 @@ impl ScanFile {
         cache_dir: Option<&Path>,
     ) -> Result<Self> {
         let npz = NpzFile::open_with_cache(path, cache_dir)?;
-        let ctx = Ctx {
-            file: path.display().to_string(),
-            keys: npz.keys().join(", "),
-            npz: &npz,
-        };
+        let ctx = CheckedNpz::new(&npz, path);
         let mut notices = Vec::new();
 
         for key in npz.keys() {
@@ -272,15 +214,15 @@ impl ScanFile {
                 "an empty dataset (M = 0)",
             ));
         }
-        let xcoords = ctx.floats("xcoords", m, "xcoords")?;
-        let ycoords = ctx.floats("ycoords", m, "ycoords")?;
+        let xcoords = positions(&ctx, "xcoords", m, "xcoords")?;
+        let ycoords = positions(&ctx, "ycoords", m, "ycoords")?;
         let xcoords_start = if npz.has("xcoords_start") {
-            ctx.floats("xcoords_start", m, "xcoords_start")?
+            positions(&ctx, "xcoords_start", m, "xcoords_start")?
         } else {
             xcoords.clone()
         };
         let ycoords_start = if npz.has("ycoords_start") {
-            ctx.floats("ycoords_start", m, "ycoords_start")?
+            positions(&ctx, "ycoords_start", m, "ycoords_start")?
         } else {
             ycoords.clone()
         };
@@ -307,7 +249,7 @@ impl ScanFile {
         if !npz.has("probeGuess") {
             return Err(ctx.missing("probeGuess", "(N, N) complex probe"));
         }
-        let (probe_shape, probe) = ctx.complex("probeGuess", "probeGuess")?;
+        let (probe_shape, probe) = ctx.complex("probeGuess", "probeGuess of a complex dtype")?;
         let probe_shape: Vec<usize> = probe_shape
             .into_iter()
             .filter(|&d| d != 1 || n == 1)
@@ -320,8 +262,10 @@ impl ScanFile {
             ));
         }
         let object = if npz.has("objectGuess") {
-            let (shape, values) =
-                ctx.complex("objectGuess", "objectGuess must be complex: an array")?;
+            let (shape, values) = ctx.complex(
+                "objectGuess",
+                "objectGuess must be complex: an array of a complex dtype",
+            )?;
             if shape.len() != 2 {
                 return Err(ctx.err(
                     "objectGuess",
@@ -421,7 +365,7 @@ impl ScanFile {
     /// One pass over every amplitude: finite, non-negative, and the statistics; with it, the
     /// stored member's CRC-32 over the same bytes (each chunk's bytes, in storage order whatever
     /// the layout, hashed as they are read and the parts combined in order).
-    fn scan_values(&self, ctx: &Ctx<'_>) -> Result<DiffractionStats> {
+    fn scan_values(&self, ctx: &CheckedNpz<'_>) -> Result<DiffractionStats> {
         let nn = self.n * self.n;
         let chunk = (1 << 20) / nn.max(1) + 1;
         let key = self.diffraction_key;
@@ -504,7 +448,7 @@ pub fn release_pages(view: &ArrayView) {
     let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
 }
 
-fn check_same(ctx: &Ctx<'_>, a: &ArrayView, b: &ArrayView) -> Result<()> {
+fn check_same(ctx: &CheckedNpz<'_>, a: &ArrayView, b: &ArrayView) -> Result<()> {
     if a.shape() != b.shape() {
         return Err(ctx.err(
             "diff3d",
@@ -531,7 +475,7 @@ fn check_same(ctx: &Ctx<'_>, a: &ArrayView, b: &ArrayView) -> Result<()> {
     }
 }
 
-fn read_metadata(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
+fn read_metadata(ctx: &CheckedNpz<'_>) -> Result<serde_json::Value> {
     let header = ctx.npz.header("_metadata")?;
     let text = match header.dtype.kind {
         Kind::Unicode => ctx.npz.array("_metadata")?.to_unicode_string()?,

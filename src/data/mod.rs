@@ -2,6 +2,7 @@
 //! normalisation, and batch streaming.
 
 pub mod canonical;
+pub mod checked;
 pub mod contract;
 pub mod dataset;
 pub mod grouping;

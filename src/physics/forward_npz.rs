@@ -11,9 +11,9 @@ use serde::Serialize;
 use super::forward::{default_canvas_size, mean_loss, ForwardConfig, ForwardModel};
 use super::merge::relative_tensor;
 use super::PhysicsError;
-use crate::data::DataError;
+use crate::data::checked::CheckedNpz;
 use crate::io::npy::Kind;
-use crate::io::npz::{ArrayView, NpzFile};
+use crate::io::npz::NpzFile;
 use crate::io::npz_writer::NpzWriter;
 
 /// Groups sent to the device at once, bounding its memory whatever the input size.
@@ -45,92 +45,11 @@ struct Inputs {
     config: ForwardConfig,
 }
 
-struct Reader<'a> {
-    npz: &'a NpzFile,
-    file: String,
-}
-
-impl Reader<'_> {
-    fn err(&self, key: &str, expected: impl Into<String>, found: impl Into<String>) -> DataError {
-        DataError::Contract {
-            file: self.file.clone(),
-            key: key.to_string(),
-            expected: expected.into(),
-            found: found.into(),
-            present: self.npz.keys().join(", "),
-        }
-    }
-
-    fn array(&self, key: &str, expected: &str) -> Result<ArrayView, DataError> {
-        if !self.npz.has(key) {
-            return Err(self.err(key, expected, "nothing: the key is missing"));
-        }
-        self.npz.array(key)
-    }
-
-    fn real(&self, key: &str, expected: &str) -> Result<(Vec<usize>, Vec<f32>), DataError> {
-        let view = self.array(key, expected)?;
-        if view.dtype().kind != Kind::Float {
-            return Err(self.err(key, expected, format!("dtype {}", view.dtype().descr)));
-        }
-        let values = view.to_f32_vec()?;
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(self.err(
-                key,
-                "finite values",
-                format!("{} at flat index {i}", values[i]),
-            ));
-        }
-        Ok((view.shape().to_vec(), values))
-    }
-
-    fn complex(
-        &self,
-        key: &str,
-        expected: &str,
-    ) -> Result<(Vec<usize>, Vec<Complex32>), DataError> {
-        let view = self.array(key, expected)?;
-        if view.dtype().kind != Kind::Complex {
-            return Err(self.err(key, expected, format!("dtype {}", view.dtype().descr)));
-        }
-        let values = view.to_c64_vec()?;
-        if let Some(i) = values
-            .iter()
-            .position(|v| !v.re.is_finite() || !v.im.is_finite())
-        {
-            return Err(self.err(
-                key,
-                "finite values",
-                format!("{} at flat index {i}", values[i]),
-            ));
-        }
-        Ok((view.shape().to_vec(), values))
-    }
-
-    fn scalar_flag(&self, key: &str, default: bool) -> Result<bool, DataError> {
-        if !self.npz.has(key) {
-            return Ok(default);
-        }
-        let view = self.npz.array(key)?;
-        if view.len() != 1 || view.dtype().kind != Kind::Bool {
-            return Err(self.err(
-                key,
-                "a bool scalar",
-                format!("dtype {} shape {:?}", view.dtype().descr, view.shape()),
-            ));
-        }
-        Ok(view.to_i64_vec()?[0] != 0)
-    }
-}
-
 fn read_inputs(path: &Path) -> Result<Inputs, PhysicsError> {
     let npz = NpzFile::open(path)?;
-    let r = Reader {
-        npz: &npz,
-        file: path.display().to_string(),
-    };
-    let object_big = r.scalar_flag("object_big", true)?;
-    let probe_mask = r.scalar_flag("probe_mask", false)?;
+    let r = CheckedNpz::new(&npz, path);
+    let object_big = r.bool_flag("object_big", true)?;
+    let probe_mask = r.bool_flag("probe_mask", false)?;
 
     let patch_expected = "complex64 (B, C, N, N), or float32 `amp` and `phase` (B, C, N, N)";
     let (shape, patches) = if npz.has("patches") || !(npz.has("amp") && npz.has("phase")) {

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::data::checked::CheckedNpz;
 use crate::data::DataError;
 use crate::io::npy::{Kind, NpyDtype};
 use crate::io::npz::NpzFile;
@@ -220,34 +221,9 @@ pub fn extract_patch(object: &ComplexImage, x: f64, y: f64, n: usize, out: &mut 
     }
 }
 
-fn read_complex(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<Complex32>), StudyError> {
+fn read_complex_image(path: &Path, key: &str) -> Result<ComplexImage, StudyError> {
     let npz = NpzFile::open(path)?;
-    let err = |expected: &str, found: String| DataError::Contract {
-        file: path.display().to_string(),
-        key: key.to_string(),
-        expected: expected.to_string(),
-        found,
-        present: npz.keys().join(", "),
-    };
-    if !npz.has(key) {
-        return Err(err("a complex 2-D array", "nothing: the key is missing".into()).into());
-    }
-    let view = npz.array(key)?;
-    if view.dtype().kind != Kind::Complex || view.shape().len() != 2 {
-        return Err(err(
-            "a complex 2-D array",
-            format!("dtype {} shape {:?}", view.dtype().descr, view.shape()),
-        )
-        .into());
-    }
-    let values = view.to_c64_vec()?;
-    if let Some(i) = values
-        .iter()
-        .position(|v| !v.re.is_finite() || !v.im.is_finite())
-    {
-        return Err(err("finite values", format!("{} at flat index {i}", values[i])).into());
-    }
-    Ok((view.shape().to_vec(), values))
+    Ok(CheckedNpz::new(&npz, path).complex_image(key, "a complex 2-D array")?)
 }
 
 fn load_object(config: &SimulationConfig) -> Result<ComplexImage, StudyError> {
@@ -262,25 +238,22 @@ fn load_object(config: &SimulationConfig) -> Result<ComplexImage, StudyError> {
             Ok(synthetic_object(*size, config.seed))
         }
         ObjectSource::File(path) => {
-            let (shape, data) = read_complex(path, "objectGuess")?;
-            if shape[0] < 2 || shape[1] < 2 {
+            let object = read_complex_image(path, "objectGuess")?;
+            if object.rows < 2 || object.cols < 2 {
                 return Err(StudyError::Input(format!(
-                    "{}: objectGuess {shape:?} is too small",
-                    path.display()
+                    "{}: objectGuess {:?} is too small",
+                    path.display(),
+                    object.shape()
                 )));
             }
-            Ok(ComplexImage {
-                rows: shape[0],
-                cols: shape[1],
-                data,
-            })
+            Ok(object)
         }
     }
 }
 
 /// The size N of `probeGuess` in an NPZ file (for choosing N from a probe file).
 pub fn probe_size(path: &Path) -> Result<usize, StudyError> {
-    let (shape, _) = read_complex(path, "probeGuess")?;
+    let shape = read_complex_image(path, "probeGuess")?.shape();
     if shape[0] != shape[1] {
         return Err(StudyError::Input(format!(
             "{}: probeGuess must be square, found shape {shape:?}",
@@ -296,7 +269,8 @@ fn load_probe(config: &SimulationConfig) -> Result<Vec<Complex32>, StudyError> {
     let raw = match &config.probe {
         ProbeSource::Default { curvature } => default_probe(n, *curvature),
         ProbeSource::File(path) => {
-            let (shape, data) = read_complex(path, "probeGuess")?;
+            let probe = read_complex_image(path, "probeGuess")?;
+            let shape = probe.shape();
             if shape != [n, n] {
                 return Err(StudyError::Input(format!(
                     "{}: probeGuess has shape {shape:?}, but N = {n} (give --n {})",
@@ -304,7 +278,7 @@ fn load_probe(config: &SimulationConfig) -> Result<Vec<Complex32>, StudyError> {
                     shape[0]
                 )));
             }
-            data
+            probe.data
         }
     };
     Ok(normalize(&raw, n, DEFAULT_PROBE_SCALE)?)
