@@ -21,3 +21,27 @@ pub fn shared_gpu() -> Option<&'static GpuBackend> {
         }
     }
 }
+
+/// Instantiate backend-generic test functions once per backend, as `cpu::name` and `gpu::name`: each
+/// `fn name<B: Backend>(b: &B)` in scope runs on the CPU backend and on the shared GPU backend (which
+/// skips with a printed reason when there is no adapter, and fails under PTYCHO_REQUIRE_GPU=1). For the
+/// tests of every crate of the workspace.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test]
+            fn $name() {
+                super::$name(&$crate::cpu::CpuBackend::new());
+            })*
+        }
+        mod gpu {
+            $(#[test]
+            fn $name() {
+                if let Some(gpu) = $crate::testing::shared_gpu() {
+                    super::$name(gpu);
+                }
+            })*
+        }
+    };
+}

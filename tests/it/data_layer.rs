@@ -1,7 +1,7 @@
 //! The data layer end to end: files written by numpy, our writer read back by numpy, the contract's
 //! errors, streaming, and mutated archives (never a panic).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

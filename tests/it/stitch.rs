@@ -2,7 +2,7 @@
 //! patches at integer offsets, on both backends; sub-pixel offsets against a numpy transcription of the
 //! reference; the command line.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,8 @@
 //! backward passes, GPU against CPU with several gradient splits, and shape errors; on the GPU for
 //! both kernel families (tiled for GPUs, lanes for CPU-type adapters).
 
-mod common;
+use crate::common;
+use ptycho_kernels::backend_tests;
 
 use ptycho_kernels::cpu::CpuBackend;
 use ptycho_kernels::gpu::{ConvKernels, GpuBackend, GpuSelection};

@@ -1,7 +1,7 @@
 //! The wts.h5.zip bundle: round trip, digests (`sha256sum -c`, per entry), tampering, truncation,
 //! foreign bundles, an interrupted save, and Python reading what we write (h5py, pickle).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

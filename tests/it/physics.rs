@@ -1,6 +1,7 @@
 //! The far-field amplitude and its gradient on both backends: Parseval, DC placement, central finite
 //! differences of the backward pass, and GPU against CPU.
 
+use ptycho_wgpu::kernels::backend_tests;
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;
@@ -78,29 +79,10 @@ fn backward_matches_finite_differences<B: Backend>(b: &B) {
     }
 }
 
-#[test]
-fn cpu_parseval_and_dc_placement() {
-    parseval_and_dc_placement(&CpuBackend::new());
-}
-
-#[test]
-fn gpu_parseval_and_dc_placement() {
-    if let Some(gpu) = shared_gpu() {
-        parseval_and_dc_placement(gpu);
-    }
-}
-
-#[test]
-fn cpu_backward_matches_finite_differences() {
-    backward_matches_finite_differences(&CpuBackend::new());
-}
-
-#[test]
-fn gpu_backward_matches_finite_differences() {
-    if let Some(gpu) = shared_gpu() {
-        backward_matches_finite_differences(gpu);
-    }
-}
+backend_tests!(
+    parseval_and_dc_placement,
+    backward_matches_finite_differences
+);
 
 fn forward_and_backward<B: Backend>(
     b: &B,

@@ -1,6 +1,6 @@
 //! The GPU runtime: recording into one submission, the buffer pool and its ordering, adapter choice.
 
-mod common;
+use crate::common;
 
 use ptycho_kernels::gpu::context::{choose_adapter, parse_backends};
 use ptycho_kernels::gpu::GpuSelection;

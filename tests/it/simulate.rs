@@ -1,7 +1,7 @@
 //! `ptycho simulate` (study phase C): reproducible bytes, the physics against an independent numpy
 //! computation, Poisson statistics, the split, the manifest's digests, and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

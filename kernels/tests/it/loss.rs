@@ -1,7 +1,8 @@
 //! The PINN losses per element, their gradients (finite differences of the mean), and the sum reduction,
 //! on every backend and GPU against CPU.
 
-mod common;
+use crate::common;
+use ptycho_kernels::backend_tests;
 
 use ptycho_kernels::ops::loss::LossKind;
 use ptycho_kernels::rng::SplitMix64;

@@ -2,7 +2,8 @@
 //! pooling (first maximum wins, gradient routed to it), upsampling, channel slices, padding, the complex
 //! combination, the layout transposes; adjoint identities of the linear ones; GPU against CPU.
 
-mod common;
+use crate::common;
+use ptycho_kernels::backend_tests;
 
 use ptycho_kernels::cpu::CpuBackend;
 use ptycho_kernels::ops::layers::Activation;

@@ -2,6 +2,7 @@
 //! ring at gridsize 1), the ring-separating merge (centre / 1.001, ring × 1), adjoint identities of the
 //! backward passes, and GPU against CPU.
 
+use ptycho_wgpu::kernels::backend_tests;
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::testing::shared_gpu;
@@ -190,14 +191,7 @@ fn extraction_shifts_by_plus_rel_and_crops<B: Backend>(b: &B) {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod cpu { $(#[test] fn $name() { super::$name(&super::CpuBackend::new()); })* }
-        mod gpu { $(#[test] fn $name() { if let Some(g) = super::shared_gpu() { super::$name(g); } })* }
-    };
-}
-
-both!(
+backend_tests!(
     gridsize_one_divides_by_the_count,
     separated_ring_passes_at_unit_scale,
     overlapping_centres_average,

@@ -1,5 +1,5 @@
-//! Helpers shared by the kernel tests: the shared GPU backend (or a printed reason to skip), the
-//! backend-generic test macro, and error measures.
+//! Helpers shared by the kernel tests: the shared GPU backend (or a printed reason to skip) and error
+//! measures. The backend-generic test macro is `ptycho_kernels::backend_tests!`.
 #![allow(dead_code)]
 
 use ptycho_kernels::Complex32;
@@ -7,27 +7,6 @@ use ptycho_kernels::Complex32;
 /// The shared GPU backend, or None with the reason printed (a panic under PTYCHO_REQUIRE_GPU=1).
 pub fn gpu() -> Option<&'static ptycho_kernels::gpu::GpuBackend> {
     ptycho_kernels::testing::shared_gpu()
-}
-
-/// Instantiate backend-generic test functions once per backend: `cpu::name` and `gpu::name`.
-#[macro_export]
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod cpu {
-            $(#[test]
-            fn $name() {
-                super::$name(&ptycho_kernels::cpu::CpuBackend::new());
-            })*
-        }
-        mod gpu {
-            $(#[test]
-            fn $name() {
-                if let Some(gpu) = $crate::common::gpu() {
-                    super::$name(gpu);
-                }
-            })*
-        }
-    };
 }
 
 /// sqrt(sum |x - y|^2 / sum |y|^2), accumulated in f64.

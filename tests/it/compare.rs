@@ -1,6 +1,6 @@
 //! `ptycho compare` and the metrics against scikit-image / scipy / numpy on the same inputs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! Centred pad/crop and the channel sum/repeat on every backend, their transposes, and GPU against CPU.
 
-mod common;
+use crate::common;
+use ptycho_kernels::backend_tests;
 
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::{Backend, Complex32, Dtype};

@@ -1,6 +1,6 @@
 //! Adam on every backend against an f64 transcription of Keras 3's update, over several steps.
 
-mod common;
+use ptycho_kernels::backend_tests;
 
 use ptycho_kernels::ops::optim::AdamConfig;
 use ptycho_kernels::rng::SplitMix64;

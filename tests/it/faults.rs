@@ -2,7 +2,7 @@
 //! command line: bad input found before training starts, bundles never replaced or lost, locked
 //! output folders, diverged runs stopped, folders that mean one dataset, a closed stdout.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

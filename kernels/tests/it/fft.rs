@@ -1,8 +1,9 @@
 //! Batched 2-D FFT on every backend against a naive f64 DFT (the oracle), and GPU against CPU.
 
-mod common;
+use crate::common;
+use ptycho_kernels::backend_tests;
 
-use common::{rel_rms, to_f64};
+use crate::common::{rel_rms, to_f64};
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::{
     Backend, Complex32, FftDirection, FftShift, KernelError, SUPPORTED_FFT_SIZES,

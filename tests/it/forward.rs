@@ -3,7 +3,7 @@
 //! probe (gridsize 2 with sub-pixel offsets, the probe mask, object_big off), GPU against CPU, and the
 //! probe helpers against scipy.
 
-mod common;
+use crate::common;
 
 use ptycho_wgpu::kernels::cpu::CpuBackend;
 use ptycho_wgpu::kernels::ops::loss::LossKind;

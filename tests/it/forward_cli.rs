@@ -1,7 +1,7 @@
 //! `ptycho forward` end to end: its outputs against an independent numpy transcription of the reference
 //! semantics (physics-and-model.md §4–5 and §7), and clear errors for bad input.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

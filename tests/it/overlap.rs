@@ -1,7 +1,7 @@
 //! Overlap views (study phase D): the disc-overlap function, both generations' selection rules, the
 //! acceptance cases of study-pipeline.md §9 items 7–12, and the command line on simulated data.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

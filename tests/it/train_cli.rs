@@ -1,7 +1,7 @@
 //! `ptycho train` end to end on a tiny simulated dataset (CPU backend): history.json, a verified
 //! bundle whose tensors fit the architecture, and the same loss history for the same seed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

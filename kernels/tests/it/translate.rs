@@ -1,7 +1,8 @@
 //! Bilinear translation and its transpose on every backend: the reference's semantics, the adjoint
 //! identity, a finite-difference check of the backward pass, and GPU against CPU.
 
-mod common;
+use crate::common;
+use ptycho_kernels::backend_tests;
 
 use ptycho_kernels::ops::translate::TranslateDirection::{Backward, Forward};
 use ptycho_kernels::rng::SplitMix64;
