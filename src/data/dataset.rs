@@ -1,7 +1,10 @@
 //! A dataset: one NPZ file, a folder of NPZ shards, or a glob of them, concatenated along the scan axis.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use ndarray::{Array2, Array3, ArrayView2};
+use ptycho_kernels::Complex32;
 use serde::Serialize;
 
 use super::contract::{ContractOptions, DiffractionStats, ScanFile};
@@ -240,8 +243,42 @@ impl Dataset {
             .collect()
     }
 
-    pub fn probe(&self) -> &[ptycho_kernels::Complex32] {
+    pub fn probe(&self) -> &[Complex32] {
         &self.shards[0].probe
+    }
+
+    /// The probe as an (N, N) ndarray view, without a copy.
+    pub fn probe_view(&self) -> ArrayView2<'_, Complex32> {
+        ArrayView2::from_shape((self.n, self.n), self.probe()).expect("the contract's (N, N) probe")
+    }
+
+    /// Diffraction amplitudes of pattern `i` as an (N, N) array.
+    pub fn pattern_array(&self, i: usize) -> Result<Array2<f32>> {
+        let mut values = vec![0f32; self.n * self.n];
+        self.read_pattern(i, &mut values)?;
+        Ok(Array2::from_shape_vec((self.n, self.n), values).expect("N x N values"))
+    }
+
+    /// Diffraction amplitudes of the patterns in `range` as a (len, N, N) array, read across shards.
+    pub fn patterns_array(&self, range: Range<usize>) -> Result<Array3<f32>> {
+        if range.end > self.m || range.start > range.end {
+            return Err(DataError::format(
+                self.shards[0].path.display(),
+                format!("patterns {range:?} of {} in the dataset", self.m),
+            ));
+        }
+        let nn = self.n * self.n;
+        let mut values = vec![0f32; range.len() * nn];
+        for (i, out) in range.clone().zip(values.chunks_mut(nn)) {
+            self.read_pattern(i, out)?;
+        }
+        Ok(Array3::from_shape_vec((range.len(), self.n, self.n), values).expect("len x N x N"))
+    }
+
+    /// Scan positions as an (M, 2) array of (x, y) patch centres in object pixels.
+    pub fn positions_array(&self) -> Array2<f64> {
+        let (x, y) = (self.xcoords(), self.ycoords());
+        Array2::from_shape_fn((self.m, 2), |(i, k)| if k == 0 { x[i] } else { y[i] })
     }
 
     /// α = sqrt((N/2)² / mean over patterns of Σ amplitude²) (physics-and-model.md §3.4), in f64.

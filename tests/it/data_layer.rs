@@ -14,6 +14,7 @@ use ptycho_wgpu::io::npz::NpzFile;
 use ptycho_wgpu::io::npz_writer::NpzWriter;
 use ptycho_wgpu::kernels::rng::SplitMix64;
 use ptycho_wgpu::kernels::Complex32;
+use ptycho_wgpu::physics::image::ComplexImage;
 
 fn numpy() -> Option<()> {
     common::python_has("numpy").then_some(())
@@ -454,4 +455,48 @@ fn outputs_are_readable_by_others() {
         0o044,
         "mode {mode:o}: group and others can read"
     );
+}
+
+/// The library's ndarray interop: patterns, positions and the probe of a dataset of two shards, and
+/// the object, as arrays in the file's order (the probe a view of the mapped data, not a copy).
+#[test]
+fn a_dataset_reads_as_ndarray_arrays_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let first = write_scan(&shards.join("shard_00000.npz"), 6, 8, "diffraction", false);
+    let second = write_scan(&shards.join("shard_00001.npz"), 4, 8, "diffraction", false);
+    let dataset = Dataset::open(&shards).unwrap();
+
+    let patterns = dataset.patterns_array(4..8).unwrap();
+    assert_eq!(patterns.dim(), (4, 8, 8));
+    assert_eq!(patterns[[0, 1, 2]], first[4 * 64 + 8 + 2]);
+    assert_eq!(patterns[[3, 7, 7]], second[64 + 63]);
+    assert_eq!(
+        dataset.pattern_array(7).unwrap(),
+        patterns.index_axis(ndarray::Axis(0), 3)
+    );
+    let err = dataset.patterns_array(8..11).unwrap_err().to_string();
+    assert!(err.contains("patterns 8..11 of 10"), "{err}");
+
+    let positions = dataset.positions_array();
+    assert_eq!(positions.dim(), (10, 2));
+    assert_eq!(
+        positions.row(7).to_vec(),
+        vec![dataset.xcoords()[7], dataset.ycoords()[7]]
+    );
+
+    let probe = dataset.probe_view();
+    assert_eq!(probe.dim(), (8, 8));
+    assert_eq!(probe[[1, 0]], Complex32::new(1.0, 0.08));
+    assert_eq!(
+        probe.as_ptr(),
+        dataset.probe().as_ptr(),
+        "a view, not a copy"
+    );
+
+    let object = dataset.shards[0].object.clone().unwrap();
+    assert_eq!(object.view().dim(), (40, 50));
+    let array = object.clone().into_array().unwrap();
+    assert_eq!(ComplexImage::from_array(array), object);
 }
