@@ -20,11 +20,13 @@ macro_rules! out {
 mod compare;
 mod data;
 mod device;
+mod infer;
 mod info;
 mod model;
 mod persist;
 mod physics;
 mod stitch;
+mod study;
 mod train;
 
 use std::io::Write;
@@ -69,17 +71,17 @@ enum Command {
     /// The forward model on arrays from an NPZ file: canvas, trimmed object, predicted diffraction.
     Forward(physics::ForwardArgs),
     /// Simulate diffraction datasets at several doses (study phase C).
-    Simulate(physics::SimulateArgs),
+    Simulate(study::SimulateArgs),
     /// Overlap views of simulated datasets (study phase D).
     Overlap {
         #[command(subcommand)]
-        command: physics::OverlapCommand,
+        command: study::OverlapCommand,
     },
     /// Train the PINN (or, with --model baseline, the supervised baseline) on a dataset: writes
     /// OUTPUT_DIR/wts.h5.zip (+ .sha256), history.json and train.log.
     Train(train::TrainArgs),
     /// Reconstruct test data with a trained bundle: reconstruction.npz, amplitude.png, phase.png.
-    Infer(train::InferArgs),
+    Infer(infer::InferArgs),
     /// Network architectures: `ptycho model summary`.
     Model {
         #[command(subcommand)]
@@ -281,9 +283,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stitch(args) => stitch::run(args),
         Command::Model { command } => model::run(command),
         Command::Train(args) => train::run(args),
-        Command::Infer(args) => train::infer(args),
-        Command::Simulate(args) => physics::simulate(args),
-        Command::Overlap { command } => physics::overlap(command),
+        Command::Infer(args) => infer::run(args),
+        Command::Simulate(args) => study::simulate(args),
+        Command::Overlap { command } => study::overlap(command),
         Command::Data { command } => {
             if data::run(command)? {
                 Ok(())
