@@ -8,6 +8,7 @@ mod layers;
 mod layout;
 mod loss;
 mod peak;
+mod ptycho;
 mod translate;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use crate::ops::layers::{check_same, check_slice, crop_geometry, require_shape, 
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::optim::{check_adam, AdamConfig};
+use crate::ops::ptycho::{check_modulus_pair, PatchGeometry, PatchTable};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -173,6 +175,49 @@ impl Backend for CpuBackend {
 
     fn abs2(&self, a: &CpuTensor) -> Result<CpuTensor> {
         self.real(RealOp::Abs2, a)
+    }
+
+    fn extract_patches(
+        &self,
+        object: &CpuTensor,
+        origins: &CpuTensor,
+        n: usize,
+    ) -> Result<CpuTensor> {
+        let g = PatchGeometry::of_extract(object, origins, n)?;
+        let out = ptycho::extract(complex(object), &origins.storage, g);
+        Ok(complex_tensor(&[g.patches, n, n], out))
+    }
+
+    fn scatter_patches(
+        &self,
+        patches: &CpuTensor,
+        origins: &CpuTensor,
+        table: &PatchTable<Vec<f32>>,
+    ) -> Result<CpuTensor> {
+        let index = &table.index;
+        let g = PatchGeometry::of_scatter(patches, origins, index, index.h, index.w)?;
+        let out = ptycho::scatter(
+            complex(patches),
+            &origins.storage,
+            &table.table.storage,
+            index.bin,
+            index.bins_x,
+            g,
+        );
+        Ok(complex_tensor(&[g.h, g.w], out))
+    }
+
+    fn modulus_project(
+        &self,
+        spectrum: &CpuTensor,
+        amplitude: &CpuTensor,
+    ) -> Result<ConvParamGrads<Vec<f32>>> {
+        check_modulus_pair(spectrum, amplitude)?;
+        let (projected, residual) = ptycho::modulus_project(complex(spectrum), &amplitude.storage);
+        Ok((
+            complex_tensor(spectrum.shape(), projected),
+            real_tensor(spectrum.shape(), residual),
+        ))
     }
 
     fn translate(

@@ -6,13 +6,16 @@ use crate::ops::fft::{FftDirection, FftShift};
 use crate::ops::layers::Activation;
 use crate::ops::loss::LossKind;
 use crate::ops::optim::AdamConfig;
+use crate::ops::ptycho::PatchTable;
 use crate::ops::translate::TranslateDirection;
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, KernelError, Result};
 
 use super::engine::{GpuBackend, GpuTensor, PendingRead};
 use super::pool::PooledBuffer;
-use super::{context, conv, elementwise, fft, layers, layout, loss, optim, peak, translate};
+use super::{
+    context, conv, elementwise, fft, layers, layout, loss, optim, peak, ptycho, translate,
+};
 
 impl Backend for GpuBackend {
     type Storage = PooledBuffer;
@@ -111,6 +114,32 @@ impl Backend for GpuBackend {
         direction: TranslateDirection,
     ) -> Result<GpuTensor> {
         translate::translate(self, x, shifts, direction)
+    }
+
+    fn extract_patches(
+        &self,
+        object: &GpuTensor,
+        origins: &GpuTensor,
+        n: usize,
+    ) -> Result<GpuTensor> {
+        ptycho::extract_patches(self, object, origins, n)
+    }
+
+    fn scatter_patches(
+        &self,
+        patches: &GpuTensor,
+        origins: &GpuTensor,
+        table: &PatchTable<PooledBuffer>,
+    ) -> Result<GpuTensor> {
+        ptycho::scatter_patches(self, patches, origins, table)
+    }
+
+    fn modulus_project(
+        &self,
+        spectrum: &GpuTensor,
+        amplitude: &GpuTensor,
+    ) -> Result<ConvParamGrads<PooledBuffer>> {
+        ptycho::modulus_project(self, spectrum, amplitude)
     }
 
     fn recenter(&self, x: &GpuTensor, out_h: usize, out_w: usize) -> Result<GpuTensor> {

@@ -15,6 +15,7 @@ mod loss;
 mod optim;
 mod peak;
 mod pool;
+mod ptycho;
 mod recorder;
 pub mod shaders;
 mod translate;

@@ -7,7 +7,7 @@
 //! Adding an op family: its WGSL file, its Rust module in `gpu/` (Params, binding constants, dispatch
 //! code), and one row here.
 
-use super::{conv, elementwise, fft, layers, layout, loss, optim, peak, translate};
+use super::{conv, elementwise, fft, layers, layout, loss, optim, peak, ptycho, translate};
 
 pub const COMPLEX_WGSL: &str = include_str!("../../../shaders/common/complex.wgsl");
 
@@ -143,6 +143,17 @@ pub const PEAK: Shader = Shader {
     source: || elementwise_constants() + include_str!("../../../shaders/peak.wgsl"),
 };
 
+pub const PTYCHO: Shader = Shader {
+    name: "ptycho",
+    files: &["common/complex.wgsl", "ptycho.wgsl"],
+    entry_points: ptycho::ENTRY_POINTS,
+    bindings: ptycho::BINDINGS,
+    params: ptycho::PtychoParams::layout,
+    source: || {
+        elementwise_constants() + COMPLEX_WGSL + "\n" + include_str!("../../../shaders/ptycho.wgsl")
+    },
+};
+
 /// Every shader of the GPU backend.
 pub const SHADERS: &[&Shader] = &[
     &FFT,
@@ -156,6 +167,7 @@ pub const SHADERS: &[&Shader] = &[
     &LAYERS,
     &OPTIM,
     &PEAK,
+    &PTYCHO,
 ];
 
 /// The grid constants the elementwise-style kernels are specialised with.

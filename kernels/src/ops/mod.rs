@@ -9,6 +9,7 @@ pub mod layout;
 pub mod loss;
 pub mod optim;
 pub mod peak;
+pub mod ptycho;
 pub mod translate;
 
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -106,6 +107,32 @@ pub trait Backend: Send + Sync {
         shifts: &Tensor<Self::Storage>,
         direction: translate::TranslateDirection,
     ) -> Result<Tensor<Self::Storage>>;
+
+    /// N x N patches of a complex (H, W) object at sub-pixel origins (M, 2) float32 (x0, y0), the
+    /// object coordinates of each patch's pixel (0, 0): bilinear, each corner zero outside.
+    fn extract_patches(
+        &self,
+        object: &Tensor<Self::Storage>,
+        origins: &Tensor<Self::Storage>,
+        n: usize,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// The adjoint of [`Backend::extract_patches`]: complex (M, N, N) patches (or one (N, N) patch
+    /// shared by every origin) summed onto an (H, W) object at the origins `table` was built for.
+    fn scatter_patches(
+        &self,
+        patches: &Tensor<Self::Storage>,
+        origins: &Tensor<Self::Storage>,
+        table: &ptycho::PatchTable<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+
+    /// The Fourier-modulus projection a·Ψ/|Ψ| (a where Ψ = 0) of complex spectra onto float32
+    /// amplitudes of the same shape, and the residual (|Ψ| − a)² of each element.
+    fn modulus_project(
+        &self,
+        spectrum: &Tensor<Self::Storage>,
+        amplitude: &Tensor<Self::Storage>,
+    ) -> Result<ConvParamGrads<Self::Storage>>;
 
     /// Each H x W image of `x` centred in an out_h x out_w one: a zero pad when larger, a centre crop when
     /// smaller (sizes must differ by even numbers). Its transpose is the recenter back.

@@ -13,5 +13,6 @@ mod loss;
 mod naga_validation;
 mod optim;
 mod peak;
+mod ptycho;
 mod runtime;
 mod translate;
