@@ -25,6 +25,7 @@ mod info;
 mod model;
 mod persist;
 mod physics;
+mod reconstruct;
 mod stitch;
 mod study;
 mod train;
@@ -82,6 +83,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Reconstruct test data with a trained bundle: reconstruction.npz, amplitude.png, phase.png.
     Infer(infer::InferArgs),
+    /// Iterative reconstruction of a scan (LSQML, ePIE, rPIE, DM): reconstruction.npz, pictures,
+    /// history.json.
+    Reconstruct(reconstruct::ReconstructArgs),
     /// Network architectures: `ptycho model summary`.
     Model {
         #[command(subcommand)]
@@ -284,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model { command } => model::run(command),
         Command::Train(args) => train::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Reconstruct(args) => reconstruct::run(args),
         Command::Simulate(args) => study::simulate(args),
         Command::Overlap { command } => study::overlap(command),
         Command::Data { command } => {

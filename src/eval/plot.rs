@@ -272,6 +272,57 @@ pub fn compare_png(results: &[(String, Comparison)]) -> Vec<u8> {
     c.png()
 }
 
+/// A curve of positive values against their index (a cost per epoch), on a log10 axis, with its
+/// first and last values written beside it.
+pub fn curve_png(title: &str, values: &[f64]) -> Vec<u8> {
+    let (pw, ph) = (2 * PANEL, PANEL);
+    let (w, h) = (
+        MARGIN + pw + MARGIN,
+        MARGIN + 2 * LINE_H + ph + LINE_H + MARGIN,
+    );
+    let mut c = Canvas::new(w, h);
+    c.text(MARGIN, MARGIN, title, BLACK);
+    let (px, py) = (MARGIN as f64, (MARGIN + 2 * LINE_H) as f64);
+    let (pwf, phf) = (pw as f64, ph as f64);
+    c.line((px, py), (px, py + phf), BLACK);
+    c.line((px, py + phf), (px + pwf, py + phf), BLACK);
+    let logs: Vec<f64> = values
+        .iter()
+        .filter(|v| v.is_finite() && **v > 0.0)
+        .map(|v| v.log10())
+        .collect();
+    if let (Some(first), Some(last)) = (values.first(), values.last()) {
+        c.text(
+            MARGIN,
+            MARGIN + LINE_H,
+            &format!("{first:.3e} TO {last:.3e}"),
+            GREY,
+        );
+    }
+    if logs.len() >= 2 {
+        let lo = logs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let span = (hi - lo).max(1e-12);
+        let last = (logs.len() - 1) as f64;
+        let point = |i: usize| {
+            (
+                px + pwf * i as f64 / last,
+                py + phf * (1.0 - (logs[i] - lo) / span),
+            )
+        };
+        for i in 1..logs.len() {
+            c.line(point(i - 1), point(i), LINE_COLOURS[0]);
+        }
+    }
+    c.text(
+        MARGIN,
+        MARGIN + 2 * LINE_H + ph + 4,
+        &format!("EPOCH 1 TO {} (LOG SCALE)", values.len()),
+        BLACK,
+    );
+    c.png()
+}
+
 /// 5x7 glyphs, one byte per row, bit 4 = leftmost column. Unknown characters draw as blanks.
 fn glyph(ch: char) -> [u8; 7] {
     match ch {

@@ -79,7 +79,7 @@ fn npy_bytes(shape: &[usize], data: &[Complex32]) -> Vec<u8> {
 }
 
 /// UTC now as ISO 8601 with a Z.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

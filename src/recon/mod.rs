@@ -3,10 +3,21 @@
 //! as training (extraction, probe, far field and their adjoints) and on either backend.
 //!
 //! This module holds what every engine shares: the scan an engine reads ([`Scan`]), the estimate it
-//! refines ([`Estimate`]), the [`Engine`] trait, and [`run`], the epoch loop that checks the inputs
-//! before the first pass, records each epoch's cost and time, and stops at the first non-finite cost
-//! with the last good estimate intact. The engines themselves (LSQML, ePIE/rPIE, DM) each get their
-//! own module here, and `ptycho reconstruct` drives them through [`run`].
+//! refines ([`Estimate`]), the [`Engine`] trait, and [`run`], the epoch loop that records each
+//! epoch's cost and time and stops at the first non-finite cost with the last good estimate kept.
+//! `device.rs` holds the scan and the estimate on the backend, in batches; the engines are
+//! `lsqml.rs` (least-squares maximum likelihood, Odstrčil et al. 2018), `pie.rs` (ePIE and rPIE) and
+//! `dm.rs` (difference map); `reconstruct.rs` is `ptycho reconstruct`.
+//!
+//! The forward model is the simulator's: the measured amplitude of pattern j is |FFT(P · O_j)| / N,
+//! zero frequency at the centre, where O_j is the N x N patch of the object centred on position j
+//! (bilinear, zero outside).
+
+pub mod device;
+pub mod dm;
+pub mod lsqml;
+pub mod pie;
+pub mod reconstruct;
 
 use std::time::Instant;
 
@@ -20,6 +31,16 @@ use crate::physics::image::ComplexImage;
 pub enum ReconError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
+
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
+    #[error(transparent)]
+    Persist(#[from] crate::persist::PersistError),
+
+    /// An output that could not be written.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
 
     #[error("scan: {0}")]
     Scan(String),
@@ -105,18 +126,17 @@ pub struct Estimate {
     pub probe: ComplexImage,
 }
 
-/// An iterative engine: one call of [`Engine::epoch`] is one pass over every pattern of the scan.
+/// An iterative engine holding its scan and estimate on a backend: one call of [`Engine::epoch`] is
+/// one pass over every pattern.
 pub trait Engine<B: Backend> {
     fn name(&self) -> &'static str;
 
-    /// Refine `estimate` with one pass over `scan`; returns the epoch's cost (the engine's own
-    /// data-fidelity measure, lower is better).
-    fn epoch(
-        &mut self,
-        backend: &B,
-        scan: &Scan<'_>,
-        estimate: &mut Estimate,
-    ) -> Result<f64, ReconError>;
+    /// One pass over the scan; returns the epoch's cost: the mean over every pattern pixel of
+    /// (|FFT(P · O_j)| / N − measured amplitude)², before the epoch's updates.
+    fn epoch(&mut self, b: &B) -> Result<f64, ReconError>;
+
+    /// The current estimate, read back from the backend.
+    fn estimate(&self, b: &B) -> Result<Estimate, ReconError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -127,32 +147,48 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
-/// `epochs` passes of `engine` over `scan`, starting from and refining `estimate`. `on_epoch` sees each
-/// record as it is made (progress bars, logs). A non-finite cost stops the run with
-/// [`ReconError::Diverged`], leaving `estimate` as the last epoch with a finite cost made it.
+/// What a run made: the estimate after the last epoch with a finite cost, every epoch's record, and,
+/// when the cost stopped being finite, that error.
+pub struct Reconstruction {
+    pub estimate: Estimate,
+    pub history: Vec<EpochRecord>,
+    pub diverged: Option<ReconError>,
+}
+
+/// `epochs` passes of `engine`. `on_epoch` sees each record as it is made (progress bars, logs). A
+/// non-finite cost ends the run early with [`Reconstruction::diverged`] set, keeping the estimate of
+/// the last epoch whose cost was finite (read back after every epoch, so nothing good is lost).
 pub fn run<B: Backend, E: Engine<B>>(
     engine: &mut E,
-    backend: &B,
-    scan: &Scan<'_>,
-    estimate: &mut Estimate,
+    b: &B,
     epochs: usize,
     mut on_epoch: impl FnMut(&EpochRecord),
-) -> Result<Vec<EpochRecord>, ReconError> {
-    scan.check(estimate)?;
+) -> Result<Reconstruction, ReconError> {
+    let mut estimate = engine.estimate(b)?;
     let mut history = Vec::with_capacity(epochs);
     for epoch in 1..=epochs {
         let start = Instant::now();
-        let before = estimate.clone();
-        let cost = engine.epoch(backend, scan, estimate)?;
-        if !cost.is_finite() {
-            *estimate = before;
-            return Err(ReconError::Diverged {
-                engine: engine.name(),
-                epoch,
-                cost,
-                last_good: epoch - 1,
+        let cost = engine.epoch(b)?;
+        let after = engine.estimate(b)?;
+        let finite = |image: &ComplexImage| {
+            image
+                .data
+                .iter()
+                .all(|v| v.re.is_finite() && v.im.is_finite())
+        };
+        if !cost.is_finite() || !finite(&after.object) || !finite(&after.probe) {
+            return Ok(Reconstruction {
+                estimate,
+                history,
+                diverged: Some(ReconError::Diverged {
+                    engine: engine.name(),
+                    epoch,
+                    cost,
+                    last_good: epoch - 1,
+                }),
             });
         }
+        estimate = after;
         let record = EpochRecord {
             epoch,
             cost,
@@ -161,150 +197,9 @@ pub fn run<B: Backend, E: Engine<B>>(
         on_epoch(&record);
         history.push(record);
     }
-    Ok(history)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ptycho_kernels::cpu::CpuBackend;
-    use ptycho_kernels::Complex32;
-
-    /// Moves the object halfway to a target each epoch; its cost is the squared distance, and it
-    /// reports NaN from epoch `fail_at` on.
-    struct Halfway {
-        target: Complex32,
-        fail_at: usize,
-        epochs: usize,
-    }
-
-    impl<B: Backend> Engine<B> for Halfway {
-        fn name(&self) -> &'static str {
-            "halfway"
-        }
-
-        fn epoch(
-            &mut self,
-            _: &B,
-            _: &Scan<'_>,
-            estimate: &mut Estimate,
-        ) -> Result<f64, ReconError> {
-            self.epochs += 1;
-            for v in &mut estimate.object.data {
-                *v = (*v + self.target) * 0.5;
-            }
-            if self.epochs >= self.fail_at {
-                return Ok(f64::NAN);
-            }
-            Ok(estimate
-                .object
-                .data
-                .iter()
-                .map(|v| (*v - self.target).norm_sqr() as f64)
-                .sum())
-        }
-    }
-
-    fn fixture() -> (Vec<f32>, Vec<[f64; 2]>, Estimate) {
-        let n = 4;
-        let estimate = Estimate {
-            object: ComplexImage::filled(8, 8, Complex32::new(1.0, 0.0)),
-            probe: ComplexImage::filled(n, n, Complex32::new(1.0, 0.0)),
-        };
-        (vec![1.0; 2 * n * n], vec![[2.0, 2.0], [6.0, 6.0]], estimate)
-    }
-
-    #[test]
-    fn the_loop_records_every_epoch_and_keeps_the_last_good_estimate_on_divergence() {
-        let (amplitudes, positions, mut estimate) = fixture();
-        let scan = Scan {
-            n: 4,
-            amplitudes: &amplitudes,
-            positions: &positions,
-        };
-        let target = Complex32::new(0.0, 1.0);
-        let mut seen = Vec::new();
-        let mut engine = Halfway {
-            target,
-            fail_at: usize::MAX,
-            epochs: 0,
-        };
-        let history = run(
-            &mut engine,
-            &CpuBackend::new(),
-            &scan,
-            &mut estimate,
-            3,
-            |r| seen.push(r.epoch),
-        )
-        .unwrap();
-        assert_eq!(seen, vec![1, 2, 3]);
-        assert!(history.windows(2).all(|w| w[1].cost < w[0].cost));
-
-        let (_, _, mut estimate) = fixture();
-        let mut engine = Halfway {
-            target,
-            fail_at: 3,
-            epochs: 0,
-        };
-        let err = run(
-            &mut engine,
-            &CpuBackend::new(),
-            &scan,
-            &mut estimate,
-            5,
-            |_| {},
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ReconError::Diverged {
-                    epoch: 3,
-                    last_good: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        // Two halvings from 1 towards i: the estimate of epoch 2.
-        assert_eq!(estimate.object.data[0], Complex32::new(0.25, 0.75));
-    }
-
-    #[test]
-    fn a_scan_that_does_not_fit_its_estimate_is_refused_before_the_first_epoch() {
-        let (amplitudes, _, mut estimate) = fixture();
-        let outside = [[2.0, 2.0], [7.0, 6.0]];
-        let scan = Scan {
-            n: 4,
-            amplitudes: &amplitudes,
-            positions: &outside,
-        };
-        let mut engine = Halfway {
-            target: Complex32::new(0.0, 0.0),
-            fail_at: usize::MAX,
-            epochs: 0,
-        };
-        let err = run(
-            &mut engine,
-            &CpuBackend::new(),
-            &scan,
-            &mut estimate,
-            1,
-            |_| {},
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("position 1 (7, 6)"), "{err}");
-        assert_eq!(engine.epochs, 0);
-
-        let mut negative = amplitudes.clone();
-        negative[20] = -1.0;
-        let scan = Scan {
-            n: 4,
-            amplitudes: &negative,
-            positions: &[[2.0, 2.0], [6.0, 6.0]],
-        };
-        let err = scan.check(&estimate).unwrap_err();
-        assert!(err.to_string().contains("pattern 1 holds -1"), "{err}");
-    }
+    Ok(Reconstruction {
+        estimate,
+        history,
+        diverged: None,
+    })
 }

@@ -1,0 +1,117 @@
+//! `ptycho reconstruct`: an iterative reconstruction (LSQML, ePIE, rPIE, DM) of a scan file.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::device::{with_backend, DeviceArgs};
+use crate::recon::reconstruct::{Algorithm, InitObject, ReconstructConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AlgorithmArg {
+    Lsqml,
+    Epie,
+    Rpie,
+    Dm,
+}
+
+#[derive(Args)]
+pub struct ReconstructArgs {
+    /// The scan: an NPZ file (diffraction amplitudes, xcoords, ycoords, probeGuess), a folder of
+    /// shards, or a glob.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where reconstruction.npz, amplitude.png, phase.png, probe.png, cost.png and history.json go.
+    #[arg(long)]
+    output_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Lsqml)]
+    algorithm: AlgorithmArg,
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Patterns per update.
+    #[arg(long, default_value_t = 96)]
+    batch_size: usize,
+    /// The starting object: `ones`; `truth`, the file's objectGuess (the reference's parity mode,
+    /// which starts from the answer; every output says so); or an NPZ holding `object` or
+    /// `objectGuess`.
+    #[arg(long, default_value = "ones")]
+    init_object: String,
+    /// LSQML: refine the probe as well (from --probe-start-epoch on), keeping its power.
+    #[arg(long)]
+    update_probe: bool,
+    #[arg(long, default_value_t = 1)]
+    probe_start_epoch: usize,
+    /// ePIE and rPIE: the object step α.
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f32,
+    /// rPIE: γ of the denominator.
+    #[arg(long, default_value_t = 0.1)]
+    gamma: f32,
+    /// LSQML and DM: δ of the illumination preconditioner, relative to its maximum.
+    #[arg(long, default_value_t = 1e-2)]
+    regularization: f32,
+    /// Replace outputs already in --output-dir (otherwise refused).
+    #[arg(long)]
+    overwrite: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
+    let init_object = match args.init_object.as_str() {
+        "ones" => InitObject::Ones,
+        "truth" => InitObject::Truth,
+        path => InitObject::File(PathBuf::from(path)),
+    };
+    let config = ReconstructConfig {
+        input: args.input,
+        output_dir: args.output_dir,
+        algorithm: match args.algorithm {
+            AlgorithmArg::Lsqml => Algorithm::Lsqml,
+            AlgorithmArg::Epie => Algorithm::Epie,
+            AlgorithmArg::Rpie => Algorithm::Rpie,
+            AlgorithmArg::Dm => Algorithm::Dm,
+        },
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        init_object,
+        probe_from_epoch: args.update_probe.then_some(args.probe_start_epoch),
+        alpha: args.alpha,
+        gamma: args.gamma,
+        regularization: args.regularization,
+        overwrite: args.overwrite,
+    };
+    let bar = ProgressBar::new(config.epochs as u64).with_style(
+        ProgressStyle::with_template("epoch [{bar:30}] {pos}/{len} {msg} ({eta} left)")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let report = with_backend!(args.device.open()?, b => crate::recon::reconstruct::reconstruct(&b, &config, |record| {
+        bar.set_position(record.epoch as u64);
+        bar.set_message(format!("cost {:.4e}", record.cost));
+    }))?;
+    bar.finish_and_clear();
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        outln!(
+            "{} ({}), {} epochs over {} patterns, cost {}, {:.0} patterns/s on {}: {}",
+            report.algorithm.name(),
+            report.init_object,
+            report.epochs,
+            report.patterns,
+            report.final_cost.map_or("-".into(), |c| format!("{c:.4e}")),
+            report.patterns_per_s,
+            report.device,
+            report.output.display()
+        );
+    }
+    if let Some(diverged) = report.diverged {
+        anyhow::bail!("{diverged}; the outputs hold that epoch's estimate");
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The scan and the estimate on the backend, as every engine uses them: the patterns in batches (their
+//! amplitudes scaled by N to compare with the unnormalised FFT, their patch origins, the bin index of
+//! their patches), the object and the probe, and the object's illumination Σ_j |P|² at the patch
+//! positions, which the engines divide by.
+
+use ptycho_kernels::ops::ptycho::PatchTable;
+use ptycho_kernels::{Backend, Complex32, FftDirection, FftShift, Tensor};
+
+use super::{Estimate, ReconError, Scan};
+use crate::physics::image::ComplexImage;
+
+/// One batch of patterns.
+pub struct DeviceBatch<S> {
+    /// Indices of the batch's patterns in the scan.
+    pub first: usize,
+    pub len: usize,
+    /// N · measured amplitude, (len, N, N), fftshifted as measured.
+    pub amplitude: Tensor<S>,
+    /// (len, 2) patch origins (x0, y0): position − N/2.
+    pub origins: Tensor<S>,
+    pub table: PatchTable<S>,
+}
+
+pub struct DeviceScan<S> {
+    pub n: usize,
+    pub patterns: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub batches: Vec<DeviceBatch<S>>,
+    pub object: Tensor<S>,
+    pub probe: Tensor<S>,
+    /// Patch origins of every pattern, in scan order (x0, y0 pairs), for whole-scan indices.
+    pub origins: Vec<f32>,
+}
+
+impl<S> DeviceScan<S> {
+    /// Check the scan against the estimate and put both on the backend in batches of `batch_size`
+    /// patterns, in scan order.
+    pub fn new<B: Backend<Storage = S>>(
+        b: &B,
+        scan: &Scan<'_>,
+        estimate: &Estimate,
+        batch_size: usize,
+    ) -> Result<Self, ReconError> {
+        scan.check(estimate)?;
+        if batch_size == 0 {
+            return Err(ReconError::Scan("the batch size must be at least 1".into()));
+        }
+        let n = scan.n;
+        let half = (n / 2) as f64;
+        let origins: Vec<f32> = scan
+            .positions
+            .iter()
+            .flat_map(|&[x, y]| [(x - half) as f32, (y - half) as f32])
+            .collect();
+        let (rows, cols) = (estimate.object.rows, estimate.object.cols);
+        let nn = n * n;
+        let mut batches = Vec::new();
+        for first in (0..scan.patterns()).step_by(batch_size) {
+            let len = batch_size.min(scan.patterns() - first);
+            let amplitude: Vec<f32> = scan.amplitudes[first * nn..(first + len) * nn]
+                .iter()
+                .map(|a| a * n as f32)
+                .collect();
+            let batch_origins = &origins[2 * first..2 * (first + len)];
+            batches.push(DeviceBatch {
+                first,
+                len,
+                amplitude: b.upload_f32(&[len, n, n], &amplitude)?,
+                origins: b.upload_f32(&[len, 2], batch_origins)?,
+                table: PatchTable::upload(b, batch_origins, n, rows, cols)?,
+            });
+        }
+        Ok(Self {
+            n,
+            patterns: scan.patterns(),
+            rows,
+            cols,
+            batches,
+            object: upload_image(b, &estimate.object)?,
+            probe: upload_image(b, &estimate.probe)?,
+            origins,
+        })
+    }
+
+    pub fn estimate<B: Backend<Storage = S>>(&self, b: &B) -> Result<Estimate, ReconError> {
+        Ok(Estimate {
+            object: ComplexImage::new(self.rows, self.cols, b.download_c64(&self.object)?),
+            probe: ComplexImage::new(self.n, self.n, b.download_c64(&self.probe)?),
+        })
+    }
+
+    /// Σ over every pattern of |P|² placed at its patch (a real image carried as complex), and
+    /// max |P|².
+    pub fn illumination<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+    ) -> Result<(Tensor<S>, f32), ReconError> {
+        let power = b.abs2(&self.probe)?;
+        let power_host = b.download_f32(&power)?;
+        let max = power_host.iter().copied().fold(0.0, f32::max);
+        let as_complex: Vec<Complex32> =
+            power_host.iter().map(|&p| Complex32::new(p, 0.0)).collect();
+        let shared = b.upload_c64(&[self.n, self.n], &as_complex)?;
+        let mut total: Option<Tensor<S>> = None;
+        for batch in &self.batches {
+            let part = b.scatter_patches(&shared, &batch.origins, &batch.table)?;
+            total = Some(match total {
+                None => part,
+                Some(t) => b.add(&t, &part)?,
+            });
+        }
+        let total = total.expect("a scan has at least one batch");
+        Ok((b.abs(&total)?, max))
+    }
+
+    /// The patches of the object at the batch's positions times the probe: ψ_j = P · O_j.
+    pub fn exit_waves<B: Backend<Storage = S>>(
+        &self,
+        b: &B,
+        batch: &DeviceBatch<S>,
+    ) -> Result<Tensor<S>, ReconError> {
+        let patches = b.extract_patches(&self.object, &batch.origins, self.n)?;
+        Ok(b.mul(&patches, &self.probe)?)
+    }
+}
+
+fn upload_image<B: Backend>(b: &B, image: &ComplexImage) -> Result<Tensor<B::Storage>, ReconError> {
+    Ok(b.upload_c64(&[image.rows, image.cols], &image.data)?)
+}
+
+/// The far field of exit waves: FFT2 with zero frequency at the centre, as measured.
+pub fn far_field<B: Backend>(
+    b: &B,
+    psi: &Tensor<B::Storage>,
+) -> Result<Tensor<B::Storage>, ReconError> {
+    Ok(b.fft2(psi, FftDirection::Forward, FftShift::OUTPUT)?)
+}
+
+/// Back from the far field to exit waves.
+pub fn near_field<B: Backend>(
+    b: &B,
+    spectrum: &Tensor<B::Storage>,
+) -> Result<Tensor<B::Storage>, ReconError> {
+    Ok(b.fft2(spectrum, FftDirection::Inverse, FftShift::INPUT)?)
+}
+
+/// x − y.
+pub fn sub<B: Backend>(
+    b: &B,
+    x: &Tensor<B::Storage>,
+    y: &Tensor<B::Storage>,
+) -> Result<Tensor<B::Storage>, ReconError> {
+    Ok(b.add(x, &b.scale(y, -1.0)?)?)
+}
+
+/// Σ x of a float32 tensor, on the host.
+pub fn total<B: Backend>(b: &B, x: &Tensor<B::Storage>) -> Result<f64, ReconError> {
+    Ok(b.download_f32(&b.sum(x)?)?[0] as f64)
+}
+
+/// Re ⟨x, y⟩ and ‖y‖², accumulated in f64 on the host (the step sizes of LSQML depend on them, and
+/// a float32 sum on the device would lose the inner product to cancellation).
+pub fn inner_and_power<B: Backend>(
+    b: &B,
+    x: &Tensor<B::Storage>,
+    y: &Tensor<B::Storage>,
+) -> Result<(f64, f64), ReconError> {
+    let (x, y) = (b.download_c64(x)?, b.download_c64(y)?);
+    Ok(x.iter().zip(&y).fold((0.0, 0.0), |(inner, power), (p, q)| {
+        let (pr, pi, qr, qi) = (p.re as f64, p.im as f64, q.re as f64, q.im as f64);
+        (inner + pr * qr + pi * qi, power + qr * qr + qi * qi)
+    }))
+}

@@ -1,0 +1,108 @@
+//! ePIE (Maiden and Rodenburg 2009) and rPIE (Maiden, Johnson and Li 2017), batched as pty-chi runs
+//! them: for a batch, the exit-wave updates χ_j = F⁻¹(Π(F ψ_j)) − ψ_j of every pattern are summed back
+//! onto the object at once,
+//!   ePIE: O += α Σ_j Sᵀ_j(P*·χ_j) / max |P|²
+//!   rPIE: O += α Σ_j Sᵀ_j(P*·χ_j) / ((1 − γ) Σ_j Sᵀ_j|P|² + γ max |P|²)
+//! with the probe held fixed.
+
+use ptycho_kernels::{Backend, Complex32, Tensor};
+
+use super::device::{far_field, near_field, sub, total, DeviceScan};
+use super::{Engine, Estimate, ReconError, Scan};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PieVariant {
+    Epie,
+    /// γ of the denominator.
+    Rpie {
+        gamma: f32,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PieConfig {
+    pub batch_size: usize,
+    /// The object step α.
+    pub alpha: f32,
+    pub variant: PieVariant,
+}
+
+pub struct Pie<S> {
+    scan: DeviceScan<S>,
+    config: PieConfig,
+    max_power: f32,
+    /// rPIE: each batch's denominator, (H, W) float32.
+    denominators: Vec<Tensor<S>>,
+}
+
+impl<S> Pie<S> {
+    pub fn new<B: Backend<Storage = S>>(
+        b: &B,
+        scan: &Scan<'_>,
+        estimate: &Estimate,
+        config: PieConfig,
+    ) -> Result<Self, ReconError> {
+        let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
+        let power = b.download_f32(&b.abs2(&device.probe)?)?;
+        let max_power = power.iter().copied().fold(0.0f32, f32::max);
+        if max_power <= 0.0 {
+            return Err(ReconError::Scan("the probe is zero everywhere".into()));
+        }
+        let mut denominators = Vec::new();
+        if let PieVariant::Rpie { gamma } = config.variant {
+            let shared: Vec<Complex32> = power.iter().map(|&p| Complex32::new(p, 0.0)).collect();
+            let shared = b.upload_c64(&[scan.n, scan.n], &shared)?;
+            for batch in &device.batches {
+                let covered =
+                    b.abs(&b.scatter_patches(&shared, &batch.origins, &batch.table)?)?;
+                denominators.push(b.offset(&b.scale(&covered, 1.0 - gamma)?, gamma * max_power)?);
+            }
+        }
+        Ok(Self {
+            scan: device,
+            config,
+            max_power,
+            denominators,
+        })
+    }
+}
+
+impl<B: Backend> Engine<B> for Pie<B::Storage> {
+    fn name(&self) -> &'static str {
+        match self.config.variant {
+            PieVariant::Epie => "epie",
+            PieVariant::Rpie { .. } => "rpie",
+        }
+    }
+
+    fn epoch(&mut self, b: &B) -> Result<f64, ReconError> {
+        let n = self.scan.n;
+        let mut cost = 0.0;
+        for (k, batch) in self.scan.batches.iter().enumerate() {
+            let psi = self.scan.exit_waves(b, batch)?;
+            let (projected, residual) =
+                b.modulus_project(&far_field(b, &psi)?, &batch.amplitude)?;
+            cost += total(b, &residual)?;
+            let chi = sub(b, &near_field(b, &projected)?, &psi)?;
+            let numerator = b.scatter_patches(
+                &b.mul_conj(&chi, &self.scan.probe)?,
+                &batch.origins,
+                &batch.table,
+            )?;
+            let update = match self.config.variant {
+                PieVariant::Epie => b.scale(&numerator, self.config.alpha / self.max_power)?,
+                PieVariant::Rpie { .. } => b.scale(
+                    &b.div_real(&numerator, &self.denominators[k])?,
+                    self.config.alpha,
+                )?,
+            };
+            self.scan.object = b.add(&self.scan.object, &update)?;
+        }
+        let nn = (n * n) as f64;
+        Ok(cost / nn / (self.scan.patterns as f64 * nn))
+    }
+
+    fn estimate(&self, b: &B) -> Result<Estimate, ReconError> {
+        self.scan.estimate(b)
+    }
+}

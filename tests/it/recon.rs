@@ -1,0 +1,578 @@
+//! The iterative engines: one epoch of each update rule against an f64 transcription on a tiny scan,
+//! the LSQML cost falling monotonically on noiseless data, noiseless reconstructions converging to the
+//! truth (up to the global phase), GPU against CPU, and `ptycho reconstruct` end to end.
+
+use std::process::Command;
+
+use rustfft::num_complex::Complex64;
+use rustfft::FftPlanner;
+
+use ptycho_wgpu::kernels::cpu::CpuBackend;
+use ptycho_wgpu::kernels::testing::shared_gpu;
+use ptycho_wgpu::kernels::Complex32;
+use ptycho_wgpu::physics::image::ComplexImage;
+use ptycho_wgpu::physics::probe::default_probe;
+use ptycho_wgpu::recon::dm::{DifferenceMap, DmConfig};
+use ptycho_wgpu::recon::lsqml::{Lsqml, LsqmlConfig};
+use ptycho_wgpu::recon::pie::{Pie, PieConfig, PieVariant};
+use ptycho_wgpu::recon::{run, Engine, Estimate, Scan};
+use ptycho_wgpu::study::simulate::{extract_patch, synthetic_object};
+
+const N: usize = 32;
+const SIZE: usize = 80;
+
+/// A noiseless raster scan of the built-in object: amplitudes |FFT(P·O_j)| / N (fftshifted),
+/// positions, the truth and the probe.
+struct Problem {
+    amplitudes: Vec<f32>,
+    positions: Vec<[f64; 2]>,
+    truth: ComplexImage,
+    probe: ComplexImage,
+}
+
+fn problem(step: f64) -> Problem {
+    let truth = synthetic_object(SIZE, 7);
+    let probe = ComplexImage::new(N, N, default_probe(N, 3.0));
+    let mut positions = Vec::new();
+    let (lo, hi) = (N as f64 / 2.0 + 1.0, SIZE as f64 - N as f64 / 2.0 - 1.0);
+    let mut y = lo;
+    while y <= hi {
+        let mut x = lo;
+        while x <= hi {
+            // A little sub-pixel jitter, so the bilinear paths are exercised.
+            positions.push([
+                x + 0.3 * ((x * 7.0 + y).sin()),
+                y + 0.3 * ((x - 3.0 * y).cos()),
+            ]);
+            x += step;
+        }
+        y += step;
+    }
+    let mut amplitudes = Vec::new();
+    let mut planner = FftPlanner::<f64>::new();
+    for &[x, y] in &positions {
+        let mut patch = vec![Complex32::default(); N * N];
+        extract_patch(&truth, x, y, N, &mut patch);
+        let psi: Vec<Complex64> = patch
+            .iter()
+            .zip(&probe.data)
+            .map(|(o, p)| to64(*o) * to64(*p))
+            .collect();
+        let spectrum = fft2_shifted(&mut planner, &psi);
+        amplitudes.extend(spectrum.iter().map(|v| (v.norm() / N as f64) as f32));
+    }
+    Problem {
+        amplitudes,
+        positions,
+        truth,
+        probe,
+    }
+}
+
+fn to64(v: Complex32) -> Complex64 {
+    Complex64::new(v.re as f64, v.im as f64)
+}
+
+/// Forward 2-D FFT, zero frequency moved to the centre.
+fn fft2_shifted(planner: &mut FftPlanner<f64>, x: &[Complex64]) -> Vec<Complex64> {
+    let out = fft2(planner, x, false);
+    let h = N / 2;
+    (0..N * N)
+        .map(|i| {
+            let (r, c) = (i / N, i % N);
+            out[((r + h) % N) * N + (c + h) % N]
+        })
+        .collect()
+}
+
+/// Inverse of `fft2_shifted` (1/N² included).
+fn ifft2_shifted(planner: &mut FftPlanner<f64>, x: &[Complex64]) -> Vec<Complex64> {
+    let h = N / 2;
+    let unshifted: Vec<Complex64> = (0..N * N)
+        .map(|i| {
+            let (r, c) = (i / N, i % N);
+            x[((r + h) % N) * N + (c + h) % N]
+        })
+        .collect();
+    fft2(planner, &unshifted, true)
+        .into_iter()
+        .map(|v| v / (N * N) as f64)
+        .collect()
+}
+
+fn fft2(planner: &mut FftPlanner<f64>, x: &[Complex64], inverse: bool) -> Vec<Complex64> {
+    let fft = if inverse {
+        planner.plan_fft_inverse(N)
+    } else {
+        planner.plan_fft_forward(N)
+    };
+    let mut data = x.to_vec();
+    for row in data.chunks_mut(N) {
+        fft.process(row);
+    }
+    let mut column = vec![Complex64::default(); N];
+    for c in 0..N {
+        for r in 0..N {
+            column[r] = data[r * N + c];
+        }
+        fft.process(&mut column);
+        for r in 0..N {
+            data[r * N + c] = column[r];
+        }
+    }
+    data
+}
+
+/// The f64 transcription of the shared ops: bilinear patch at origin, and its adjoint.
+fn extract64(object: &[Complex64], cols: usize, rows: usize, x0: f64, y0: f64) -> Vec<Complex64> {
+    let at = |r: i64, c: i64| {
+        if r < 0 || c < 0 || r >= rows as i64 || c >= cols as i64 {
+            Complex64::default()
+        } else {
+            object[r as usize * cols + c as usize]
+        }
+    };
+    let (ky, kx) = (y0.floor(), x0.floor());
+    let (fy, fx) = (y0 - ky, x0 - kx);
+    let (ky, kx) = (ky as i64, kx as i64);
+    let mut out = vec![Complex64::default(); N * N];
+    for r in 0..N {
+        for c in 0..N {
+            let (y, x) = (ky + r as i64, kx + c as i64);
+            out[r * N + c] = at(y, x) * ((1.0 - fx) * (1.0 - fy))
+                + at(y, x + 1) * (fx * (1.0 - fy))
+                + at(y + 1, x) * ((1.0 - fx) * fy)
+                + at(y + 1, x + 1) * (fx * fy);
+        }
+    }
+    out
+}
+
+fn scatter64(
+    out: &mut [Complex64],
+    cols: usize,
+    rows: usize,
+    x0: f64,
+    y0: f64,
+    patch: &[Complex64],
+) {
+    let (ky, kx) = (y0.floor(), x0.floor());
+    let (fy, fx) = (y0 - ky, x0 - kx);
+    for r in 0..N {
+        for c in 0..N {
+            for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
+                for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
+                    let (y, x) = (ky as i64 + (r + dy) as i64, kx as i64 + (c + dx) as i64);
+                    if y >= 0 && x >= 0 && y < rows as i64 && x < cols as i64 {
+                        out[y as usize * cols + x as usize] += patch[r * N + c] * (wx * wy);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// χ_j = F⁻¹(Π(F ψ_j)) − ψ_j of every pattern, in f64, from the object and probe given.
+fn exit_wave_updates(
+    p: &Problem,
+    object: &[Complex64],
+    probe: &[Complex64],
+) -> (Vec<Vec<Complex64>>, Vec<Vec<Complex64>>) {
+    let mut planner = FftPlanner::<f64>::new();
+    let mut chis = Vec::new();
+    let mut patches = Vec::new();
+    for (j, &[x, y]) in p.positions.iter().enumerate() {
+        let h = (N / 2) as f64;
+        let o = extract64(object, SIZE, SIZE, x - h, y - h);
+        let psi: Vec<Complex64> = o.iter().zip(probe).map(|(a, b)| a * b).collect();
+        let spectrum = fft2_shifted(&mut planner, &psi);
+        let projected: Vec<Complex64> = spectrum
+            .iter()
+            .zip(&p.amplitudes[j * N * N..(j + 1) * N * N])
+            .map(|(s, &a)| {
+                let a = a as f64 * N as f64;
+                if s.norm() > 0.0 {
+                    s * (a / s.norm())
+                } else {
+                    Complex64::new(a, 0.0)
+                }
+            })
+            .collect();
+        let back = ifft2_shifted(&mut planner, &projected);
+        chis.push(back.iter().zip(&psi).map(|(b, s)| b - s).collect());
+        patches.push(o);
+    }
+    (chis, patches)
+}
+
+fn estimate_ones(p: &Problem) -> Estimate {
+    Estimate {
+        object: ComplexImage::filled(SIZE, SIZE, Complex32::new(1.0, 0.0)),
+        probe: p.probe.clone(),
+    }
+}
+
+fn scan(p: &Problem) -> Scan<'_> {
+    Scan {
+        n: N,
+        amplitudes: &p.amplitudes,
+        positions: &p.positions,
+    }
+}
+
+fn max_error(got: &[Complex32], want: &[Complex64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (to64(*g) - w).norm())
+        .fold(0.0, f64::max)
+}
+
+fn probe64(p: &Problem) -> Vec<Complex64> {
+    p.probe.data.iter().map(|v| to64(*v)).collect()
+}
+
+/// One ePIE epoch with every pattern in one batch: O + α Σ_j Sᵀ_j(P*·χ_j) / max|P|².
+#[test]
+fn one_epie_epoch_matches_its_f64_transcription() {
+    let p = problem(12.0);
+    let probe = probe64(&p);
+    let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
+    let (chis, _) = exit_wave_updates(&p, &ones, &probe);
+    let max_power = probe.iter().map(|v| v.norm_sqr()).fold(0.0, f64::max);
+    let alpha = 0.5;
+    let mut want = ones.clone();
+    let mut sum = vec![Complex64::default(); SIZE * SIZE];
+    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
+        let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
+        scatter64(&mut sum, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
+    }
+    for (w, s) in want.iter_mut().zip(&sum) {
+        *w += s * (alpha / max_power);
+    }
+    let b = CpuBackend::new();
+    let config = PieConfig {
+        batch_size: p.positions.len(),
+        alpha: alpha as f32,
+        variant: PieVariant::Epie,
+    };
+    let mut engine = Pie::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
+    engine.epoch(&b).unwrap();
+    let got = engine.estimate(&b).unwrap().object;
+    let err = max_error(&got.data, &want);
+    assert!(err < 1e-4, "max |error| {err}");
+}
+
+/// One LSQML epoch with every pattern in one batch: ΔO = Σ_j Sᵀ_j(P*·χ_j) / (Σ_j Sᵀ_j|P|² + δ·max),
+/// α = Re⟨χ, P·S(ΔO)⟩ / ‖P·S(ΔO)‖², O + α ΔO.
+#[test]
+fn one_lsqml_epoch_matches_its_f64_transcription() {
+    let p = problem(12.0);
+    let probe = probe64(&p);
+    let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
+    let (chis, _) = exit_wave_updates(&p, &ones, &probe);
+    let mut numerator = vec![Complex64::default(); SIZE * SIZE];
+    let mut illumination = vec![Complex64::default(); SIZE * SIZE];
+    let power: Vec<Complex64> = probe
+        .iter()
+        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
+        .collect();
+    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
+        let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
+        scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
+        scatter64(&mut illumination, SIZE, SIZE, x - 16.0, y - 16.0, &power);
+    }
+    let delta = 1e-2 * illumination.iter().map(|v| v.re).fold(0.0, f64::max);
+    let direction: Vec<Complex64> = numerator
+        .iter()
+        .zip(&illumination)
+        .map(|(n, d)| n / (d.re + delta))
+        .collect();
+    let (mut inner, mut norm) = (0.0, 0.0);
+    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
+        let step = extract64(&direction, SIZE, SIZE, x - 16.0, y - 16.0);
+        for ((s, q), c) in step.iter().zip(&probe).zip(chi) {
+            let wave = s * q;
+            inner += (c.conj() * wave).re;
+            norm += wave.norm_sqr();
+        }
+    }
+    let alpha = inner / norm;
+    let want: Vec<Complex64> = ones
+        .iter()
+        .zip(&direction)
+        .map(|(o, d)| o + d * alpha)
+        .collect();
+
+    let b = CpuBackend::new();
+    let config = LsqmlConfig {
+        batch_size: p.positions.len(),
+        ..LsqmlConfig::default()
+    };
+    let mut engine = Lsqml::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
+    engine.epoch(&b).unwrap();
+    let got = engine.estimate(&b).unwrap().object;
+    let err = max_error(&got.data, &want);
+    assert!(err < 1e-4, "max |error| {err} (α = {alpha})");
+}
+
+/// One DM epoch from ψ_j = P·S_j(1): O = Σ Sᵀ(P*ψ) / (Σ Sᵀ|P|² + δ·max), reported as the estimate.
+#[test]
+fn one_dm_epoch_forms_the_object_of_its_f64_transcription() {
+    let p = problem(12.0);
+    let probe = probe64(&p);
+    let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
+    let mut numerator = vec![Complex64::default(); SIZE * SIZE];
+    let mut illumination = vec![Complex64::default(); SIZE * SIZE];
+    let power: Vec<Complex64> = probe
+        .iter()
+        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
+        .collect();
+    for &[x, y] in &p.positions {
+        let o = extract64(&ones, SIZE, SIZE, x - 16.0, y - 16.0);
+        let weighted: Vec<Complex64> = o
+            .iter()
+            .zip(&probe)
+            .map(|(a, q)| a * q * q.conj())
+            .collect();
+        scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
+        scatter64(&mut illumination, SIZE, SIZE, x - 16.0, y - 16.0, &power);
+    }
+    let delta = 1e-2 * illumination.iter().map(|v| v.re).fold(0.0, f64::max);
+    let want: Vec<Complex64> = numerator
+        .iter()
+        .zip(&illumination)
+        .map(|(n, d)| n / (d.re + delta))
+        .collect();
+    let b = CpuBackend::new();
+    let config = DmConfig {
+        batch_size: 7,
+        regularization: 1e-2,
+    };
+    let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
+    engine.epoch(&b).unwrap();
+    let got = engine.estimate(&b).unwrap().object;
+    let err = max_error(&got.data, &want);
+    assert!(err < 1e-4, "max |error| {err}");
+}
+
+/// max over the well-covered centre of |O·e^{iθ} − truth|, θ the best global phase.
+fn error_to_truth(got: &ComplexImage, truth: &ComplexImage) -> f64 {
+    let (lo, hi) = (N / 2 + 4, SIZE - N / 2 - 4);
+    let mut cross = Complex64::default();
+    let mut pixels = Vec::new();
+    for r in lo..hi {
+        for c in lo..hi {
+            let (g, t) = (to64(got.data[r * SIZE + c]), to64(truth.data[r * SIZE + c]));
+            cross += t * g.conj();
+            pixels.push((g, t));
+        }
+    }
+    let rotation = cross / cross.norm();
+    let rms = (pixels
+        .iter()
+        .map(|(g, t)| (g * rotation - t).norm_sqr())
+        .sum::<f64>()
+        / pixels.len() as f64)
+        .sqrt();
+    rms
+}
+
+#[test]
+fn lsqml_on_noiseless_data_lowers_the_cost_every_epoch_and_finds_the_object() {
+    let p = problem(6.0);
+    let b = CpuBackend::new();
+    let config = LsqmlConfig {
+        batch_size: 24,
+        ..LsqmlConfig::default()
+    };
+    let mut engine = Lsqml::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
+    let result = run(&mut engine, &b, 200, |_| {}).unwrap();
+    assert!(result.diverged.is_none());
+    let costs: Vec<f64> = result.history.iter().map(|r| r.cost).collect();
+    assert!(
+        costs.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-6)),
+        "the cost rose: {costs:?}"
+    );
+    assert!(
+        costs[199] < 1e-4 * costs[0],
+        "{} -> {}",
+        costs[0],
+        costs[199]
+    );
+    // The object amplitude is about 0.75: 1% of it.
+    let err = error_to_truth(&result.estimate.object, &p.truth);
+    assert!(err < 0.01, "rms error to the truth {err}");
+}
+
+#[test]
+fn epie_and_dm_on_noiseless_data_find_the_object() {
+    let p = problem(6.0);
+    let b = CpuBackend::new();
+    let pie = PieConfig {
+        batch_size: 24,
+        alpha: 0.5,
+        variant: PieVariant::Epie,
+    };
+    let mut epie = Pie::new(&b, &scan(&p), &estimate_ones(&p), pie).unwrap();
+    let result = run(&mut epie, &b, 200, |_| {}).unwrap();
+    let err = error_to_truth(&result.estimate.object, &p.truth);
+    assert!(err < 0.05, "ePIE: rms error to the truth {err}");
+
+    let dm = DmConfig {
+        batch_size: 24,
+        regularization: 1e-2,
+    };
+    let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), dm).unwrap();
+    let result = run(&mut engine, &b, 200, |_| {}).unwrap();
+    let err = error_to_truth(&result.estimate.object, &p.truth);
+    assert!(err < 0.05, "DM: rms error to the truth {err}");
+}
+
+#[test]
+fn the_gpu_engines_agree_with_the_cpu_engines() {
+    let Some(gpu) = shared_gpu() else { return };
+    let p = problem(8.0);
+    let cpu = CpuBackend::new();
+    let config = LsqmlConfig {
+        batch_size: 16,
+        ..LsqmlConfig::default()
+    };
+    let mut on_cpu = Lsqml::new(&cpu, &scan(&p), &estimate_ones(&p), config.clone()).unwrap();
+    let mut on_gpu = Lsqml::new(gpu, &scan(&p), &estimate_ones(&p), config).unwrap();
+    for epoch in 1..=3 {
+        let (a, g) = (on_cpu.epoch(&cpu).unwrap(), on_gpu.epoch(gpu).unwrap());
+        assert!((a - g).abs() < 1e-4 * a, "epoch {epoch}: cost {a} vs {g}");
+    }
+    let (a, g) = (
+        on_cpu.estimate(&cpu).unwrap().object,
+        on_gpu.estimate(gpu).unwrap().object,
+    );
+    let err = a
+        .data
+        .iter()
+        .zip(&g.data)
+        .map(|(x, y)| (x - y).norm())
+        .fold(0.0f32, f32::max);
+    assert!(err < 1e-3, "max |CPU − GPU| {err}");
+}
+
+/// `ptycho reconstruct` on a simulated file: every output, labelled; a second run into the same
+/// folder is refused; `--init-object truth` says it is the parity mode.
+#[test]
+fn reconstruct_writes_every_output_and_labels_the_parity_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_ptycho");
+    let ok = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&[
+        "simulate",
+        "--output",
+        "sim",
+        "--n",
+        "64",
+        "--n-images",
+        "60",
+        "--doses",
+        "1e4",
+        "--no-split",
+        "--device",
+        "cpu",
+    ]);
+    let said = ok(&[
+        "reconstruct",
+        "--input",
+        "sim/dose_10000/patched.npz",
+        "--output-dir",
+        "rec",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        said.contains("lsqml (ones), 3 epochs over 60 patterns"),
+        "{said}"
+    );
+    for name in [
+        "reconstruction.npz",
+        "amplitude.png",
+        "phase.png",
+        "probe.png",
+        "cost.png",
+        "history.json",
+    ] {
+        assert!(dir.path().join("rec").join(name).is_file(), "{name}");
+    }
+    let npz =
+        ptycho_wgpu::io::npz::NpzFile::open(&dir.path().join("rec/reconstruction.npz")).unwrap();
+    for key in [
+        "object",
+        "amplitude",
+        "phase",
+        "probe",
+        "xcoords",
+        "ycoords",
+        "reconstructed_object",
+        "reconstructed_probe",
+        "algorithm",
+        "timestamp",
+        "computation_time_s",
+        "init_object",
+    ] {
+        assert!(npz.has(key), "{key}");
+    }
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("rec/history.json")).unwrap())
+            .unwrap();
+    assert_eq!(history["cost"].as_array().unwrap().len(), 3);
+
+    let again = Command::new(bin)
+        .args([
+            "reconstruct",
+            "--input",
+            "sim/dose_10000/patched.npz",
+            "--output-dir",
+            "rec",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--overwrite"));
+
+    let said = ok(&[
+        "reconstruct",
+        "--input",
+        "sim/dose_10000/patched.npz",
+        "--output-dir",
+        "parity",
+        "--epochs",
+        "1",
+        "--init-object",
+        "truth",
+        "--algorithm",
+        "epie",
+        "--device",
+        "cpu",
+    ]);
+    assert!(said.contains("parity mode"), "{said}");
+    let history = std::fs::read_to_string(dir.path().join("parity/history.json")).unwrap();
+    assert!(history.contains("parity mode"), "{history}");
+}
