@@ -48,9 +48,10 @@ pub struct ReconstructArgs {
     /// rPIE: γ of the denominator.
     #[arg(long, default_value_t = 0.1)]
     gamma: f32,
-    /// LSQML and DM: δ of the illumination preconditioner, relative to its maximum.
-    #[arg(long, default_value_t = 1e-2)]
-    regularization: f32,
+    /// LSQML and DM: δ of the illumination preconditioner, relative to its maximum [default: 0.1
+    /// for lsqml (pty-chi's), 0.01 for dm].
+    #[arg(long)]
+    regularization: Option<f32>,
     /// Replace outputs already in --output-dir (otherwise refused).
     #[arg(long)]
     overwrite: bool,

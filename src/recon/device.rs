@@ -158,17 +158,3 @@ pub fn sub<B: Backend>(
 pub fn total<B: Backend>(b: &B, x: &Tensor<B::Storage>) -> Result<f64, ReconError> {
     Ok(b.download_f32(&b.sum(x)?)?[0] as f64)
 }
-
-/// Re ⟨x, y⟩ and ‖y‖², accumulated in f64 on the host (the step sizes of LSQML depend on them, and
-/// a float32 sum on the device would lose the inner product to cancellation).
-pub fn inner_and_power<B: Backend>(
-    b: &B,
-    x: &Tensor<B::Storage>,
-    y: &Tensor<B::Storage>,
-) -> Result<(f64, f64), ReconError> {
-    let (x, y) = (b.download_c64(x)?, b.download_c64(y)?);
-    Ok(x.iter().zip(&y).fold((0.0, 0.0), |(inner, power), (p, q)| {
-        let (pr, pi, qr, qi) = (p.re as f64, p.im as f64, q.re as f64, q.im as f64);
-        (inner + pr * qr + pi * qi, power + qr * qr + qi * qi)
-    }))
-}

@@ -7,7 +7,6 @@
 use ptycho_kernels::{Backend, Tensor};
 
 use super::device::{far_field, near_field, sub, total, DeviceScan};
-use super::lsqml::regularised;
 use super::{Engine, Estimate, ReconError, Scan};
 
 #[derive(Clone, Debug)]
@@ -15,6 +14,23 @@ pub struct DmConfig {
     pub batch_size: usize,
     /// δ of the object's denominator, relative to its maximum.
     pub regularization: f32,
+}
+
+/// `illumination + δ·max(illumination)` as a float32 tensor.
+fn regularised<B: Backend>(
+    b: &B,
+    illumination: &Tensor<B::Storage>,
+    delta: f32,
+) -> Result<Tensor<B::Storage>, ReconError> {
+    let max = b
+        .download_f32(illumination)?
+        .into_iter()
+        .fold(0.0f32, f32::max);
+    Ok(b.offset(illumination, delta * max)?)
+}
+
+impl DmConfig {
+    pub const DEFAULT_REGULARIZATION: f32 = 1e-2;
 }
 
 pub struct DifferenceMap<S> {

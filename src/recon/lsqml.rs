@@ -1,24 +1,40 @@
 //! LSQML (Odstrčil, Menzel and Guizar-Sicairos 2018) with the Gaussian noise model, minibatch by
-//! minibatch. For a batch: exit waves ψ_j = P·O_j, far fields Ψ_j, their projection onto the measured
-//! moduli, the exit-wave update χ_j = F⁻¹(Π(Ψ_j)) − ψ_j; the object's update direction
-//! ΔO = Σ_j Sᵀ_j(P*·χ_j) / (Σ_all |P|² + δ·max), preconditioned by the whole scan's illumination; and
-//! the step α that minimises Σ_j ‖χ_j − α P·S_j(ΔO)‖², solved in closed form. With probe refinement,
-//! the probe's direction ΔP = Σ_j O_j*·χ'_j / (Σ_j |O_j|² + δ·max) is stepped the same way on what the
-//! object step left of χ, and the probe is then scaled back to its starting power (the object and
-//! probe are otherwise free to trade a constant factor).
+//! minibatch, with the choices pty-chi makes where the paper leaves room. For a batch:
+//!
+//! - exit waves ψ_j = P·O_j, far fields Ψ_j, and the Gaussian model's half step in the far field
+//!   (Eq. 16): χ_j = ½ (F⁻¹(Π(Ψ_j)) − ψ_j), Π the projection onto the measured moduli;
+//! - the object's direction ΔO = Σ_j Sᵀ_j(P*·χ_j) / √(D² + (δ·max D)²), D = Σ_all Sᵀ_j|P|² the whole
+//!   scan's illumination (Eq. 24b, 25b), and the probe's ΔP = mean_j O_j*·χ_j (Eq. 24a, averaged);
+//! - for each pattern, the steps (α_j, β_j) that minimise ‖χ_j − α y_j − β z_j‖², y_j = P·S_j(ΔO),
+//!   z_j = ΔP·O_j, from the 2 x 2 normal equations (Eq. 22) whose diagonal is raised by λ = 0.1 of its
+//!   batch mean (so patterns the directions barely touch cannot take huge steps), clipped at 0;
+//! - the object moves by the mean of the α_j with 10 % trimmed from each end, and, when the probe is
+//!   refined, the probe by the mean β_j; the probe is then scaled back to its starting power (object
+//!   and probe are otherwise free to trade a constant factor).
 
 use ptycho_kernels::{Backend, Tensor};
 
-use super::device::{far_field, inner_and_power, near_field, sub, total, DeviceScan};
+use super::device::{far_field, near_field, sub, total, DeviceScan};
 use super::{Engine, Estimate, ReconError, Scan};
+use ptycho_kernels::Complex32;
+use rustfft::num_complex::Complex64;
 
 #[derive(Clone, Debug)]
 pub struct LsqmlConfig {
     pub batch_size: usize,
     /// Refine the probe from this epoch on (1-based); None: the probe stays fixed.
     pub probe_from_epoch: Option<usize>,
-    /// δ of the preconditioners, relative to their maximum.
+    /// δ of the object's preconditioner √(D² + (δ·max D)²).
     pub regularization: f32,
+    /// The step towards the projection in the far field: ½ for the Gaussian model (Eq. 16).
+    pub far_field_step: f32,
+    /// λ: each pattern's normal equations have their diagonal raised by this fraction of the
+    /// batch mean.
+    pub step_damping: f64,
+    /// Solve the object's step jointly with the probe direction's even while the probe is fixed,
+    /// as pty-chi does. The probe term then takes up part of χ that the object step would otherwise
+    /// fit, which damps the object's steps: better on noisy data, slower on clean data.
+    pub joint_step: bool,
 }
 
 impl Default for LsqmlConfig {
@@ -26,31 +42,98 @@ impl Default for LsqmlConfig {
         Self {
             batch_size: 96,
             probe_from_epoch: None,
-            regularization: 1e-2,
+            regularization: 0.1,
+            far_field_step: 0.5,
+            step_damping: 0.1,
+            joint_step: true,
         }
     }
 }
 
+/// Fraction of the per-pattern steps trimmed from each end before their mean is taken.
+const STEP_TRIM: f64 = 0.1;
+
 pub struct Lsqml<S> {
     scan: DeviceScan<S>,
     config: LsqmlConfig,
-    /// Σ_all |P|² + δ·max, (H, W) float32.
+    /// √(D² + (δ·max D)²), (H, W) float32.
     denominator: Tensor<S>,
     probe_power: f64,
     epochs_done: usize,
 }
 
-/// `illumination + δ·max(illumination)` as a float32 tensor.
-pub(super) fn regularised<B: Backend>(
+/// √(D² + (δ·max D)²) of the illumination D, computed on the host (it changes only with the probe).
+fn preconditioner<B: Backend>(
     b: &B,
     illumination: &Tensor<B::Storage>,
     delta: f32,
 ) -> Result<Tensor<B::Storage>, ReconError> {
-    let max = b
-        .download_f32(illumination)?
-        .into_iter()
-        .fold(0.0f32, f32::max);
-    Ok(b.offset(illumination, delta * max)?)
+    let d = b.download_f32(illumination)?;
+    let floor = delta * d.iter().copied().fold(0.0f32, f32::max);
+    let values: Vec<f32> = d.iter().map(|v| v.hypot(floor)).collect();
+    Ok(b.upload_f32(illumination.shape(), &values)?)
+}
+
+/// The mean of `steps` with `STEP_TRIM` of them cut from each end.
+fn trimmed_mean(mut steps: Vec<f64>) -> f64 {
+    steps.sort_by(f64::total_cmp);
+    let cut = (steps.len() as f64 * STEP_TRIM) as usize;
+    let kept = &steps[cut..steps.len() - cut];
+    kept.iter().sum::<f64>() / kept.len().max(1) as f64
+}
+
+/// Each pattern's (α_j, β_j) minimising ‖χ_j − α y_j − β z_j‖² with the damped normal equations, on
+/// the host in f64.
+fn joint_steps<B: Backend>(
+    b: &B,
+    chi: &Tensor<B::Storage>,
+    y: &Tensor<B::Storage>,
+    z: &Tensor<B::Storage>,
+    nn: usize,
+    damping: f64,
+) -> Result<Vec<(f64, f64)>, ReconError> {
+    let (chi, y, z) = (b.download_c64(chi)?, b.download_c64(y)?, b.download_c64(z)?);
+    let to64 = |v: &Complex32| Complex64::new(v.re as f64, v.im as f64);
+    // (a11, a12, a22, b1, b2) per pattern.
+    let sums: Vec<(f64, Complex64, f64, f64, f64)> = (0..chi.len() / nn)
+        .map(|j| {
+            let range = j * nn..(j + 1) * nn;
+            let mut s = (0.0, Complex64::default(), 0.0, 0.0, 0.0);
+            for ((c, y), z) in chi[range.clone()]
+                .iter()
+                .zip(&y[range.clone()])
+                .zip(&z[range])
+            {
+                let (c, y, z) = (to64(c), to64(y), to64(z));
+                s.0 += y.norm_sqr();
+                s.1 += y * z.conj();
+                s.2 += z.norm_sqr();
+                s.3 += (y.conj() * c).re;
+                s.4 += (z.conj() * c).re;
+            }
+            s
+        })
+        .collect();
+    let count = sums.len().max(1) as f64;
+    let damp_y = damping * sums.iter().map(|s| s.0).sum::<f64>() / count;
+    let damp_z = damping * sums.iter().map(|s| s.2).sum::<f64>() / count;
+    Ok(sums
+        .iter()
+        .map(|&(a11, a12, a22, b1, b2)| {
+            let (a11, a22) = (a11 + damp_y, a22 + damp_z);
+            if a22 <= 0.0 {
+                // No probe direction: the object's step alone.
+                return (if a11 > 0.0 { (b1 / a11).max(0.0) } else { 0.0 }, 0.0);
+            }
+            let det = a11 * a22 - a12.norm_sqr();
+            if det <= 0.0 {
+                return (0.0, 0.0);
+            }
+            let alpha = (a22 * b1 - (a12 * b2).re) / det;
+            let beta = (a11 * b2 - (a12.conj() * b1).re) / det;
+            (alpha.max(0.0), beta.max(0.0))
+        })
+        .collect())
 }
 
 impl<S> Lsqml<S> {
@@ -62,7 +145,7 @@ impl<S> Lsqml<S> {
     ) -> Result<Self, ReconError> {
         let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
         let (illumination, _) = device.illumination(b)?;
-        let denominator = regularised(b, &illumination, config.regularization)?;
+        let denominator = preconditioner(b, &illumination, config.regularization)?;
         let probe_power = estimate
             .probe
             .data
@@ -98,40 +181,49 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
             let (projected, residual) =
                 b.modulus_project(&far_field(b, &psi)?, &batch.amplitude)?;
             cost += total(b, &residual)?;
-            let chi = sub(b, &near_field(b, &projected)?, &psi)?;
+            let chi = b.scale(
+                &sub(b, &near_field(b, &projected)?, &psi)?,
+                self.config.far_field_step,
+            )?;
 
             let numerator = b.scatter_patches(
                 &b.mul_conj(&chi, &self.scan.probe)?,
                 &batch.origins,
                 &batch.table,
             )?;
-            let direction = b.div_real(&numerator, &self.denominator)?;
-            let step_wave = b.mul(
-                &b.extract_patches(&direction, &batch.origins, n)?,
+            let object_direction = b.div_real(&numerator, &self.denominator)?;
+            let object_wave = b.mul(
+                &b.extract_patches(&object_direction, &batch.origins, n)?,
                 &self.scan.probe,
             )?;
-            let (inner, power) = inner_and_power(b, &chi, &step_wave)?;
-            let alpha = if power > 0.0 {
-                (inner / power).max(0.0)
+            let probe_direction = b.scale(
+                &b.sum_channels(&b.mul_conj(&chi, &patches)?)?,
+                1.0 / batch.len as f32,
+            )?;
+            // Without the joint solve, a zero probe direction leaves the object's step alone.
+            let probe_wave = if refine_probe || self.config.joint_step {
+                b.mul(&patches, &probe_direction)?
             } else {
-                0.0
+                b.scale(&patches, 0.0)?
             };
-            self.scan.object = b.add(&self.scan.object, &b.scale(&direction, alpha as f32)?)?;
+            let steps = joint_steps(
+                b,
+                &chi,
+                &object_wave,
+                &probe_wave,
+                n * n,
+                self.config.step_damping,
+            )?;
 
+            let alpha = trimmed_mean(steps.iter().map(|s| s.0).collect());
+            self.scan.object = b.add(
+                &self.scan.object,
+                &b.scale(&object_direction, alpha as f32)?,
+            )?;
             if refine_probe {
-                let chi = sub(b, &chi, &b.scale(&step_wave, alpha as f32)?)?;
-                let numerator = b.sum_channels(&b.mul_conj(&chi, &patches)?)?;
-                let weight = b.sum_channels(&b.abs2(&patches)?)?;
-                let direction = b.div_real(
-                    &numerator,
-                    &regularised(b, &weight, self.config.regularization)?,
-                )?;
-                let step_wave = b.mul(&patches, &direction)?;
-                let (inner, power) = inner_and_power(b, &chi, &step_wave)?;
-                if power > 0.0 {
-                    let beta = (inner / power).max(0.0) as f32;
-                    self.scan.probe = b.add(&self.scan.probe, &b.scale(&direction, beta)?)?;
-                }
+                let beta = steps.iter().map(|s| s.1).sum::<f64>() / steps.len() as f64;
+                self.scan.probe =
+                    b.add(&self.scan.probe, &b.scale(&probe_direction, beta as f32)?)?;
             }
         }
         if refine_probe {
@@ -145,7 +237,7 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
                 self.scan.probe = b.scale(&self.scan.probe, factor)?;
             }
             let (illumination, _) = self.scan.illumination(b)?;
-            self.denominator = regularised(b, &illumination, self.config.regularization)?;
+            self.denominator = preconditioner(b, &illumination, self.config.regularization)?;
         }
         let nn = (n * n) as f64;
         Ok(cost / nn / (self.scan.patterns as f64 * nn))

@@ -93,8 +93,8 @@ pub struct ReconstructConfig {
     pub alpha: f32,
     /// rPIE: γ.
     pub gamma: f32,
-    /// LSQML and DM: δ of the preconditioner, relative to its maximum.
-    pub regularization: f32,
+    /// LSQML and DM: δ of the preconditioner, relative to its maximum; None: the engine's default.
+    pub regularization: Option<f32>,
     pub overwrite: bool,
 }
 
@@ -110,7 +110,7 @@ impl Default for ReconstructConfig {
             probe_from_epoch: None,
             alpha: 0.1,
             gamma: 0.1,
-            regularization: 1e-2,
+            regularization: None,
             overwrite: false,
         }
     }
@@ -223,10 +223,12 @@ pub fn reconstruct<B: Backend>(
     let started = Instant::now();
     let result = match config.algorithm {
         Algorithm::Lsqml => {
+            let defaults = LsqmlConfig::default();
             let lsqml = LsqmlConfig {
                 batch_size: config.batch_size,
                 probe_from_epoch: config.probe_from_epoch,
-                regularization: config.regularization,
+                regularization: config.regularization.unwrap_or(defaults.regularization),
+                ..defaults
             };
             drive(
                 b,
@@ -258,7 +260,9 @@ pub fn reconstruct<B: Backend>(
         Algorithm::Dm => {
             let dm = DmConfig {
                 batch_size: config.batch_size,
-                regularization: config.regularization,
+                regularization: config
+                    .regularization
+                    .unwrap_or(DmConfig::DEFAULT_REGULARIZATION),
             };
             drive(
                 b,

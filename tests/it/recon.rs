@@ -262,41 +262,77 @@ fn one_epie_epoch_matches_its_f64_transcription() {
     assert!(err < 1e-4, "max |error| {err}");
 }
 
-/// One LSQML epoch with every pattern in one batch: ΔO = Σ_j Sᵀ_j(P*·χ_j) / (Σ_j Sᵀ_j|P|² + δ·max),
-/// α = Re⟨χ, P·S(ΔO)⟩ / ‖P·S(ΔO)‖², O + α ΔO.
+/// One LSQML epoch with every pattern in one batch: χ_j = ½(F⁻¹ΠFψ_j − ψ_j);
+/// ΔO = Σ_j Sᵀ_j(P*·χ_j) / √(D² + (0.1·max D)²); ΔP = mean_j O_j*·χ_j; per pattern, (α_j, β_j) from
+/// the 2 x 2 normal equations with each diagonal raised by 0.1 of its mean, clipped at 0; O + ᾱ ΔO
+/// with ᾱ the 10 %-trimmed mean of the α_j.
 #[test]
 fn one_lsqml_epoch_matches_its_f64_transcription() {
     let p = problem(12.0);
     let probe = probe64(&p);
     let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
-    let (chis, _) = exit_wave_updates(&p, &ones, &probe);
+    let (full_chis, patches) = exit_wave_updates(&p, &ones, &probe);
+    let chis: Vec<Vec<Complex64>> = full_chis
+        .iter()
+        .map(|c| c.iter().map(|v| v * 0.5).collect())
+        .collect();
     let mut numerator = vec![Complex64::default(); SIZE * SIZE];
     let mut illumination = vec![Complex64::default(); SIZE * SIZE];
     let power: Vec<Complex64> = probe
         .iter()
         .map(|v| Complex64::new(v.norm_sqr(), 0.0))
         .collect();
-    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
+    let mut probe_direction = vec![Complex64::default(); N * N];
+    for ((chi, o), &[x, y]) in chis.iter().zip(&patches).zip(&p.positions) {
         let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
         scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
         scatter64(&mut illumination, SIZE, SIZE, x - 16.0, y - 16.0, &power);
+        for ((d, c), v) in probe_direction.iter_mut().zip(chi).zip(o) {
+            *d += c * v.conj() / p.positions.len() as f64;
+        }
     }
-    let delta = 1e-2 * illumination.iter().map(|v| v.re).fold(0.0, f64::max);
+    let floor = 0.1 * illumination.iter().map(|v| v.re).fold(0.0, f64::max);
     let direction: Vec<Complex64> = numerator
         .iter()
         .zip(&illumination)
-        .map(|(n, d)| n / (d.re + delta))
+        .map(|(n, d)| n / d.re.hypot(floor))
         .collect();
-    let (mut inner, mut norm) = (0.0, 0.0);
-    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
-        let step = extract64(&direction, SIZE, SIZE, x - 16.0, y - 16.0);
-        for ((s, q), c) in step.iter().zip(&probe).zip(chi) {
-            let wave = s * q;
-            inner += (c.conj() * wave).re;
-            norm += wave.norm_sqr();
-        }
-    }
-    let alpha = inner / norm;
+    let sums: Vec<[f64; 6]> = chis
+        .iter()
+        .zip(&patches)
+        .zip(&p.positions)
+        .map(|((chi, o), &[x, y])| {
+            let step = extract64(&direction, SIZE, SIZE, x - 16.0, y - 16.0);
+            let mut s = [0.0; 6];
+            for i in 0..N * N {
+                let (yw, zw) = (step[i] * probe[i], probe_direction[i] * o[i]);
+                let cross = yw * zw.conj();
+                s[0] += yw.norm_sqr();
+                s[1] += cross.re;
+                s[2] += cross.im;
+                s[3] += zw.norm_sqr();
+                s[4] += (yw.conj() * chi[i]).re;
+                s[5] += (zw.conj() * chi[i]).re;
+            }
+            s
+        })
+        .collect();
+    let m = sums.len() as f64;
+    let damp_y = 0.1 * sums.iter().map(|s| s[0]).sum::<f64>() / m;
+    let damp_z = 0.1 * sums.iter().map(|s| s[3]).sum::<f64>() / m;
+    let mut alphas: Vec<f64> = sums
+        .iter()
+        .map(|s| {
+            let (a11, a22) = (s[0] + damp_y, s[3] + damp_z);
+            let a12 = Complex64::new(s[1], s[2]);
+            let det = a11 * a22 - a12.norm_sqr();
+            ((a22 * s[4] - (a12 * s[5]).re) / det).max(0.0)
+        })
+        .collect();
+    alphas.sort_by(f64::total_cmp);
+    let cut = (alphas.len() as f64 * 0.1) as usize;
+    let kept = &alphas[cut..alphas.len() - cut];
+    let alpha = kept.iter().sum::<f64>() / kept.len() as f64;
     let want: Vec<Complex64> = ones
         .iter()
         .zip(&direction)
@@ -377,6 +413,9 @@ fn error_to_truth(got: &ComplexImage, truth: &ComplexImage) -> f64 {
     rms
 }
 
+/// With pty-chi's choices (the default, made for noisy data: half steps in the far field, damped
+/// steps solved jointly with the probe direction) the cost falls every epoch; with the plain
+/// least-squares step for the object alone LSQML reaches the truth quickly.
 #[test]
 fn lsqml_on_noiseless_data_lowers_the_cost_every_epoch_and_finds_the_object() {
     let p = problem(6.0);
@@ -394,11 +433,21 @@ fn lsqml_on_noiseless_data_lowers_the_cost_every_epoch_and_finds_the_object() {
         "the cost rose: {costs:?}"
     );
     assert!(
-        costs[199] < 1e-4 * costs[0],
+        costs[199] < 1e-2 * costs[0],
         "{} -> {}",
         costs[0],
         costs[199]
     );
+
+    let undamped = LsqmlConfig {
+        batch_size: 24,
+        far_field_step: 1.0,
+        step_damping: 0.0,
+        joint_step: false,
+        ..LsqmlConfig::default()
+    };
+    let mut engine = Lsqml::new(&b, &scan(&p), &estimate_ones(&p), undamped).unwrap();
+    let result = run(&mut engine, &b, 200, |_| {}).unwrap();
     // The object amplitude is about 0.75: 1% of it.
     let err = error_to_truth(&result.estimate.object, &p.truth);
     assert!(err < 0.01, "rms error to the truth {err}");
