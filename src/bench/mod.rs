@@ -5,6 +5,7 @@
 pub mod fft;
 pub mod io;
 pub mod physics;
+pub mod recon;
 pub mod train;
 
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ pub enum BenchError {
     #[error(transparent)]
     Train(Box<TrainError>),
 
+    #[error(transparent)]
+    Recon(Box<crate::recon::ReconError>),
+
     #[error("{file}: {error}")]
     Io { file: String, error: std::io::Error },
 
@@ -53,6 +57,12 @@ pub enum BenchError {
 impl From<TrainError> for BenchError {
     fn from(error: TrainError) -> Self {
         BenchError::Train(Box::new(error))
+    }
+}
+
+impl From<crate::recon::ReconError> for BenchError {
+    fn from(error: crate::recon::ReconError) -> Self {
+        BenchError::Recon(Box::new(error))
     }
 }
 

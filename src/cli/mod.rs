@@ -183,6 +183,30 @@ enum BenchCommand {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// Epochs of an iterative engine on a synthetic scan: patterns/s and effective GB/s, with the CPU
+    /// backend beside a GPU and the GPU's copy bandwidth.
+    Reconstruct {
+        /// Patch size N.
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        #[arg(long, default_value_t = 607)]
+        patterns: usize,
+        #[arg(long, value_enum, default_value_t = reconstruct::AlgorithmArg::Lsqml)]
+        algorithm: reconstruct::AlgorithmArg,
+        #[arg(long, default_value_t = 96)]
+        batch_size: usize,
+        /// Timed epochs, after one untimed one.
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Skip the CPU backend's run when the device is a GPU.
+        #[arg(long)]
+        no_cpu: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// The physics chain (forward, and forward + backward) against the FFT alone, at gridsize 1 and 2.
     Physics {
         /// Patch size N.
@@ -394,6 +418,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 compare_cpu: !no_cpu,
             };
             let report = with_backend!(backend, backend => crate::bench::train::run(&backend, &config, &mut |line| eprintln!("{line}")))?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Reconstruct {
+                    n,
+                    patterns,
+                    algorithm,
+                    batch_size,
+                    epochs,
+                    no_cpu,
+                    json,
+                    device,
+                },
+        } => {
+            let config = crate::bench::recon::ReconBenchConfig {
+                n,
+                patterns,
+                algorithm: algorithm.algorithm(),
+                batch_size,
+                epochs,
+                no_cpu,
+            };
+            let report = with_backend!(device.open()?, backend => crate::bench::recon::run(&backend, &config))?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -16,6 +16,17 @@ pub enum AlgorithmArg {
     Dm,
 }
 
+impl AlgorithmArg {
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            AlgorithmArg::Lsqml => Algorithm::Lsqml,
+            AlgorithmArg::Epie => Algorithm::Epie,
+            AlgorithmArg::Rpie => Algorithm::Rpie,
+            AlgorithmArg::Dm => Algorithm::Dm,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct ReconstructArgs {
     /// The scan: an NPZ file (diffraction amplitudes, xcoords, ycoords, probeGuess), a folder of
@@ -71,12 +82,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
     let config = ReconstructConfig {
         input: args.input,
         output_dir: args.output_dir,
-        algorithm: match args.algorithm {
-            AlgorithmArg::Lsqml => Algorithm::Lsqml,
-            AlgorithmArg::Epie => Algorithm::Epie,
-            AlgorithmArg::Rpie => Algorithm::Rpie,
-            AlgorithmArg::Dm => Algorithm::Dm,
-        },
+        algorithm: args.algorithm.algorithm(),
         epochs: args.epochs,
         batch_size: args.batch_size,
         init_object,

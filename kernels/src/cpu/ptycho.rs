@@ -52,6 +52,15 @@ pub(super) fn scatter(
     let shared = patches.len() == nn;
     let bins = bins_x * g.h.div_ceil(bin).max(1);
     let entries = &index[bins + 1..];
+    // Integer parts and fractions of every origin, once.
+    let split: Vec<(i64, f32, i64, f32)> = origins
+        .chunks(2)
+        .map(|o| {
+            let (kx, fx) = split_origin(o[0]);
+            let (ky, fy) = split_origin(o[1]);
+            (kx, fx, ky, fy)
+        })
+        .collect();
     let mut out = vec![Complex32::default(); g.h * g.w];
     out.par_chunks_mut(w.max(1))
         .enumerate()
@@ -62,20 +71,24 @@ pub(super) fn scatter(
                 let mut sum = Complex32::default();
                 for &entry in &entries[first..last] {
                     let j = entry as usize;
-                    let (kx, fx) = split_origin(origins[2 * j]);
-                    let (ky, fy) = split_origin(origins[2 * j + 1]);
+                    let (kx, fx, ky, fy) = split[j];
+                    let (r0, c0) = (py as i64 - ky, px as i64 - kx);
+                    // Rows r0 - 1 and r0 (columns likewise) of the patch read this pixel.
+                    if r0 < 0 || r0 > n || c0 < 0 || c0 > n {
+                        continue;
+                    }
                     let patch = if shared {
                         patches
                     } else {
                         &patches[j * nn..(j + 1) * nn]
                     };
                     for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
-                        let r = py as i64 - ky - dy;
+                        let r = r0 - dy;
                         if r < 0 || r >= n {
                             continue;
                         }
                         for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
-                            let c = px as i64 - kx - dx;
+                            let c = c0 - dx;
                             if c < 0 || c >= n {
                                 continue;
                             }

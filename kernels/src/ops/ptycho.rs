@@ -141,7 +141,9 @@ impl PatchIndex {
                 &[patches],
             ));
         }
-        let bin = n.max(1);
+        // Bins of a quarter patch: a pixel then scans the few patches near it, not every patch
+        // within a patch's width.
+        let bin = (n / 4).max(4);
         let (bins_x, bins_y) = (w.div_ceil(bin).max(1), h.div_ceil(bin).max(1));
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); bins_x * bins_y];
         for (j, origin) in origins.chunks(2).enumerate() {
