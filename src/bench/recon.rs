@@ -65,11 +65,11 @@ pub struct ReconBenchReport {
     pub cpu_threads: usize,
 }
 
+/// Measured amplitudes, positions, and the starting estimate.
+type SyntheticScan = (Vec<f32>, Vec<[f64; 2]>, Estimate);
+
 /// A noiseless scan of the built-in object at random positions: amplitudes |FFT(P·O_j)| / N.
-fn synthetic_scan(
-    n: usize,
-    patterns: usize,
-) -> Result<(Vec<f32>, Vec<[f64; 2]>, Estimate), BenchError> {
+fn synthetic_scan(n: usize, patterns: usize) -> Result<SyntheticScan, BenchError> {
     let size = 4 * n;
     let object = synthetic_object(size, 11);
     let probe = ComplexImage::new(n, n, default_probe(n, 3.0));
