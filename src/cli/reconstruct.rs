@@ -48,6 +48,9 @@ pub struct ReconstructArgs {
     /// `objectGuess`.
     #[arg(long, default_value = "ones")]
     init_object: String,
+    /// Take the positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ.
+    #[arg(long)]
+    positions_from: Option<PathBuf>,
     /// LSQML: refine the probe as well (from --probe-start-epoch on), keeping its power.
     #[arg(long)]
     update_probe: bool,
@@ -86,6 +89,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         init_object,
+        positions_from: args.positions_from,
         probe_from_epoch: args.update_probe.then_some(args.probe_start_epoch),
         alpha: args.alpha,
         gamma: args.gamma,

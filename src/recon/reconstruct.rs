@@ -87,6 +87,9 @@ pub struct ReconstructConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub init_object: InitObject,
+    /// Take the scan positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ
+    /// instead of the input's.
+    pub positions_from: Option<PathBuf>,
     /// LSQML: refine the probe from this epoch on (1-based).
     pub probe_from_epoch: Option<usize>,
     /// ePIE/rPIE: the object step.
@@ -107,6 +110,7 @@ impl Default for ReconstructConfig {
             epochs: 100,
             batch_size: 96,
             init_object: InitObject::Ones,
+            positions_from: None,
             probe_from_epoch: None,
             alpha: 0.1,
             gamma: 0.1,
@@ -149,7 +153,27 @@ fn read_inputs(config: &ReconstructConfig) -> Result<Inputs, ReconError> {
         .patterns_array(0..dataset.m)?
         .into_raw_vec_and_offset()
         .0;
-    let (xcoords, ycoords) = (dataset.xcoords(), dataset.ycoords());
+    let (xcoords, ycoords) = match &config.positions_from {
+        None => (dataset.xcoords(), dataset.ycoords()),
+        Some(path) => {
+            let npz = NpzFile::open(path)?;
+            let checked = CheckedNpz::new(&npz, path);
+            let expected = format!(
+                "({},) float positions, one per pattern of the input",
+                dataset.m
+            );
+            let (xs, x) = checked.real_f64("xcoords", &expected)?;
+            let (ys, y) = checked.real_f64("ycoords", &expected)?;
+            for (key, shape) in [("xcoords", &xs), ("ycoords", &ys)] {
+                if shape[..] != [dataset.m] {
+                    return Err(checked
+                        .err(key, expected.clone(), format!("shape {shape:?}"))
+                        .into());
+                }
+            }
+            (x, y)
+        }
+    };
     let positions: Vec<[f64; 2]> = xcoords
         .iter()
         .zip(&ycoords)

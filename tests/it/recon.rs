@@ -624,4 +624,36 @@ fn reconstruct_writes_every_output_and_labels_the_parity_mode() {
     assert!(said.contains("parity mode"), "{said}");
     let history = std::fs::read_to_string(dir.path().join("parity/history.json")).unwrap();
     assert!(history.contains("parity mode"), "{history}");
+
+    // Positions from another file: one per pattern, or a clear error.
+    let xy: Vec<f64> = (0..59).map(|i| 100.0 + i as f64).collect();
+    let mut w =
+        ptycho_wgpu::io::npz_writer::NpzWriter::create(&dir.path().join("short.npz"), false)
+            .unwrap();
+    w.add_f64("xcoords", &[59], &xy).unwrap();
+    w.add_f64("ycoords", &[59], &xy).unwrap();
+    w.finish().unwrap();
+    let short = Command::new(bin)
+        .args([
+            "reconstruct",
+            "--input",
+            "sim/dose_10000/patched.npz",
+            "--output-dir",
+            "moved",
+            "--epochs",
+            "1",
+            "--positions-from",
+            "short.npz",
+            "--device",
+            "cpu",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        err.contains("short.npz: key 'xcoords'") && err.contains("(60,)"),
+        "{err}"
+    );
 }
