@@ -2,7 +2,7 @@
 
 The same problem as ours: intensities = diffraction² (|FFT(P·O)|²/N², zero frequency at the
 centre), the file's probeGuess held fixed, the object from ones on the objectGuess frame, positions
-relative to the object's centre, Gaussian noise model, batch 96. Writes an NPZ that `ptycho compare`
+relative to the object's centre, Gaussian (or, with --noise poisson, Poisson) noise model, batch 96. Writes an NPZ that `ptycho compare`
 reads (`object`, `xcoords`, `ycoords`) and prints seconds per epoch (task.run() only, after setup).
 
     python bench/peers/ptychi_lsqml.py --input sim/dose_10000/patched_test.npz --output peer.npz
@@ -25,6 +25,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_default_device("cpu")
@@ -49,7 +50,9 @@ def main():
     options.probe_position_options.position_y_px = torch.tensor(y - h / 2)
     options.probe_position_options.optimizable = False
     options.reconstructor_options.batch_size = args.batch_size
-    options.reconstructor_options.noise_model = api.NoiseModels.GAUSSIAN
+    options.reconstructor_options.noise_model = (
+        api.NoiseModels.GAUSSIAN if args.noise == "gaussian" else api.NoiseModels.POISSON
+    )
     options.reconstructor_options.num_epochs = args.epochs
 
     task = PtychographyTask(options)

@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{with_backend, DeviceArgs};
+use crate::recon::lsqml::NoiseModel;
 use crate::recon::reconstruct::{Algorithm, InitObject, ReconstructConfig};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -27,6 +28,12 @@ impl AlgorithmArg {
     }
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NoiseArg {
+    Gaussian,
+    Poisson,
+}
+
 #[derive(Args)]
 pub struct ReconstructArgs {
     /// The scan: an NPZ file (diffraction amplitudes, xcoords, ycoords, probeGuess), a folder of
@@ -43,6 +50,9 @@ pub struct ReconstructArgs {
     /// Patterns per update.
     #[arg(long, default_value_t = 96)]
     batch_size: usize,
+    /// LSQML's likelihood: Gaussian noise on the amplitudes, or Poisson counts.
+    #[arg(long, value_enum, default_value_t = NoiseArg::Gaussian)]
+    noise: NoiseArg,
     /// The starting object: `ones`; `truth`, the file's objectGuess (the reference's parity mode,
     /// which starts from the answer; every output says so); or an NPZ holding `object` or
     /// `objectGuess`.
@@ -88,6 +98,10 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         algorithm: args.algorithm.algorithm(),
         epochs: args.epochs,
         batch_size: args.batch_size,
+        noise: match args.noise {
+            NoiseArg::Gaussian => NoiseModel::Gaussian,
+            NoiseArg::Poisson => NoiseModel::Poisson,
+        },
         init_object,
         positions_from: args.positions_from,
         probe_from_epoch: args.update_probe.then_some(args.probe_start_epoch),

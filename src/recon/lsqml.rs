@@ -26,7 +26,8 @@ pub struct LsqmlConfig {
     pub probe_from_epoch: Option<usize>,
     /// δ of the object's preconditioner √(D² + (δ·max D)²).
     pub regularization: f32,
-    /// The step towards the projection in the far field: ½ for the Gaussian model (Eq. 16).
+    pub noise: NoiseModel,
+    /// Gaussian model: the step towards the projection in the far field, ½ (Eq. 16).
     pub far_field_step: f32,
     /// λ: each pattern's normal equations have their diagonal raised by this fraction of the
     /// batch mean.
@@ -43,6 +44,7 @@ impl Default for LsqmlConfig {
             batch_size: 96,
             probe_from_epoch: None,
             regularization: 0.1,
+            noise: NoiseModel::Gaussian,
             far_field_step: 0.5,
             step_damping: 0.1,
             joint_step: true,
@@ -53,8 +55,23 @@ impl Default for LsqmlConfig {
 /// Fraction of the per-pattern steps trimmed from each end before their mean is taken.
 const STEP_TRIM: f64 = 0.1;
 
+/// The likelihood of the measured patterns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseModel {
+    /// Gaussian noise on the amplitudes: the far field moves halfway to the measured moduli.
+    Gaussian,
+    /// Poisson counts: the far field Ψ moves to Ψ·(1 − α_j (1 − y/|Ψ|²)), y the measured intensity,
+    /// with each pattern's α_j from the line search PtychoShelves and pty-chi use (two rounds, each
+    /// averaged with the batch's previous mean step, clipped to [0, 1]; without pty-chi's random
+    /// perturbation, so runs stay deterministic).
+    Poisson,
+}
+
 pub struct Lsqml<S> {
     scan: DeviceScan<S>,
+    /// Poisson model: each pattern's last far-field step (starts at ½).
+    far_field_steps: Vec<f64>,
     config: LsqmlConfig,
     /// √(D² + (δ·max D)²), (H, W) float32.
     denominator: Tensor<S>,
@@ -72,6 +89,64 @@ fn preconditioner<B: Backend>(
     let floor = delta * d.iter().copied().fold(0.0f32, f32::max);
     let values: Vec<f32> = d.iter().map(|v| v.hypot(floor)).collect();
     Ok(b.upload_f32(illumination.shape(), &values)?)
+}
+
+/// The Poisson model's far-field update of a batch, Ψ·(1 − α_j ξ) with ξ = 1 − y/(|Ψ|² + ε), and
+/// each pattern's α_j, on the host in f64: two rounds of α = Σ ξ(|Ψ|² − y/(1 − ᾱ ξ)) / Σ ξ²|Ψ|²,
+/// each averaged with the batch's previous mean ᾱ and clipped to [0, 1]. `steps` holds the batch's
+/// previous α_j and receives the new ones.
+fn poisson_far_field<B: Backend>(
+    b: &B,
+    spectrum: &Tensor<B::Storage>,
+    amplitude: &Tensor<B::Storage>,
+    steps: &mut [f64],
+) -> Result<Tensor<B::Storage>, ReconError> {
+    let psi = b.download_c64(spectrum)?;
+    let a = b.download_f32(amplitude)?;
+    let nn = psi.len() / steps.len().max(1);
+    let predicted: Vec<f64> = psi.iter().map(|v| v.norm_sqr() as f64).collect();
+    let measured: Vec<f64> = a.iter().map(|&v| (v as f64) * (v as f64)).collect();
+    // pty-chi's ε = 1e-5 in measured-intensity units (A²); here intensities are N²·A².
+    let eps = 1e-5 * nn as f64;
+    let xi: Vec<f64> = predicted
+        .iter()
+        .zip(&measured)
+        .map(|(p, y)| 1.0 - y / (p + eps))
+        .collect();
+    for _ in 0..2 {
+        let previous = steps.iter().sum::<f64>() / steps.len().max(1) as f64;
+        for (j, step) in steps.iter_mut().enumerate() {
+            let range = j * nn..(j + 1) * nn;
+            let (mut numerator, mut denominator) = (0.0, 0.0);
+            for ((x, p), y) in xi[range.clone()]
+                .iter()
+                .zip(&predicted[range.clone()])
+                .zip(&measured[range])
+            {
+                // A pixel that counted nothing pulls its prediction to zero whatever the step.
+                let pulled = if *y > 0.0 {
+                    y / (1.0 - previous * x)
+                } else {
+                    0.0
+                };
+                numerator += x * (p - pulled);
+                denominator += x * x * p;
+            }
+            let alpha = if denominator > 0.0 {
+                numerator / denominator
+            } else {
+                0.0
+            };
+            *step = (0.5 * previous + 0.5 * alpha).clamp(0.0, 1.0);
+        }
+    }
+    let moved: Vec<Complex32> = psi
+        .iter()
+        .zip(&xi)
+        .enumerate()
+        .map(|(i, (v, x))| v * (1.0 - steps[i / nn] * x) as f32)
+        .collect();
+    Ok(b.upload_c64(spectrum.shape(), &moved)?)
 }
 
 /// The mean of `steps` with `STEP_TRIM` of them cut from each end.
@@ -153,6 +228,7 @@ impl<S> Lsqml<S> {
             .map(|v| v.norm_sqr() as f64)
             .sum();
         Ok(Self {
+            far_field_steps: vec![0.5; device.patterns],
             scan: device,
             config,
             denominator,
@@ -178,13 +254,20 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
         for batch in &self.scan.batches {
             let patches = b.extract_patches(&self.scan.object, &batch.origins, n)?;
             let psi = b.mul(&patches, &self.scan.probe)?;
-            let (projected, residual) =
-                b.modulus_project(&far_field(b, &psi)?, &batch.amplitude)?;
+            let spectrum = far_field(b, &psi)?;
+            let (projected, residual) = b.modulus_project(&spectrum, &batch.amplitude)?;
             cost += total(b, &residual)?;
-            let chi = b.scale(
-                &sub(b, &near_field(b, &projected)?, &psi)?,
-                self.config.far_field_step,
-            )?;
+            let chi = match self.config.noise {
+                NoiseModel::Gaussian => b.scale(
+                    &sub(b, &near_field(b, &projected)?, &psi)?,
+                    self.config.far_field_step,
+                )?,
+                NoiseModel::Poisson => {
+                    let steps = &mut self.far_field_steps[batch.first..batch.first + batch.len];
+                    let moved = poisson_far_field(b, &spectrum, &batch.amplitude, steps)?;
+                    sub(b, &near_field(b, &moved)?, &psi)?
+                }
+            };
 
             let numerator = b.scatter_patches(
                 &b.mul_conj(&chi, &self.scan.probe)?,

@@ -16,7 +16,7 @@ use ptycho_kernels::{Backend, Complex32};
 use serde::Serialize;
 
 use super::dm::{DifferenceMap, DmConfig};
-use super::lsqml::{Lsqml, LsqmlConfig};
+use super::lsqml::{Lsqml, LsqmlConfig, NoiseModel};
 use super::pie::{Pie, PieConfig, PieVariant};
 use super::{run, Engine, EpochRecord, Estimate, ReconError, Reconstruction, Scan};
 use crate::data::checked::CheckedNpz;
@@ -86,6 +86,8 @@ pub struct ReconstructConfig {
     pub algorithm: Algorithm,
     pub epochs: usize,
     pub batch_size: usize,
+    /// LSQML's likelihood.
+    pub noise: NoiseModel,
     pub init_object: InitObject,
     /// Take the scan positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ
     /// instead of the input's.
@@ -109,6 +111,7 @@ impl Default for ReconstructConfig {
             algorithm: Algorithm::Lsqml,
             epochs: 100,
             batch_size: 96,
+            noise: NoiseModel::Gaussian,
             init_object: InitObject::Ones,
             positions_from: None,
             probe_from_epoch: None,
@@ -232,6 +235,12 @@ pub fn reconstruct<B: Backend>(
     if config.epochs == 0 {
         return Err(ReconError::Scan("--epochs must be at least 1".into()));
     }
+    if config.noise != NoiseModel::Gaussian && config.algorithm != Algorithm::Lsqml {
+        return Err(ReconError::Scan(format!(
+            "the Poisson noise model is implemented for lsqml; {} fits amplitudes",
+            config.algorithm.name()
+        )));
+    }
     if config.probe_from_epoch.is_some() && config.algorithm != Algorithm::Lsqml {
         return Err(ReconError::Scan(format!(
             "probe refinement is implemented for lsqml; {} keeps the probe fixed",
@@ -251,6 +260,7 @@ pub fn reconstruct<B: Backend>(
             let lsqml = LsqmlConfig {
                 batch_size: config.batch_size,
                 probe_from_epoch: config.probe_from_epoch,
+                noise: config.noise,
                 regularization: config.regularization.unwrap_or(defaults.regularization),
                 ..defaults
             };
@@ -397,6 +407,7 @@ fn write_outputs(
         "cost": result.history.iter().map(|r| r.cost).collect::<Vec<_>>(),
         "seconds": result.history.iter().map(|r| r.seconds).collect::<Vec<_>>(),
         "batch_size": config.batch_size,
+        "noise": config.noise,
         "probe_from_epoch": config.probe_from_epoch,
         "alpha": config.alpha,
         "gamma": config.gamma,
