@@ -136,6 +136,8 @@ fn engine<'a, B: Backend + 'a>(
                 } else {
                     PieVariant::Rpie { gamma: 0.1 }
                 },
+                probe_from_epoch: None,
+                probe_step: 1.0,
             },
         )?),
         Algorithm::Dm => Box::new(DifferenceMap::new(

@@ -61,11 +61,14 @@ pub struct ReconstructArgs {
     /// Take the positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ.
     #[arg(long)]
     positions_from: Option<PathBuf>,
-    /// LSQML: refine the probe as well (from --probe-start-epoch on), keeping its power.
+    /// LSQML, ePIE, rPIE: refine the probe as well (from --probe-start-epoch on), keeping its power.
     #[arg(long)]
     update_probe: bool,
     #[arg(long, default_value_t = 1)]
     probe_start_epoch: usize,
+    /// ePIE and rPIE: the probe step β.
+    #[arg(long, default_value_t = 1.0)]
+    probe_step: f32,
     /// ePIE and rPIE: the object step α.
     #[arg(long, default_value_t = 0.1)]
     alpha: f32,
@@ -105,6 +108,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         init_object,
         positions_from: args.positions_from,
         probe_from_epoch: args.update_probe.then_some(args.probe_start_epoch),
+        probe_step: args.probe_step,
         alpha: args.alpha,
         gamma: args.gamma,
         regularization: args.regularization,

@@ -114,6 +114,28 @@ impl<S> DeviceScan<S> {
         Ok((b.abs(&total)?, max))
     }
 
+    /// Σ |P|² of the probe, on the host.
+    pub fn probe_power<B: Backend<Storage = S>>(&self, b: &B) -> Result<f64, ReconError> {
+        Ok(b.download_c64(&self.probe)?
+            .iter()
+            .map(|v| v.norm_sqr() as f64)
+            .sum())
+    }
+
+    /// Scale the probe back to `power` (Σ |P|²): object and probe could otherwise trade a constant
+    /// factor while the probe is refined.
+    pub fn keep_probe_power<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        power: f64,
+    ) -> Result<(), ReconError> {
+        let now = self.probe_power(b)?;
+        if now > 0.0 {
+            self.probe = b.scale(&self.probe, (power / now).sqrt() as f32)?;
+        }
+        Ok(())
+    }
+
     /// The patches of the object at the batch's positions times the probe: ψ_j = P · O_j.
     pub fn exit_waves<B: Backend<Storage = S>>(
         &self,

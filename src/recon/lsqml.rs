@@ -221,12 +221,7 @@ impl<S> Lsqml<S> {
         let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
         let (illumination, _) = device.illumination(b)?;
         let denominator = preconditioner(b, &illumination, config.regularization)?;
-        let probe_power = estimate
-            .probe
-            .data
-            .iter()
-            .map(|v| v.norm_sqr() as f64)
-            .sum();
+        let probe_power = device.probe_power(b)?;
         Ok(Self {
             far_field_steps: vec![0.5; device.patterns],
             scan: device,
@@ -310,15 +305,7 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
             }
         }
         if refine_probe {
-            let power: f64 = b
-                .download_c64(&self.scan.probe)?
-                .iter()
-                .map(|v| v.norm_sqr() as f64)
-                .sum();
-            if power > 0.0 {
-                let factor = (self.probe_power / power).sqrt() as f32;
-                self.scan.probe = b.scale(&self.scan.probe, factor)?;
-            }
+            self.scan.keep_probe_power(b, self.probe_power)?;
             let (illumination, _) = self.scan.illumination(b)?;
             self.denominator = preconditioner(b, &illumination, self.config.regularization)?;
         }

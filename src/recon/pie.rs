@@ -3,7 +3,9 @@
 //! onto the object at once,
 //!   ePIE: O += α Σ_j Sᵀ_j(P*·χ_j) / max |P|²
 //!   rPIE: O += α Σ_j Sᵀ_j(P*·χ_j) / ((1 − γ) Σ_j Sᵀ_j|P|² + γ max |P|²)
-//! with the probe held fixed.
+//! and, from `probe_from_epoch` on, the probe refined by the mean over the batch of each pattern's
+//! update (ePIE: β O_j*·χ_j / max |O_j|²; rPIE: β O_j*·χ_j / ((1 − γ)|O_j|² + γ max |O_j|²)), then
+//! scaled back to its starting power.
 
 use ptycho_kernels::{Backend, Complex32, Tensor};
 
@@ -25,14 +27,19 @@ pub struct PieConfig {
     /// The object step α.
     pub alpha: f32,
     pub variant: PieVariant,
+    /// Refine the probe from this epoch on (1-based), with step β.
+    pub probe_from_epoch: Option<usize>,
+    pub probe_step: f32,
 }
 
 pub struct Pie<S> {
     scan: DeviceScan<S>,
     config: PieConfig,
     max_power: f32,
-    /// rPIE: each batch's denominator, (H, W) float32.
+    /// rPIE: each batch's denominator, (H, W) float32 (for the probe the batches started with).
     denominators: Vec<Tensor<S>>,
+    probe_power: f64,
+    epochs_done: usize,
 }
 
 impl<S> Pie<S> {
@@ -59,12 +66,39 @@ impl<S> Pie<S> {
             }
         }
         Ok(Self {
+            probe_power: device.probe_power(b)?,
             scan: device,
             config,
             max_power,
             denominators,
+            epochs_done: 0,
         })
     }
+}
+
+/// max |P|².
+fn max_power<B: Backend>(b: &B, scan: &DeviceScan<B::Storage>) -> Result<f32, ReconError> {
+    Ok(b.download_f32(&b.abs2(&scan.probe)?)?
+        .into_iter()
+        .fold(0.0f32, f32::max))
+}
+
+/// rPIE's denominator of each batch, (1 − γ) Σ_j Sᵀ_j|P|² + γ max |P|².
+fn rpie_denominators<B: Backend>(
+    b: &B,
+    scan: &DeviceScan<B::Storage>,
+    gamma: f32,
+) -> Result<Vec<Tensor<B::Storage>>, ReconError> {
+    let power = b.download_f32(&b.abs2(&scan.probe)?)?;
+    let max = power.iter().copied().fold(0.0f32, f32::max);
+    let shared: Vec<Complex32> = power.iter().map(|&p| Complex32::new(p, 0.0)).collect();
+    let shared = b.upload_c64(&[scan.n, scan.n], &shared)?;
+    let mut out = Vec::new();
+    for batch in &scan.batches {
+        let covered = b.abs(&b.scatter_patches(&shared, &batch.origins, &batch.table)?)?;
+        out.push(b.offset(&b.scale(&covered, 1.0 - gamma)?, gamma * max)?);
+    }
+    Ok(out)
 }
 
 impl<B: Backend> Engine<B> for Pie<B::Storage> {
@@ -76,10 +110,16 @@ impl<B: Backend> Engine<B> for Pie<B::Storage> {
     }
 
     fn epoch(&mut self, b: &B) -> Result<f64, ReconError> {
+        self.epochs_done += 1;
+        let refine_probe = self
+            .config
+            .probe_from_epoch
+            .is_some_and(|first| self.epochs_done >= first);
         let n = self.scan.n;
         let mut cost = 0.0;
         for (k, batch) in self.scan.batches.iter().enumerate() {
-            let psi = self.scan.exit_waves(b, batch)?;
+            let patches = b.extract_patches(&self.scan.object, &batch.origins, n)?;
+            let psi = b.mul(&patches, &self.scan.probe)?;
             let (projected, residual) =
                 b.modulus_project(&far_field(b, &psi)?, &batch.amplitude)?;
             cost += total(b, &residual)?;
@@ -97,6 +137,32 @@ impl<B: Backend> Engine<B> for Pie<B::Storage> {
                 )?,
             };
             self.scan.object = b.add(&self.scan.object, &update)?;
+            if refine_probe {
+                let weight = b.abs2(&patches)?;
+                let max = b
+                    .download_f32(&weight)?
+                    .into_iter()
+                    .fold(0.0f32, f32::max)
+                    .max(f32::MIN_POSITIVE);
+                let numerator = b.mul_conj(&chi, &patches)?;
+                let per_pattern = match self.config.variant {
+                    PieVariant::Epie => b.scale(&numerator, 1.0 / max)?,
+                    PieVariant::Rpie { gamma } => b.div_real(
+                        &numerator,
+                        &b.offset(&b.scale(&weight, 1.0 - gamma)?, gamma * max)?,
+                    )?,
+                };
+                let step = self.config.probe_step / batch.len as f32;
+                let update = b.scale(&b.sum_channels(&per_pattern)?, step)?;
+                self.scan.probe = b.add(&self.scan.probe, &update)?;
+            }
+        }
+        if refine_probe {
+            self.scan.keep_probe_power(b, self.probe_power)?;
+            if let PieVariant::Rpie { gamma } = self.config.variant {
+                self.denominators = rpie_denominators(b, &self.scan, gamma)?;
+            }
+            self.max_power = max_power(b, &self.scan)?;
         }
         let nn = (n * n) as f64;
         Ok(cost / nn / (self.scan.patterns as f64 * nn))

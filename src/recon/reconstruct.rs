@@ -92,8 +92,10 @@ pub struct ReconstructConfig {
     /// Take the scan positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ
     /// instead of the input's.
     pub positions_from: Option<PathBuf>,
-    /// LSQML: refine the probe from this epoch on (1-based).
+    /// LSQML, ePIE, rPIE: refine the probe from this epoch on (1-based).
     pub probe_from_epoch: Option<usize>,
+    /// ePIE and rPIE: the probe step β.
+    pub probe_step: f32,
     /// ePIE/rPIE: the object step.
     pub alpha: f32,
     /// rPIE: γ.
@@ -115,6 +117,7 @@ impl Default for ReconstructConfig {
             init_object: InitObject::Ones,
             positions_from: None,
             probe_from_epoch: None,
+            probe_step: 1.0,
             alpha: 0.1,
             gamma: 0.1,
             regularization: None,
@@ -241,11 +244,11 @@ pub fn reconstruct<B: Backend>(
             config.algorithm.name()
         )));
     }
-    if config.probe_from_epoch.is_some() && config.algorithm != Algorithm::Lsqml {
-        return Err(ReconError::Scan(format!(
-            "probe refinement is implemented for lsqml; {} keeps the probe fixed",
-            config.algorithm.name()
-        )));
+    if config.probe_from_epoch.is_some() && config.algorithm == Algorithm::Dm {
+        return Err(ReconError::Scan(
+            "probe refinement is implemented for lsqml, epie and rpie; dm keeps the probe fixed"
+                .into(),
+        ));
     }
     let inputs = read_inputs(config)?;
     let scan = Scan {
@@ -283,6 +286,8 @@ pub fn reconstruct<B: Backend>(
                 batch_size: config.batch_size,
                 alpha: config.alpha,
                 variant,
+                probe_from_epoch: config.probe_from_epoch,
+                probe_step: config.probe_step,
             };
             drive(
                 b,
@@ -409,6 +414,7 @@ fn write_outputs(
         "batch_size": config.batch_size,
         "noise": config.noise,
         "probe_from_epoch": config.probe_from_epoch,
+        "probe_step": config.probe_step,
         "alpha": config.alpha,
         "gamma": config.gamma,
         "regularization": config.regularization,

@@ -254,6 +254,8 @@ fn one_epie_epoch_matches_its_f64_transcription() {
         batch_size: p.positions.len(),
         alpha: alpha as f32,
         variant: PieVariant::Epie,
+        probe_from_epoch: None,
+        probe_step: 1.0,
     };
     let mut engine = Pie::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
     engine.epoch(&b).unwrap();
@@ -471,6 +473,50 @@ fn lsqml_with_the_poisson_model_converges_on_noiseless_data() {
     assert!(costs[99] < 1e-2 * costs[0], "{} -> {}", costs[0], costs[99]);
 }
 
+/// Started from a wrong probe (another defocus), probe refinement fits the data better than keeping
+/// it, for LSQML and ePIE, and keeps the probe's power.
+#[test]
+fn probe_refinement_recovers_from_a_wrong_probe() {
+    let p = problem(6.0);
+    let b = CpuBackend::new();
+    let wrong = ComplexImage::new(N, N, default_probe(N, 1.5));
+    let start = Estimate {
+        object: ComplexImage::filled(SIZE, SIZE, Complex32::new(1.0, 0.0)),
+        probe: wrong.clone(),
+    };
+    let power = |image: &ComplexImage| image.data.iter().map(|v| v.norm_sqr() as f64).sum::<f64>();
+    let mut finals = Vec::new();
+    for refine in [None, Some(3)] {
+        let lsqml = LsqmlConfig {
+            batch_size: 24,
+            probe_from_epoch: refine,
+            ..LsqmlConfig::default()
+        };
+        let pie = PieConfig {
+            batch_size: 24,
+            alpha: 0.5,
+            variant: PieVariant::Epie,
+            probe_from_epoch: refine,
+            probe_step: 1.0,
+        };
+        let mut l = Lsqml::new(&b, &scan(&p), &start, lsqml).unwrap();
+        let mut e = Pie::new(&b, &scan(&p), &start, pie).unwrap();
+        let (rl, re) = (
+            run(&mut l, &b, 60, |_| {}).unwrap(),
+            run(&mut e, &b, 60, |_| {}).unwrap(),
+        );
+        for (name, r) in [("lsqml", &rl), ("epie", &re)] {
+            let cost = r.history.last().unwrap().cost;
+            let kept = power(&r.estimate.probe) / power(&wrong);
+            assert!((kept - 1.0).abs() < 1e-3, "{name}: probe power x{kept}");
+            finals.push(cost);
+        }
+    }
+    // [lsqml fixed, epie fixed, lsqml refined, epie refined]: refined fits at least 20x better.
+    assert!(finals[2] < 0.05 * finals[0], "lsqml: {finals:?}");
+    assert!(finals[3] < 0.05 * finals[1], "epie: {finals:?}");
+}
+
 #[test]
 fn epie_and_dm_on_noiseless_data_find_the_object() {
     let p = problem(6.0);
@@ -479,6 +525,8 @@ fn epie_and_dm_on_noiseless_data_find_the_object() {
         batch_size: 24,
         alpha: 0.5,
         variant: PieVariant::Epie,
+        probe_from_epoch: None,
+        probe_step: 1.0,
     };
     let mut epie = Pie::new(&b, &scan(&p), &estimate_ones(&p), pie).unwrap();
     let result = run(&mut epie, &b, 200, |_| {}).unwrap();
