@@ -147,6 +147,7 @@ fn engine<'a, B: Backend + 'a>(
             DmConfig {
                 batch_size,
                 regularization: DmConfig::DEFAULT_REGULARIZATION,
+                beta: 1.0,
             },
         )?),
     })

@@ -75,6 +75,9 @@ pub struct ReconstructArgs {
     /// rPIE: γ of the denominator.
     #[arg(long, default_value_t = 0.1)]
     gamma: f32,
+    /// DM: RAAR's relaxation β; 1 is the plain difference map.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f32,
     /// LSQML and DM: δ of the illumination preconditioner, relative to its maximum [default: 0.1
     /// for lsqml (pty-chi's), 0.01 for dm].
     #[arg(long)]
@@ -111,6 +114,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         probe_step: args.probe_step,
         alpha: args.alpha,
         gamma: args.gamma,
+        beta: args.beta,
         regularization: args.regularization,
         overwrite: args.overwrite,
     };

@@ -2,7 +2,8 @@
 //! pattern are the state; an epoch forms the object that best explains them,
 //!   O = Σ_j Sᵀ_j(P*·ψ_j) / (Σ_j Sᵀ_j|P|² + δ·max),
 //! its exit waves φ_j = P·S_j(O), and moves every ψ_j by ψ_j += Π_F(2φ_j − ψ_j) − φ_j, where Π_F
-//! replaces the far field's modulus by the measured one.
+//! replaces the far field's modulus by the measured one. With β < 1 the update is RAAR's (Luke 2005),
+//! ψ_j ← β(ψ_j + Π_F(2φ_j − ψ_j) − φ_j) + (1 − β)φ_j, which holds up better on noisy data.
 
 use ptycho_kernels::{Backend, Tensor};
 
@@ -12,6 +13,8 @@ use super::{Engine, Estimate, ReconError, Scan};
 #[derive(Clone, Debug)]
 pub struct DmConfig {
     pub batch_size: usize,
+    /// RAAR's β (Luke 2005): ψ ← β(ψ + Π_F(2φ − ψ) − φ) + (1 − β)φ; 1 is the plain difference map.
+    pub beta: f32,
     /// δ of the object's denominator, relative to its maximum.
     pub regularization: f32,
 }
@@ -35,6 +38,7 @@ impl DmConfig {
 
 pub struct DifferenceMap<S> {
     scan: DeviceScan<S>,
+    beta: f32,
     denominator: Tensor<S>,
     /// ψ_j of each batch.
     waves: Vec<Tensor<S>>,
@@ -57,6 +61,7 @@ impl<S> DifferenceMap<S> {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             scan: device,
+            beta: config.beta,
             denominator,
             waves,
         })
@@ -93,7 +98,14 @@ impl<B: Backend> Engine<B> for DifferenceMap<B::Storage> {
             let reflected = sub(b, &b.scale(&phi, 2.0)?, psi)?;
             let (projected, _) = b.modulus_project(&far_field(b, &reflected)?, &batch.amplitude)?;
             let step = sub(b, &near_field(b, &projected)?, &phi)?;
-            *psi = b.add(psi, &step)?;
+            *psi = if self.beta == 1.0 {
+                b.add(psi, &step)?
+            } else {
+                b.add(
+                    &b.scale(&b.add(psi, &step)?, self.beta)?,
+                    &b.scale(&phi, 1.0 - self.beta)?,
+                )?
+            };
         }
         let nn = (n * n) as f64;
         Ok(cost / nn / (self.scan.patterns as f64 * nn))

@@ -100,6 +100,8 @@ pub struct ReconstructConfig {
     pub alpha: f32,
     /// rPIE: γ.
     pub gamma: f32,
+    /// DM: RAAR's β (1: the plain difference map).
+    pub beta: f32,
     /// LSQML and DM: δ of the preconditioner, relative to its maximum; None: the engine's default.
     pub regularization: Option<f32>,
     pub overwrite: bool,
@@ -120,6 +122,7 @@ impl Default for ReconstructConfig {
             probe_step: 1.0,
             alpha: 0.1,
             gamma: 0.1,
+            beta: 1.0,
             regularization: None,
             overwrite: false,
         }
@@ -302,6 +305,7 @@ pub fn reconstruct<B: Backend>(
                 regularization: config
                     .regularization
                     .unwrap_or(DmConfig::DEFAULT_REGULARIZATION),
+                beta: config.beta,
             };
             drive(
                 b,
@@ -417,6 +421,7 @@ fn write_outputs(
         "probe_step": config.probe_step,
         "alpha": config.alpha,
         "gamma": config.gamma,
+        "beta": config.beta,
         "regularization": config.regularization,
         "input": config.input.display().to_string(),
         "computation_time_s": seconds,

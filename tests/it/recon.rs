@@ -385,6 +385,7 @@ fn one_dm_epoch_forms_the_object_of_its_f64_transcription() {
     let config = DmConfig {
         batch_size: 7,
         regularization: 1e-2,
+        beta: 1.0,
     };
     let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
     engine.epoch(&b).unwrap();
@@ -536,11 +537,22 @@ fn epie_and_dm_on_noiseless_data_find_the_object() {
     let dm = DmConfig {
         batch_size: 24,
         regularization: 1e-2,
+        beta: 1.0,
     };
     let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), dm).unwrap();
     let result = run(&mut engine, &b, 200, |_| {}).unwrap();
     let err = error_to_truth(&result.estimate.object, &p.truth);
     assert!(err < 0.05, "DM: rms error to the truth {err}");
+
+    let raar = DmConfig {
+        batch_size: 24,
+        regularization: 1e-2,
+        beta: 0.9,
+    };
+    let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), raar).unwrap();
+    let result = run(&mut engine, &b, 200, |_| {}).unwrap();
+    let err = error_to_truth(&result.estimate.object, &p.truth);
+    assert!(err < 0.05, "RAAR: rms error to the truth {err}");
 }
 
 #[test]
