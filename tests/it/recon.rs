@@ -264,6 +264,49 @@ fn one_epie_epoch_matches_its_f64_transcription() {
     assert!(err < 1e-4, "max |error| {err}");
 }
 
+/// One rPIE epoch with every pattern in one batch:
+/// O + α Σ_j Sᵀ_j(P*·χ_j) / ((1 − γ) Σ_j Sᵀ_j|P|² + γ max|P|²).
+#[test]
+fn one_rpie_epoch_matches_its_f64_transcription() {
+    let p = problem(12.0);
+    let probe = probe64(&p);
+    let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
+    let (chis, _) = exit_wave_updates(&p, &ones, &probe);
+    let max_power = probe.iter().map(|v| v.norm_sqr()).fold(0.0, f64::max);
+    let (alpha, gamma) = (0.5, 0.2);
+    let power: Vec<Complex64> = probe
+        .iter()
+        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
+        .collect();
+    let mut numerator = vec![Complex64::default(); SIZE * SIZE];
+    let mut covered = vec![Complex64::default(); SIZE * SIZE];
+    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
+        let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
+        scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
+        scatter64(&mut covered, SIZE, SIZE, x - 16.0, y - 16.0, &power);
+    }
+    let want: Vec<Complex64> = ones
+        .iter()
+        .zip(numerator.iter().zip(&covered))
+        .map(|(o, (n, c))| o + n * alpha / ((1.0 - gamma) * c.re + gamma * max_power))
+        .collect();
+    let b = CpuBackend::new();
+    let config = PieConfig {
+        batch_size: p.positions.len(),
+        alpha: alpha as f32,
+        variant: PieVariant::Rpie {
+            gamma: gamma as f32,
+        },
+        probe_from_epoch: None,
+        probe_step: 1.0,
+    };
+    let mut engine = Pie::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
+    engine.epoch(&b).unwrap();
+    let got = engine.estimate(&b).unwrap().object;
+    let err = max_error(&got.data, &want);
+    assert!(err < 1e-4, "max |error| {err}");
+}
+
 /// One LSQML epoch with every pattern in one batch: χ_j = ½(F⁻¹ΠFψ_j − ψ_j);
 /// ΔO = Σ_j Sᵀ_j(P*·χ_j) / √(D² + (0.1·max D)²); ΔP = mean_j O_j*·χ_j; per pattern, (α_j, β_j) from
 /// the 2 x 2 normal equations with each diagonal raised by 0.1 of its mean, clipped at 0; O + ᾱ ΔO
@@ -581,6 +624,53 @@ fn the_gpu_engines_agree_with_the_cpu_engines() {
         .map(|(x, y)| (x - y).norm())
         .fold(0.0f32, f32::max);
     assert!(err < 1e-3, "max |CPU − GPU| {err}");
+
+    let pie = PieConfig {
+        batch_size: 16,
+        alpha: 0.5,
+        variant: PieVariant::Rpie { gamma: 0.1 },
+        probe_from_epoch: Some(2),
+        probe_step: 1.0,
+    };
+    let dm = DmConfig {
+        batch_size: 16,
+        regularization: 1e-2,
+        beta: 0.9,
+    };
+    let start = estimate_ones(&p);
+    let mut engines: Vec<(Box<dyn Engine<CpuBackend>>, Box<dyn Engine<_>>)> = vec![
+        (
+            Box::new(Pie::new(&cpu, &scan(&p), &start, pie.clone()).unwrap()),
+            Box::new(Pie::new(gpu, &scan(&p), &start, pie).unwrap()),
+        ),
+        (
+            Box::new(DifferenceMap::new(&cpu, &scan(&p), &start, dm.clone()).unwrap()),
+            Box::new(DifferenceMap::new(gpu, &scan(&p), &start, dm).unwrap()),
+        ),
+    ];
+    for (on_cpu, on_gpu) in &mut engines {
+        for _ in 0..3 {
+            let (a, g) = (on_cpu.epoch(&cpu).unwrap(), on_gpu.epoch(gpu).unwrap());
+            assert!(
+                (a - g).abs() < 1e-3 * a,
+                "{}: cost {a} vs {g}",
+                on_cpu.name()
+            );
+        }
+        let (a, g) = (
+            on_cpu.estimate(&cpu).unwrap(),
+            on_gpu.estimate(gpu).unwrap(),
+        );
+        for (x, y) in [(&a.object, &g.object), (&a.probe, &g.probe)] {
+            let err = x
+                .data
+                .iter()
+                .zip(&y.data)
+                .map(|(u, v)| (u - v).norm())
+                .fold(0.0f32, f32::max);
+            assert!(err < 1e-3, "{}: max |CPU − GPU| {err}", on_cpu.name());
+        }
+    }
 }
 
 /// `ptycho reconstruct` on a simulated file: every output, labelled; a second run into the same
@@ -665,6 +755,41 @@ fn reconstruct_writes_every_output_and_labels_the_parity_mode() {
         serde_json::from_slice(&std::fs::read(dir.path().join("rec/history.json")).unwrap())
             .unwrap();
     assert_eq!(history["cost"].as_array().unwrap().len(), 3);
+
+    // No randomness: the same run gives the same bytes; a file's object starts another run.
+    ok(&[
+        "reconstruct",
+        "--input",
+        "sim/dose_10000/patched.npz",
+        "--output-dir",
+        "rec2",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+    ]);
+    let object = |name: &str| {
+        let path = dir.path().join(name).join("reconstruction.npz");
+        let npz = ptycho_wgpu::io::npz::NpzFile::open(&path).unwrap();
+        npz.array("object").unwrap().to_c64_vec().unwrap()
+    };
+    assert_eq!(object("rec"), object("rec2"));
+    let said = ok(&[
+        "reconstruct",
+        "--input",
+        "sim/dose_10000/patched.npz",
+        "--output-dir",
+        "continued",
+        "--epochs",
+        "1",
+        "--init-object",
+        "rec/reconstruction.npz",
+        "--device",
+        "cpu",
+    ]);
+    assert!(said.contains("file rec/reconstruction.npz"), "{said}");
 
     let again = Command::new(bin)
         .args([
