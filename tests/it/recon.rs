@@ -8,6 +8,7 @@ use rustfft::num_complex::Complex64;
 use rustfft::FftPlanner;
 
 use ptycho_wgpu::kernels::cpu::CpuBackend;
+use ptycho_wgpu::kernels::gpu::GpuBackend;
 use ptycho_wgpu::kernels::testing::shared_gpu;
 use ptycho_wgpu::kernels::Complex32;
 use ptycho_wgpu::physics::image::ComplexImage;
@@ -638,7 +639,11 @@ fn the_gpu_engines_agree_with_the_cpu_engines() {
         beta: 0.9,
     };
     let start = estimate_ones(&p);
-    let mut engines: Vec<(Box<dyn Engine<CpuBackend>>, Box<dyn Engine<_>>)> = vec![
+    type Twins<'a> = (
+        Box<dyn Engine<CpuBackend>>,
+        Box<dyn Engine<GpuBackend> + 'a>,
+    );
+    let mut engines: Vec<Twins> = vec![
         (
             Box::new(Pie::new(&cpu, &scan(&p), &start, pie.clone()).unwrap()),
             Box::new(Pie::new(gpu, &scan(&p), &start, pie).unwrap()),
