@@ -66,6 +66,13 @@ pub struct ReconstructArgs {
     update_probe: bool,
     #[arg(long, default_value_t = 1)]
     probe_start_epoch: usize,
+    /// LSQML: correct the scan positions as well (from --position-start-epoch on); the outputs' xcoords
+    /// and ycoords are then the corrected ones, xcoords_start and ycoords_start the given ones.
+    #[arg(long)]
+    correct_positions: bool,
+    /// Positions are corrected once the object has taken shape (its gradients guide them).
+    #[arg(long, default_value_t = 30)]
+    position_start_epoch: usize,
     /// ePIE and rPIE: the probe step β.
     #[arg(long, default_value_t = 1.0)]
     probe_step: f32,
@@ -112,6 +119,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         positions_from: args.positions_from,
         probe_from_epoch: args.update_probe.then_some(args.probe_start_epoch),
         probe_step: args.probe_step,
+        positions_from_epoch: args.correct_positions.then_some(args.position_start_epoch),
         alpha: args.alpha,
         gamma: args.gamma,
         beta: args.beta,

@@ -114,6 +114,38 @@ impl<S> DeviceScan<S> {
         Ok((b.abs(&total)?, max))
     }
 
+    /// Every pattern's position (x, y), the patch centre: origin + N/2.
+    pub fn positions(&self) -> Vec<[f64; 2]> {
+        let half = (self.n / 2) as f64;
+        self.origins
+            .chunks(2)
+            .map(|o| [o[0] as f64 + half, o[1] as f64 + half])
+            .collect()
+    }
+
+    /// Move the patterns of batch `k` by `shifts` ((dx, dy) each, in pixels), keeping every patch
+    /// inside the object, and rebuild the batch's origins and patch index.
+    pub fn move_batch<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        k: usize,
+        shifts: &[[f64; 2]],
+    ) -> Result<(), ReconError> {
+        let (first, len) = (self.batches[k].first, self.batches[k].len);
+        let limits = [(self.cols - self.n) as f32, (self.rows - self.n) as f32];
+        for (j, shift) in shifts.iter().enumerate().take(len) {
+            for axis in 0..2 {
+                let origin = &mut self.origins[2 * (first + j) + axis];
+                *origin = (*origin + shift[axis] as f32).clamp(0.0, limits[axis]);
+            }
+        }
+        let origins = &self.origins[2 * first..2 * (first + len)];
+        let batch = &mut self.batches[k];
+        batch.origins = b.upload_f32(&[len, 2], origins)?;
+        batch.table = PatchTable::upload(b, origins, self.n, self.rows, self.cols)?;
+        Ok(())
+    }
+
     /// Σ |P|² of the probe, on the host.
     pub fn probe_power<B: Backend<Storage = S>>(&self, b: &B) -> Result<f64, ReconError> {
         Ok(b.download_c64(&self.probe)?

@@ -10,7 +10,9 @@
 //!   batch mean (so patterns the directions barely touch cannot take huge steps), clipped at 0;
 //! - the object moves by the mean of the α_j with 10 % trimmed from each end, and, when the probe is
 //!   refined, the probe by the mean β_j; the probe is then scaled back to its starting power (object
-//!   and probe are otherwise free to trade a constant factor).
+//!   and probe are otherwise free to trade a constant factor);
+//! - with position correction, each pattern moves by a step towards the shift that best explains its
+//!   χ_j through the object's gradient at its patch (capped per epoch).
 
 use ptycho_kernels::{Backend, Tensor};
 
@@ -32,6 +34,12 @@ pub struct LsqmlConfig {
     /// λ: each pattern's normal equations have their diagonal raised by this fraction of the
     /// batch mean.
     pub step_damping: f64,
+    /// Correct the scan positions from this epoch on (1-based); None: they stay as given.
+    pub positions_from_epoch: Option<usize>,
+    /// The fraction of each pattern's best shift taken per epoch.
+    pub position_step: f64,
+    /// The longest shift one epoch may make, in pixels.
+    pub position_limit: f64,
     /// Solve the object's step jointly with the probe direction's even while the probe is fixed,
     /// as pty-chi does. The probe term then takes up part of χ that the object step would otherwise
     /// fit, which damps the object's steps: better on noisy data, slower on clean data.
@@ -48,6 +56,9 @@ impl Default for LsqmlConfig {
             far_field_step: 0.5,
             step_damping: 0.1,
             joint_step: true,
+            positions_from_epoch: None,
+            position_step: 0.5,
+            position_limit: 1.0,
         }
     }
 }
@@ -149,6 +160,65 @@ fn poisson_far_field<B: Backend>(
     Ok(b.upload_c64(spectrum.shape(), &moved)?)
 }
 
+/// Each pattern's position step: the shift (dx, dy) that best explains χ_j by moving the patch,
+/// Re⟨χ_j, g_j⟩ / ‖g_j‖² along each axis with g_j = P·∂O_j (a central difference of the extraction
+/// over ±½ px), times the configured step, its length capped at the configured limit.
+fn position_shifts<B: Backend>(
+    b: &B,
+    scan: &DeviceScan<B::Storage>,
+    k: usize,
+    chi: &Tensor<B::Storage>,
+    config: &LsqmlConfig,
+) -> Result<Vec<[f64; 2]>, ReconError> {
+    let batch = &scan.batches[k];
+    let origins = &scan.origins[2 * batch.first..2 * (batch.first + batch.len)];
+    let nn = scan.n * scan.n;
+    let gradient = |axis: usize| -> Result<Vec<Complex32>, ReconError> {
+        let moved = |delta: f32| -> Result<Tensor<B::Storage>, ReconError> {
+            let o: Vec<f32> = origins
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 2 == axis { v + delta } else { *v })
+                .collect();
+            let o = b.upload_f32(&[batch.len, 2], &o)?;
+            Ok(b.extract_patches(&scan.object, &o, scan.n)?)
+        };
+        let difference = sub(b, &moved(0.5)?, &moved(-0.5)?)?;
+        Ok(b.download_c64(&b.mul(&difference, &scan.probe)?)?)
+    };
+    let (gx, gy) = (gradient(0)?, gradient(1)?);
+    let chi = b.download_c64(chi)?;
+    let step = |c: &[Complex32], g: &[Complex32]| {
+        let (inner, power) = c.iter().zip(g).fold((0.0, 0.0), |(i, p), (c, g)| {
+            (
+                i + c.re as f64 * g.re as f64 + c.im as f64 * g.im as f64,
+                p + g.norm_sqr() as f64,
+            )
+        });
+        if power > 0.0 {
+            inner / power
+        } else {
+            0.0
+        }
+    };
+    Ok((0..batch.len)
+        .map(|j| {
+            let range = j * nn..(j + 1) * nn;
+            let shift = [
+                config.position_step * step(&chi[range.clone()], &gx[range.clone()]),
+                config.position_step * step(&chi[range.clone()], &gy[range]),
+            ];
+            let length = shift[0].hypot(shift[1]);
+            if length > config.position_limit {
+                let scale = config.position_limit / length;
+                [shift[0] * scale, shift[1] * scale]
+            } else {
+                shift
+            }
+        })
+        .collect())
+}
+
 /// The mean of `steps` with `STEP_TRIM` of them cut from each end.
 fn trimmed_mean(mut steps: Vec<f64>) -> f64 {
     steps.sort_by(f64::total_cmp);
@@ -244,9 +314,14 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
             .config
             .probe_from_epoch
             .is_some_and(|first| self.epochs_done >= first);
+        let correct_positions = self
+            .config
+            .positions_from_epoch
+            .is_some_and(|first| self.epochs_done >= first);
         let n = self.scan.n;
         let mut cost = 0.0;
-        for batch in &self.scan.batches {
+        for k in 0..self.scan.batches.len() {
+            let batch = &self.scan.batches[k];
             let patches = b.extract_patches(&self.scan.object, &batch.origins, n)?;
             let psi = b.mul(&patches, &self.scan.probe)?;
             let spectrum = far_field(b, &psi)?;
@@ -292,12 +367,25 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
                 n * n,
                 self.config.step_damping,
             )?;
+            let shifts = if correct_positions {
+                // The whole exit-wave update: the Gaussian model's χ is a fraction of it.
+                let full = match self.config.noise {
+                    NoiseModel::Gaussian => b.scale(&chi, 1.0 / self.config.far_field_step)?,
+                    NoiseModel::Poisson => b.copy(&chi)?,
+                };
+                Some(position_shifts(b, &self.scan, k, &full, &self.config)?)
+            } else {
+                None
+            };
 
             let alpha = trimmed_mean(steps.iter().map(|s| s.0).collect());
             self.scan.object = b.add(
                 &self.scan.object,
                 &b.scale(&object_direction, alpha as f32)?,
             )?;
+            if let Some(shifts) = shifts {
+                self.scan.move_batch(b, k, &shifts)?;
+            }
             if refine_probe {
                 let beta = steps.iter().map(|s| s.1).sum::<f64>() / steps.len() as f64;
                 self.scan.probe =
@@ -315,5 +403,9 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
 
     fn estimate(&self, b: &B) -> Result<Estimate, ReconError> {
         self.scan.estimate(b)
+    }
+
+    fn positions(&self) -> Vec<[f64; 2]> {
+        self.scan.positions()
     }
 }

@@ -137,6 +137,9 @@ pub trait Engine<B: Backend> {
 
     /// The current estimate, read back from the backend.
     fn estimate(&self, b: &B) -> Result<Estimate, ReconError>;
+
+    /// The scan positions (x, y) as the engine now has them: the input's, unless it corrects them.
+    fn positions(&self) -> Vec<[f64; 2]>;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -151,6 +154,8 @@ pub struct EpochRecord {
 /// when the cost stopped being finite, that error.
 pub struct Reconstruction {
     pub estimate: Estimate,
+    /// The positions of that epoch (corrected, when the engine corrects them).
+    pub positions: Vec<[f64; 2]>,
     pub history: Vec<EpochRecord>,
     pub diverged: Option<ReconError>,
 }
@@ -165,6 +170,7 @@ pub fn run<B: Backend, E: Engine<B>>(
     mut on_epoch: impl FnMut(&EpochRecord),
 ) -> Result<Reconstruction, ReconError> {
     let mut estimate = engine.estimate(b)?;
+    let mut positions = engine.positions();
     let mut history = Vec::with_capacity(epochs);
     for epoch in 1..=epochs {
         let start = Instant::now();
@@ -179,6 +185,7 @@ pub fn run<B: Backend, E: Engine<B>>(
         if !cost.is_finite() || !finite(&after.object) || !finite(&after.probe) {
             return Ok(Reconstruction {
                 estimate,
+                positions,
                 history,
                 diverged: Some(ReconError::Diverged {
                     engine: engine.name(),
@@ -189,6 +196,7 @@ pub fn run<B: Backend, E: Engine<B>>(
             });
         }
         estimate = after;
+        positions = engine.positions();
         let record = EpochRecord {
             epoch,
             cost,
@@ -199,6 +207,7 @@ pub fn run<B: Backend, E: Engine<B>>(
     }
     Ok(Reconstruction {
         estimate,
+        positions,
         history,
         diverged: None,
     })

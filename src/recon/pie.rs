@@ -171,4 +171,8 @@ impl<B: Backend> Engine<B> for Pie<B::Storage> {
     fn estimate(&self, b: &B) -> Result<Estimate, ReconError> {
         self.scan.estimate(b)
     }
+
+    fn positions(&self) -> Vec<[f64; 2]> {
+        self.scan.positions()
+    }
 }

@@ -3,7 +3,8 @@
 //! epoch whose cost was finite, even when a later one diverged:
 //!
 //! - `reconstruction.npz`: `object` (complex64, the object's own frame, as `ptycho compare` reads it),
-//!   `amplitude`, `phase`, `probe`, `xcoords`, `ycoords`, and the reference's keys
+//!   `amplitude`, `phase`, `probe`, `xcoords`, `ycoords` (corrected, with position correction) and
+//!   `xcoords_start`, `ycoords_start` (as given), and the reference's keys
 //!   (`reconstructed_object`, `reconstructed_probe`, `algorithm`, `timestamp`, `computation_time_s`),
 //!   plus `init_object` (`ones`, `truth` (the reference's parity mode, labelled as such) or a file);
 //! - `amplitude.png`, `phase.png`, `probe.png`, `cost.png`, and `history.json` (cost and seconds per
@@ -96,6 +97,8 @@ pub struct ReconstructConfig {
     pub probe_from_epoch: Option<usize>,
     /// ePIE and rPIE: the probe step β.
     pub probe_step: f32,
+    /// LSQML: correct the positions from this epoch on (1-based).
+    pub positions_from_epoch: Option<usize>,
     /// ePIE/rPIE: the object step.
     pub alpha: f32,
     /// rPIE: γ.
@@ -120,6 +123,7 @@ impl Default for ReconstructConfig {
             positions_from: None,
             probe_from_epoch: None,
             probe_step: 1.0,
+            positions_from_epoch: None,
             alpha: 0.1,
             gamma: 0.1,
             beta: 1.0,
@@ -247,6 +251,12 @@ pub fn reconstruct<B: Backend>(
             config.algorithm.name()
         )));
     }
+    if config.positions_from_epoch.is_some() && config.algorithm != Algorithm::Lsqml {
+        return Err(ReconError::Scan(format!(
+            "position correction is implemented for lsqml; {} keeps the positions",
+            config.algorithm.name()
+        )));
+    }
     if config.probe_from_epoch.is_some() && config.algorithm == Algorithm::Dm {
         return Err(ReconError::Scan(
             "probe refinement is implemented for lsqml, epie and rpie; dm keeps the probe fixed"
@@ -267,6 +277,7 @@ pub fn reconstruct<B: Backend>(
                 batch_size: config.batch_size,
                 probe_from_epoch: config.probe_from_epoch,
                 noise: config.noise,
+                positions_from_epoch: config.positions_from_epoch,
                 regularization: config.regularization.unwrap_or(defaults.regularization),
                 ..defaults
             };
@@ -357,8 +368,13 @@ fn write_outputs(
     npz.add_f32("amplitude", &object.shape(), &amplitude)?;
     npz.add_f32("phase", &object.shape(), &phase)?;
     npz.add_c64("probe", &probe.shape(), &probe.data)?;
-    npz.add_f64("xcoords", &[inputs.xcoords.len()], &inputs.xcoords)?;
-    npz.add_f64("ycoords", &[inputs.ycoords.len()], &inputs.ycoords)?;
+    let m = inputs.xcoords.len();
+    let x: Vec<f64> = result.positions.iter().map(|p| p[0]).collect();
+    let y: Vec<f64> = result.positions.iter().map(|p| p[1]).collect();
+    npz.add_f64("xcoords", &[m], &x)?;
+    npz.add_f64("ycoords", &[m], &y)?;
+    npz.add_f64("xcoords_start", &[m], &inputs.xcoords)?;
+    npz.add_f64("ycoords_start", &[m], &inputs.ycoords)?;
     npz.add_c64("reconstructed_object", &object.shape(), &object.data)?;
     npz.add_c64("reconstructed_probe", &probe.shape(), &probe.data)?;
     npz.add_text("algorithm", config.algorithm.name())?;
@@ -419,6 +435,7 @@ fn write_outputs(
         "noise": config.noise,
         "probe_from_epoch": config.probe_from_epoch,
         "probe_step": config.probe_step,
+        "positions_from_epoch": config.positions_from_epoch,
         "alpha": config.alpha,
         "gamma": config.gamma,
         "beta": config.beta,
