@@ -53,6 +53,14 @@ pub struct ReconstructArgs {
     /// LSQML's likelihood: Gaussian noise on the amplitudes, or Poisson counts.
     #[arg(long, value_enum, default_value_t = NoiseArg::Gaussian)]
     noise: NoiseArg,
+    /// LSQML, Gaussian model: how far towards the measured moduli the far field moves each update
+    /// [default: 0.5; pty-chi moves all the way, 1].
+    #[arg(long)]
+    far_field_step: Option<f32>,
+    /// LSQML: draw new random batches every epoch from this seed (pty-chi's default batching);
+    /// without it, the same batches in scan order every epoch.
+    #[arg(long)]
+    shuffle_seed: Option<u64>,
     /// The starting object: `ones`; `truth`, the file's objectGuess (the reference's parity mode,
     /// which starts from the answer; every output says so); or an NPZ holding `object` or
     /// `objectGuess`.
@@ -111,6 +119,8 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         algorithm: args.algorithm.algorithm(),
         epochs: args.epochs,
         batch_size: args.batch_size,
+        far_field_step: args.far_field_step,
+        shuffle_seed: args.shuffle_seed,
         noise: match args.noise {
             NoiseArg::Gaussian => NoiseModel::Gaussian,
             NoiseArg::Poisson => NoiseModel::Poisson,

@@ -11,8 +11,8 @@ use crate::physics::image::ComplexImage;
 
 /// One batch of patterns.
 pub struct DeviceBatch<S> {
-    /// Indices of the batch's patterns in the scan.
-    pub first: usize,
+    /// The batch's patterns, as indices into the scan.
+    pub indices: Vec<usize>,
     pub len: usize,
     /// N · measured amplitude, (len, N, N), fftshifted as measured.
     pub amplitude: Tensor<S>,
@@ -31,6 +31,17 @@ pub struct DeviceScan<S> {
     pub probe: Tensor<S>,
     /// Patch origins of every pattern, in scan order (x0, y0 pairs), for whole-scan indices.
     pub origins: Vec<f32>,
+    /// N · measured amplitude of every pattern, in scan order, for rebatching.
+    amplitudes: Vec<f32>,
+    batch_size: usize,
+}
+
+/// Origins (x0, y0 pairs) of the patterns `indices`.
+fn gather_origins(origins: &[f32], indices: &[usize]) -> Vec<f32> {
+    indices
+        .iter()
+        .flat_map(|&i| [origins[2 * i], origins[2 * i + 1]])
+        .collect()
 }
 
 impl<S> DeviceScan<S> {
@@ -54,33 +65,68 @@ impl<S> DeviceScan<S> {
             .flat_map(|&[x, y]| [(x - half) as f32, (y - half) as f32])
             .collect();
         let (rows, cols) = (estimate.object.rows, estimate.object.cols);
-        let nn = n * n;
-        let mut batches = Vec::new();
-        for first in (0..scan.patterns()).step_by(batch_size) {
-            let len = batch_size.min(scan.patterns() - first);
-            let amplitude: Vec<f32> = scan.amplitudes[first * nn..(first + len) * nn]
-                .iter()
-                .map(|a| a * n as f32)
-                .collect();
-            let batch_origins = &origins[2 * first..2 * (first + len)];
-            batches.push(DeviceBatch {
-                first,
-                len,
-                amplitude: b.upload_f32(&[len, n, n], &amplitude)?,
-                origins: b.upload_f32(&[len, 2], batch_origins)?,
-                table: PatchTable::upload(b, batch_origins, n, rows, cols)?,
-            });
-        }
-        Ok(Self {
+        let amplitudes: Vec<f32> = scan.amplitudes.iter().map(|a| a * n as f32).collect();
+        let mut device = Self {
             n,
             patterns: scan.patterns(),
             rows,
             cols,
-            batches,
+            batches: Vec::new(),
             object: upload_image(b, &estimate.object)?,
             probe: upload_image(b, &estimate.probe)?,
             origins,
-        })
+            amplitudes,
+            batch_size,
+        };
+        device.rebatch(b, &(0..scan.patterns()).collect::<Vec<_>>())?;
+        Ok(device)
+    }
+
+    /// Cut the patterns, in the order `order`, into batches of the batch size and put them on the
+    /// backend.
+    pub fn rebatch<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        order: &[usize],
+    ) -> Result<(), ReconError> {
+        let (n, nn) = (self.n, self.n * self.n);
+        let mut batches = Vec::new();
+        for indices in order.chunks(self.batch_size) {
+            let len = indices.len();
+            let mut amplitude = Vec::with_capacity(len * nn);
+            for &i in indices {
+                amplitude.extend_from_slice(&self.amplitudes[i * nn..(i + 1) * nn]);
+            }
+            let origins = gather_origins(&self.origins, indices);
+            batches.push(DeviceBatch {
+                indices: indices.to_vec(),
+                len,
+                amplitude: b.upload_f32(&[len, n, n], &amplitude)?,
+                origins: b.upload_f32(&[len, 2], &origins)?,
+                table: PatchTable::upload(b, &origins, n, self.rows, self.cols)?,
+            });
+        }
+        self.batches = batches;
+        Ok(())
+    }
+
+    /// Reshuffle the patterns into new batches for epoch `epoch`, from `seed` (the same seed and
+    /// epoch give the same batches).
+    pub fn reshuffle<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<(), ReconError> {
+        let mut order: Vec<usize> = (0..self.patterns).collect();
+        let mut rng = ptycho_kernels::rng::SplitMix64::new(
+            seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        for i in (1..order.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        self.rebatch(b, &order)
     }
 
     pub fn estimate<B: Backend<Storage = S>>(&self, b: &B) -> Result<Estimate, ReconError> {
@@ -131,18 +177,18 @@ impl<S> DeviceScan<S> {
         k: usize,
         shifts: &[[f64; 2]],
     ) -> Result<(), ReconError> {
-        let (first, len) = (self.batches[k].first, self.batches[k].len);
         let limits = [(self.cols - self.n) as f32, (self.rows - self.n) as f32];
-        for (j, shift) in shifts.iter().enumerate().take(len) {
+        for (&i, shift) in self.batches[k].indices.iter().zip(shifts) {
             for axis in 0..2 {
-                let origin = &mut self.origins[2 * (first + j) + axis];
+                let origin = &mut self.origins[2 * i + axis];
                 *origin = (*origin + shift[axis] as f32).clamp(0.0, limits[axis]);
             }
         }
-        let origins = &self.origins[2 * first..2 * (first + len)];
+        let origins = gather_origins(&self.origins, &self.batches[k].indices);
+        let len = self.batches[k].len;
         let batch = &mut self.batches[k];
-        batch.origins = b.upload_f32(&[len, 2], origins)?;
-        batch.table = PatchTable::upload(b, origins, self.n, self.rows, self.cols)?;
+        batch.origins = b.upload_f32(&[len, 2], &origins)?;
+        batch.table = PatchTable::upload(b, &origins, self.n, self.rows, self.cols)?;
         Ok(())
     }
 

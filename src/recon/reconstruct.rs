@@ -89,6 +89,10 @@ pub struct ReconstructConfig {
     pub batch_size: usize,
     /// LSQML's likelihood.
     pub noise: NoiseModel,
+    /// LSQML, Gaussian model: the fraction of the way to the measured moduli the far field moves.
+    pub far_field_step: Option<f32>,
+    /// LSQML: new random batches every epoch from this seed; None: fixed batches in scan order.
+    pub shuffle_seed: Option<u64>,
     pub init_object: InitObject,
     /// Take the scan positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ
     /// instead of the input's.
@@ -119,6 +123,8 @@ impl Default for ReconstructConfig {
             epochs: 100,
             batch_size: 96,
             noise: NoiseModel::Gaussian,
+            far_field_step: None,
+            shuffle_seed: None,
             init_object: InitObject::Ones,
             positions_from: None,
             probe_from_epoch: None,
@@ -277,6 +283,8 @@ pub fn reconstruct<B: Backend>(
                 batch_size: config.batch_size,
                 probe_from_epoch: config.probe_from_epoch,
                 noise: config.noise,
+                far_field_step: config.far_field_step.unwrap_or(defaults.far_field_step),
+                shuffle_seed: config.shuffle_seed,
                 positions_from_epoch: config.positions_from_epoch,
                 regularization: config.regularization.unwrap_or(defaults.regularization),
                 ..defaults
@@ -433,6 +441,8 @@ fn write_outputs(
         "seconds": result.history.iter().map(|r| r.seconds).collect::<Vec<_>>(),
         "batch_size": config.batch_size,
         "noise": config.noise,
+        "far_field_step": config.far_field_step,
+        "shuffle_seed": config.shuffle_seed,
         "probe_from_epoch": config.probe_from_epoch,
         "probe_step": config.probe_step,
         "positions_from_epoch": config.positions_from_epoch,

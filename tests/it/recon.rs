@@ -500,6 +500,30 @@ fn lsqml_on_noiseless_data_lowers_the_cost_every_epoch_and_finds_the_object() {
     assert!(err < 0.01, "rms error to the truth {err}");
 }
 
+/// Random batches are drawn from the seed: the same seed gives the same bytes, and they differ from
+/// fixed batches.
+#[test]
+fn shuffled_batches_are_deterministic_in_their_seed() {
+    let p = problem(8.0);
+    let b = CpuBackend::new();
+    let object = |seed: Option<u64>| {
+        let config = LsqmlConfig {
+            batch_size: 10,
+            shuffle_seed: seed,
+            ..LsqmlConfig::default()
+        };
+        let mut engine = Lsqml::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
+        run(&mut engine, &b, 3, |_| {})
+            .unwrap()
+            .estimate
+            .object
+            .data
+    };
+    let (a, again, fixed) = (object(Some(7)), object(Some(7)), object(None));
+    assert_eq!(a, again);
+    assert_ne!(a, fixed);
+}
+
 /// The Poisson model's far-field steps on noiseless data: the cost falls a hundredfold and every
 /// step stays in [0, 1] (a NaN would end the run as diverged).
 #[test]
