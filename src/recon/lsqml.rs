@@ -1,5 +1,5 @@
-//! LSQML (Odstrčil, Menzel and Guizar-Sicairos 2018) with the Gaussian noise model, minibatch by
-//! minibatch, with the choices pty-chi makes where the paper leaves room. For a batch:
+//! LSQML (Odstrčil, Menzel and Guizar-Sicairos 2018), minibatch by minibatch, with the choices
+//! pty-chi makes where the paper leaves room (but the far-field step, below). For a batch:
 //!
 //! - exit waves ψ_j = P·O_j, far fields Ψ_j, and for the Gaussian model a step of the far field half
 //!   way to the measured moduli: χ_j = ½ (F⁻¹(Π(Ψ_j)) − ψ_j), Π the projection onto the measured
