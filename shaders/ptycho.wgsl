@@ -6,6 +6,8 @@
 // scatter: its adjoint, gathered per object pixel over the patches its bin lists (no atomics):
 //   out[py, px] = Σ_j Σ_{dy,dx} w_j(dy, dx) patch_j[py-ky-dy, px-kx-dx]
 // modulus_project: a Ψ/|Ψ| (a where Ψ = 0) and the residual (|Ψ| - a)².
+// pattern_dot: Σ conj(a)·b over each pattern of a stack, one workgroup per pattern (a tree sum in
+//   workgroup memory, no atomics).
 // The host prepends WORKGROUP_SIZE and shaders/common/complex.wgsl.
 
 struct Params {
@@ -19,7 +21,7 @@ struct Params {
     bins: u32,
     // 1: one patch shared by every origin.
     shared_patch: u32,
-    // Output elements.
+    // Output elements (pattern_dot: patterns).
     len: u32,
     // Invocations per row of the dispatch grid.
     row_invocations: u32,
@@ -38,6 +40,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out_real: array<f32>;
 @group(0) @binding(5) var<storage, read> amplitude: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
+// The second operand of pattern_dot.
+@group(0) @binding(7) var<storage, read> other: array<vec2<f32>>;
+
+var<workgroup> partial_dot: array<vec2<f32>, WORKGROUP_SIZE>;
 
 fn flat(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row_invocations;
@@ -131,4 +137,34 @@ fn modulus_project(@builtin(global_invocation_id) gid: vec3<u32>) {
         out_complex[i] = vec2<f32>(a, 0.0);
     }
     out_real[i] = (m - a) * (m - a);
+}
+
+// params.n: elements per pattern; params.len: patterns.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn pattern_dot(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+) {
+    let j = wid.x + wid.y * nwg.x;
+    // Grid cells past the last pattern (a 2-D grid rounds up) write nothing.
+    if j >= params.len {
+        return;
+    }
+    let base = j * params.n;
+    var acc = vec2<f32>(0.0);
+    for (var i = tid; i < params.n; i += WORKGROUP_SIZE) {
+        acc += c_mul_conj(other[base + i], src[base + i]);
+    }
+    partial_dot[tid] = acc;
+    workgroupBarrier();
+    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride = stride / 2u) {
+        if tid < stride {
+            partial_dot[tid] += partial_dot[tid + stride];
+        }
+        workgroupBarrier();
+    }
+    if tid == 0u {
+        out_complex[j] = partial_dot[0];
+    }
 }

@@ -237,37 +237,33 @@ fn trimmed_mean(mut steps: Vec<f64>) -> f64 {
     kept.iter().sum::<f64>() / kept.len().max(1) as f64
 }
 
-/// Each pattern's (α_j, β_j) minimising ‖χ_j − α y_j − β z_j‖² with the damped normal equations, on
-/// the host in f64.
+/// Each pattern's (α_j, β_j) minimising ‖χ_j − α y_j − β z_j‖² with the damped normal equations: the
+/// sums per pattern on the device, the 2 x 2 solves on the host in f64.
 fn joint_steps<B: Backend>(
     b: &B,
     chi: &Tensor<B::Storage>,
     y: &Tensor<B::Storage>,
     z: &Tensor<B::Storage>,
-    nn: usize,
     damping: f64,
 ) -> Result<Vec<(f64, f64)>, ReconError> {
-    let (chi, y, z) = (b.download_c64(chi)?, b.download_c64(y)?, b.download_c64(z)?);
-    let to64 = |v: &Complex32| Complex64::new(v.re as f64, v.im as f64);
+    // Per-pattern sums on the device: only 5 numbers per pattern come back.
+    let dot =
+        |u: &Tensor<B::Storage>, v: &Tensor<B::Storage>| -> Result<Vec<Complex64>, ReconError> {
+            Ok(b.download_c64(&b.pattern_dot(u, v)?)?
+                .into_iter()
+                .map(|c| Complex64::new(c.re as f64, c.im as f64))
+                .collect())
+        };
+    let (yy, yz, zz, ychi, zchi) = (
+        dot(y, y)?,
+        dot(y, z)?,
+        dot(z, z)?,
+        dot(y, chi)?,
+        dot(z, chi)?,
+    );
     // (a11, a12, a22, b1, b2) per pattern.
-    let sums: Vec<(f64, Complex64, f64, f64, f64)> = (0..chi.len() / nn)
-        .map(|j| {
-            let range = j * nn..(j + 1) * nn;
-            let mut s = (0.0, Complex64::default(), 0.0, 0.0, 0.0);
-            for ((c, y), z) in chi[range.clone()]
-                .iter()
-                .zip(&y[range.clone()])
-                .zip(&z[range])
-            {
-                let (c, y, z) = (to64(c), to64(y), to64(z));
-                s.0 += y.norm_sqr();
-                s.1 += y * z.conj();
-                s.2 += z.norm_sqr();
-                s.3 += (y.conj() * c).re;
-                s.4 += (z.conj() * c).re;
-            }
-            s
-        })
+    let sums: Vec<(f64, Complex64, f64, f64, f64)> = (0..yy.len())
+        .map(|j| (yy[j].re, yz[j].conj(), zz[j].re, ychi[j].re, zchi[j].re))
         .collect();
     let count = sums.len().max(1) as f64;
     let damp_y = damping * sums.iter().map(|s| s.0).sum::<f64>() / count;
@@ -379,14 +375,7 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
             } else {
                 b.scale(&patches, 0.0)?
             };
-            let steps = joint_steps(
-                b,
-                &chi,
-                &object_wave,
-                &probe_wave,
-                n * n,
-                self.config.step_damping,
-            )?;
+            let steps = joint_steps(b, &chi, &object_wave, &probe_wave, self.config.step_damping)?;
             let shifts = if correct_positions {
                 // The whole exit-wave update: the Gaussian model's χ is a fraction of it.
                 let full = match self.config.noise {

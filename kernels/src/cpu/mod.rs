@@ -24,7 +24,7 @@ use crate::ops::layers::{check_same, check_slice, crop_geometry, require_shape, 
 use crate::ops::layout::{ChannelGeometry, RecenterGeometry};
 use crate::ops::loss::{check_pair, LossKind};
 use crate::ops::optim::{check_adam, AdamConfig};
-use crate::ops::ptycho::{check_modulus_pair, PatchGeometry, PatchTable};
+use crate::ops::ptycho::{check_modulus_pair, check_pattern_pair, PatchGeometry, PatchTable};
 use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, Result, Tensor};
@@ -205,6 +205,14 @@ impl Backend for CpuBackend {
             g,
         );
         Ok(complex_tensor(&[g.h, g.w], out))
+    }
+
+    fn pattern_dot(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        let (m, per) = check_pattern_pair(a, b)?;
+        Ok(complex_tensor(
+            &[m],
+            ptycho::pattern_dot(complex(a), complex(b), per),
+        ))
     }
 
     fn modulus_project(

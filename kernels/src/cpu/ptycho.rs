@@ -121,3 +121,17 @@ pub(super) fn modulus_project(
         })
         .unzip()
 }
+
+/// Σ conj(a)·b over each run of `per` elements, accumulated in f64.
+pub(super) fn pattern_dot(a: &[Complex32], b: &[Complex32], per: usize) -> Vec<Complex32> {
+    a.par_chunks(per.max(1))
+        .zip(b.par_chunks(per.max(1)))
+        .map(|(a, b)| {
+            let (re, im) = a.iter().zip(b).fold((0.0f64, 0.0f64), |(re, im), (x, y)| {
+                let (xr, xi, yr, yi) = (x.re as f64, x.im as f64, y.re as f64, y.im as f64);
+                (re + xr * yr + xi * yi, im + xr * yi - xi * yr)
+            });
+            Complex32::new(re as f32, im as f32)
+        })
+        .collect()
+}

@@ -134,6 +134,10 @@ impl Backend for GpuBackend {
         ptycho::scatter_patches(self, patches, origins, table)
     }
 
+    fn pattern_dot(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        ptycho::pattern_dot(self, a, b)
+    }
+
     fn modulus_project(
         &self,
         spectrum: &GpuTensor,

@@ -4,11 +4,11 @@
 use super::engine::{bind, check_u32, GpuBackend, GpuTensor};
 use super::pool::PooledBuffer;
 use super::shaders::{params_struct, PTYCHO};
-use crate::ops::ptycho::{check_modulus_pair, PatchGeometry, PatchTable};
+use crate::ops::ptycho::{check_modulus_pair, check_pattern_pair, PatchGeometry, PatchTable};
 use crate::ops::ConvParamGrads;
 use crate::{Dtype, Result};
 
-pub(super) const ENTRY_POINTS: &[&str] = &["extract", "scatter", "modulus_project"];
+pub(super) const ENTRY_POINTS: &[&str] = &["extract", "scatter", "modulus_project", "pattern_dot"];
 
 const SRC: u32 = 0;
 const ORIGINS: u32 = 1;
@@ -17,6 +17,7 @@ const OUT_COMPLEX: u32 = 3;
 const OUT_REAL: u32 = 4;
 const AMPLITUDE: u32 = 5;
 const PARAMS: u32 = 6;
+const OTHER: u32 = 7;
 pub(super) const BINDINGS: &[(&str, u32)] = &[
     ("src", SRC),
     ("origins", ORIGINS),
@@ -25,6 +26,7 @@ pub(super) const BINDINGS: &[(&str, u32)] = &[
     ("out_real", OUT_REAL),
     ("amplitude", AMPLITUDE),
     ("params", PARAMS),
+    ("other", OTHER),
 ];
 
 params_struct!(PtychoParams {
@@ -149,4 +151,26 @@ pub(super) fn modulus_project(
         params,
     )?;
     Ok((projected, residual))
+}
+
+pub(super) fn pattern_dot(gpu: &GpuBackend, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+    let (m, per) = check_pattern_pair(a, b)?;
+    check_u32("pattern_dot", a.len())?;
+    let out = gpu.alloc("pattern_dot", &[m], Dtype::C64)?;
+    let params = PtychoParams {
+        n: per as u32,
+        len: m as u32,
+        ..PtychoParams::default()
+    };
+    let pipeline = gpu.kernel(&PTYCHO, "pattern_dot")?;
+    let bindings = [bind(SRC, a), bind(OTHER, b), bind(OUT_COMPLEX, &out)];
+    gpu.dispatch(
+        "pattern_dot",
+        &pipeline,
+        &bindings,
+        PARAMS,
+        bytemuck::bytes_of(&params),
+        m as u64,
+    )?;
+    Ok(out)
 }

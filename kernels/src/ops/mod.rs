@@ -126,6 +126,13 @@ pub trait Backend: Send + Sync {
         table: &ptycho::PatchTable<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>>;
 
+    /// Σ conj(a)·b over each pattern of two complex stacks (M, ...) of one shape: (M) complex64.
+    fn pattern_dot(
+        &self,
+        a: &Tensor<Self::Storage>,
+        b: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>>;
+
     /// The Fourier-modulus projection a·Ψ/|Ψ| (a where Ψ = 0) of complex spectra onto float32
     /// amplitudes of the same shape, and the residual (|Ψ| − a)² of each element.
     fn modulus_project(

@@ -238,6 +238,25 @@ pub fn check_modulus_pair<S>(spectrum: &Tensor<S>, amplitude: &Tensor<S>) -> Res
     Ok(())
 }
 
+/// `pattern_dot`: two complex stacks (M, ...) of one shape; returns M and the elements per pattern.
+pub fn check_pattern_pair<S>(a: &Tensor<S>, b: &Tensor<S>) -> Result<(usize, usize)> {
+    const OP: &str = "pattern_dot";
+    require_dtype(OP, a, Dtype::C64)?;
+    require_dtype(OP, b, Dtype::C64)?;
+    if a.shape() != b.shape() || a.shape().is_empty() {
+        return Err(shape_error(
+            OP,
+            format!(
+                "two stacks (M, ...) of one shape, the first {:?}",
+                a.shape()
+            ),
+            b.shape(),
+        ));
+    }
+    let m = a.shape()[0];
+    Ok((m, a.len() / m.max(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

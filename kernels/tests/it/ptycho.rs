@@ -192,6 +192,43 @@ fn modulus_projection_keeps_the_phase_and_takes_the_amplitude<B: Backend>(b: &B)
     }
 }
 
+fn pattern_dot_sums_each_pattern<B: Backend>(b: &B) {
+    let mut rng = SplitMix64::new(6);
+    // 300 patterns: more than fit one row of a small grid, with 64 x 64 elements each.
+    let (m, per) = (300, 64 * 64);
+    let a = rng.complex_vec(m * per);
+    let c = rng.complex_vec(m * per);
+    let got = b
+        .download_c64(
+            &b.pattern_dot(
+                &b.upload_c64(&[m, 64, 64], &a).unwrap(),
+                &b.upload_c64(&[m, 64, 64], &c).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(got.len(), m);
+    for (j, sum) in got.iter().enumerate() {
+        let (mut re, mut im) = (0.0f64, 0.0f64);
+        for i in j * per..(j + 1) * per {
+            let (x, y) = (a[i], c[i]);
+            re += x.re as f64 * y.re as f64 + x.im as f64 * y.im as f64;
+            im += x.re as f64 * y.im as f64 - x.im as f64 * y.re as f64;
+        }
+        let err = (sum.re as f64 - re).hypot(sum.im as f64 - im);
+        assert!(
+            err < 1e-5 * per as f64,
+            "pattern {j}: {} vs ({re}, {im})",
+            sum
+        );
+    }
+    let odd = b.upload_c64(&[m, 64], &a[..m * 64]).unwrap();
+    assert!(matches!(
+        b.pattern_dot(&odd, &b.upload_c64(&[m, 64, 64], &c).unwrap()),
+        Err(KernelError::Shape { .. })
+    ));
+}
+
 fn shapes_that_do_not_fit_are_errors<B: Backend>(b: &B) {
     let object = b
         .upload_c64(&[H, W], &vec![Complex32::default(); H * W])
@@ -227,5 +264,6 @@ backend_tests!(
     extraction_matches_the_simulators_formula,
     scatter_matches_a_scatter_add_and_is_the_adjoint,
     modulus_projection_keeps_the_phase_and_takes_the_amplitude,
+    pattern_dot_sums_each_pattern,
     shapes_that_do_not_fit_are_errors
 );
