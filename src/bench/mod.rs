@@ -33,6 +33,9 @@ pub enum BenchError {
     Physics(#[from] PhysicsError),
 
     #[error(transparent)]
+    Study(Box<crate::study::StudyError>),
+
+    #[error(transparent)]
     Train(Box<TrainError>),
 
     #[error(transparent)]
@@ -52,6 +55,12 @@ pub enum BenchError {
     /// Settings a benchmark cannot run with.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<crate::study::StudyError> for BenchError {
+    fn from(error: crate::study::StudyError) -> Self {
+        BenchError::Study(Box::new(error))
+    }
 }
 
 impl From<TrainError> for BenchError {

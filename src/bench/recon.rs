@@ -15,17 +15,14 @@ use serde::Serialize;
 use ptycho_kernels::cpu::CpuBackend;
 use ptycho_kernels::ops::BackendKind;
 use ptycho_kernels::rng::SplitMix64;
-use ptycho_kernels::{Backend, Complex32, FftDirection, FftShift};
+use ptycho_kernels::{Backend, Complex32};
 
 use super::{median_seconds_per_rep, BenchError, During};
 use crate::physics::image::ComplexImage;
 use crate::physics::probe::default_probe;
-use crate::recon::dm::{DifferenceMap, DmConfig};
-use crate::recon::lsqml::{Lsqml, LsqmlConfig};
-use crate::recon::pie::{Pie, PieConfig, PieVariant};
-use crate::recon::reconstruct::Algorithm;
-use crate::recon::{Engine, Estimate, ReconError, Scan};
-use crate::study::simulate::synthetic_object;
+use crate::recon::reconstruct::{engine, Algorithm, ReconstructConfig};
+use crate::recon::{Estimate, Scan};
+use crate::study::simulate::{expected_intensity, synthetic_object};
 
 #[derive(Clone, Debug)]
 pub struct ReconBenchConfig {
@@ -84,73 +81,16 @@ fn synthetic_scan(n: usize, patterns: usize) -> Result<SyntheticScan, BenchError
             ]
         })
         .collect();
-    let cpu = CpuBackend::new();
-    let origins: Vec<f32> = positions
-        .iter()
-        .flat_map(|&[x, y]| [(x - half) as f32, (y - half) as f32])
+    let (x, y): (Vec<f64>, Vec<f64>) = positions.iter().map(|p| (p[0], p[1])).unzip();
+    let amplitudes = expected_intensity(&CpuBackend::new(), &object, &probe.data, &x, &y, n)?
+        .into_iter()
+        .map(f32::sqrt)
         .collect();
-    let patches = cpu.extract_patches(
-        &cpu.upload_c64(&[size, size], &object.data)?,
-        &cpu.upload_f32(&[patterns, 2], &origins)?,
-        n,
-    )?;
-    let spectrum = cpu.fft2(
-        &cpu.mul(&patches, &cpu.upload_c64(&[n, n], &probe.data)?)?,
-        FftDirection::Forward,
-        FftShift::OUTPUT,
-    )?;
-    let amplitudes = cpu.download_f32(&cpu.scale(&cpu.abs(&spectrum)?, 1.0 / n as f32)?)?;
     let estimate = Estimate {
         object: ComplexImage::filled(size, size, Complex32::new(1.0, 0.0)),
         probe,
     };
     Ok((amplitudes, positions, estimate))
-}
-
-fn engine<'a, B: Backend + 'a>(
-    b: &B,
-    scan: &Scan<'_>,
-    estimate: &Estimate,
-    config: &ReconBenchConfig,
-) -> Result<Box<dyn Engine<B> + 'a>, ReconError> {
-    let batch_size = config.batch_size;
-    Ok(match config.algorithm {
-        Algorithm::Lsqml => Box::new(Lsqml::new(
-            b,
-            scan,
-            estimate,
-            LsqmlConfig {
-                batch_size,
-                ..LsqmlConfig::default()
-            },
-        )?),
-        Algorithm::Epie | Algorithm::Rpie => Box::new(Pie::new(
-            b,
-            scan,
-            estimate,
-            PieConfig {
-                batch_size,
-                alpha: 0.1,
-                variant: if config.algorithm == Algorithm::Epie {
-                    PieVariant::Epie
-                } else {
-                    PieVariant::Rpie { gamma: 0.1 }
-                },
-                probe_from_epoch: None,
-                probe_step: 1.0,
-            },
-        )?),
-        Algorithm::Dm => Box::new(DifferenceMap::new(
-            b,
-            scan,
-            estimate,
-            DmConfig {
-                batch_size,
-                regularization: DmConfig::DEFAULT_REGULARIZATION,
-                beta: 1.0,
-            },
-        )?),
-    })
 }
 
 fn time_epochs<B: Backend>(
@@ -160,7 +100,12 @@ fn time_epochs<B: Backend>(
     config: &ReconBenchConfig,
     bytes: u64,
 ) -> Result<EpochTiming, BenchError> {
-    let mut engine = engine(b, scan, estimate, config)?;
+    let settings = ReconstructConfig {
+        algorithm: config.algorithm,
+        batch_size: config.batch_size,
+        ..ReconstructConfig::default()
+    };
+    let mut engine = engine(b, scan, estimate, &settings)?;
     engine.epoch(b)?;
     b.synchronize()?;
     let start = Instant::now();

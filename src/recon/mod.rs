@@ -163,7 +163,7 @@ pub struct Reconstruction {
 /// `epochs` passes of `engine`. `on_epoch` sees each record as it is made (progress bars, logs). A
 /// non-finite cost ends the run early with [`Reconstruction::diverged`] set, keeping the estimate of
 /// the last epoch whose cost was finite (read back after every epoch, so nothing good is lost).
-pub fn run<B: Backend, E: Engine<B>>(
+pub fn run<B: Backend, E: Engine<B> + ?Sized>(
     engine: &mut E,
     b: &B,
     epochs: usize,

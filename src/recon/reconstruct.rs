@@ -276,64 +276,8 @@ pub fn reconstruct<B: Backend>(
         positions: &inputs.positions,
     };
     let started = Instant::now();
-    let result = match config.algorithm {
-        Algorithm::Lsqml => {
-            let defaults = LsqmlConfig::default();
-            let lsqml = LsqmlConfig {
-                batch_size: config.batch_size,
-                probe_from_epoch: config.probe_from_epoch,
-                noise: config.noise,
-                far_field_step: config.far_field_step.unwrap_or(defaults.far_field_step),
-                shuffle_seed: config.shuffle_seed,
-                positions_from_epoch: config.positions_from_epoch,
-                regularization: config.regularization.unwrap_or(defaults.regularization),
-                ..defaults
-            };
-            drive(
-                b,
-                Lsqml::new(b, &scan, &inputs.estimate, lsqml)?,
-                config,
-                on_epoch,
-            )?
-        }
-        Algorithm::Epie | Algorithm::Rpie => {
-            let variant = if config.algorithm == Algorithm::Epie {
-                PieVariant::Epie
-            } else {
-                PieVariant::Rpie {
-                    gamma: config.gamma,
-                }
-            };
-            let pie = PieConfig {
-                batch_size: config.batch_size,
-                alpha: config.alpha,
-                variant,
-                probe_from_epoch: config.probe_from_epoch,
-                probe_step: config.probe_step,
-            };
-            drive(
-                b,
-                Pie::new(b, &scan, &inputs.estimate, pie)?,
-                config,
-                on_epoch,
-            )?
-        }
-        Algorithm::Dm => {
-            let dm = DmConfig {
-                batch_size: config.batch_size,
-                regularization: config
-                    .regularization
-                    .unwrap_or(DmConfig::DEFAULT_REGULARIZATION),
-                beta: config.beta,
-            };
-            drive(
-                b,
-                DifferenceMap::new(b, &scan, &inputs.estimate, dm)?,
-                config,
-                on_epoch,
-            )?
-        }
-    };
+    let mut engine = engine(b, &scan, &inputs.estimate, config)?;
+    let result = run(&mut *engine, b, config.epochs, on_epoch)?;
     let seconds = started.elapsed().as_secs_f64();
     write_outputs(out.path(), config, &inputs, &result, seconds)?;
     let epoch_seconds: f64 = result.history.iter().map(|r| r.seconds).sum();
@@ -352,13 +296,56 @@ pub fn reconstruct<B: Backend>(
     })
 }
 
-fn drive<B: Backend, E: Engine<B>>(
+/// The engine `config` names, set up on `b` with the scan and the starting estimate.
+pub fn engine<'a, B: Backend + 'a>(
     b: &B,
-    mut engine: E,
+    scan: &Scan<'_>,
+    estimate: &Estimate,
     config: &ReconstructConfig,
-    on_epoch: impl FnMut(&EpochRecord),
-) -> Result<Reconstruction, ReconError> {
-    run(&mut engine, b, config.epochs, on_epoch)
+) -> Result<Box<dyn Engine<B> + 'a>, ReconError> {
+    Ok(match config.algorithm {
+        Algorithm::Lsqml => {
+            let defaults = LsqmlConfig::default();
+            let lsqml = LsqmlConfig {
+                batch_size: config.batch_size,
+                probe_from_epoch: config.probe_from_epoch,
+                noise: config.noise,
+                far_field_step: config.far_field_step.unwrap_or(defaults.far_field_step),
+                shuffle_seed: config.shuffle_seed,
+                positions_from_epoch: config.positions_from_epoch,
+                regularization: config.regularization.unwrap_or(defaults.regularization),
+                ..defaults
+            };
+            Box::new(Lsqml::new(b, scan, estimate, lsqml)?)
+        }
+        Algorithm::Epie | Algorithm::Rpie => {
+            let variant = if config.algorithm == Algorithm::Epie {
+                PieVariant::Epie
+            } else {
+                PieVariant::Rpie {
+                    gamma: config.gamma,
+                }
+            };
+            let pie = PieConfig {
+                batch_size: config.batch_size,
+                alpha: config.alpha,
+                variant,
+                probe_from_epoch: config.probe_from_epoch,
+                probe_step: config.probe_step,
+            };
+            Box::new(Pie::new(b, scan, estimate, pie)?)
+        }
+        Algorithm::Dm => {
+            let dm = DmConfig {
+                batch_size: config.batch_size,
+                regularization: config
+                    .regularization
+                    .unwrap_or(DmConfig::DEFAULT_REGULARIZATION),
+                beta: config.beta,
+            };
+            Box::new(DifferenceMap::new(b, scan, estimate, dm)?)
+        }
+    })
 }
 
 fn write_outputs(

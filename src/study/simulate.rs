@@ -417,7 +417,7 @@ pub fn check_patches_fit(
 }
 
 /// |FFT2(P·O)|²/N² of every pattern (fftshifted), computed on the device in batches: (M·N²) float32.
-fn expected_intensity<B: Backend>(
+pub fn expected_intensity<B: Backend>(
     b: &B,
     object: &ComplexImage,
     probe: &[Complex32],
