@@ -4,7 +4,7 @@
 //! positions, which the engines divide by.
 
 use ptycho_kernels::ops::ptycho::PatchTable;
-use ptycho_kernels::{Backend, Complex32, FftDirection, FftShift, Tensor};
+use ptycho_kernels::{Backend, FftDirection, FftShift, Tensor};
 
 use super::{Estimate, ReconError, Scan};
 use crate::physics::image::ComplexImage;
@@ -136,28 +136,27 @@ impl<S> DeviceScan<S> {
         })
     }
 
-    /// Σ over every pattern of |P|² placed at its patch (a real image carried as complex), and
-    /// max |P|².
-    pub fn illumination<B: Backend<Storage = S>>(
+    /// Each batch's illumination Σ_j Sᵀ_j|P|² over its patterns, (H, W) float32.
+    pub fn batch_illumination<B: Backend<Storage = S>>(
         &self,
         b: &B,
-    ) -> Result<(Tensor<S>, f32), ReconError> {
-        let power = b.abs2(&self.probe)?;
-        let power_host = b.download_f32(&power)?;
-        let max = power_host.iter().copied().fold(0.0, f32::max);
-        let as_complex: Vec<Complex32> =
-            power_host.iter().map(|&p| Complex32::new(p, 0.0)).collect();
-        let shared = b.upload_c64(&[self.n, self.n], &as_complex)?;
-        let mut total: Option<Tensor<S>> = None;
-        for batch in &self.batches {
-            let part = b.scatter_patches(&shared, &batch.origins, &batch.table)?;
-            total = Some(match total {
-                None => part,
-                Some(t) => b.add(&t, &part)?,
-            });
-        }
-        let total = total.expect("a scan has at least one batch");
-        Ok((b.abs(&total)?, max))
+    ) -> Result<Vec<Tensor<S>>, ReconError> {
+        // P·P* = |P|² + 0i: the intensity as the complex patch the scatter takes.
+        let power = b.mul_conj(&self.probe, &self.probe)?;
+        self.batches
+            .iter()
+            .map(|batch| {
+                let covered = b.scatter_patches(&power, &batch.origins, &batch.table)?;
+                Ok(b.abs(&covered)?)
+            })
+            .collect()
+    }
+
+    /// The whole scan's illumination Σ_all Sᵀ_j|P|², (H, W) float32.
+    pub fn illumination<B: Backend<Storage = S>>(&self, b: &B) -> Result<Tensor<S>, ReconError> {
+        let mut parts = self.batch_illumination(b)?.into_iter();
+        let first = parts.next().expect("a scan has at least one batch");
+        parts.try_fold(first, |sum, part| Ok(b.add_real(&sum, &part)?))
     }
 
     /// Every pattern's position (x, y), the patch centre: origin + N/2.
@@ -254,7 +253,42 @@ pub fn sub<B: Backend>(
     Ok(b.add(x, &b.scale(y, -1.0)?)?)
 }
 
-/// Σ x of a float32 tensor, on the host.
-pub fn total<B: Backend>(b: &B, x: &Tensor<B::Storage>) -> Result<f64, ReconError> {
-    Ok(b.download_f32(&b.sum(x)?)?[0] as f64)
+/// An epoch's cost: the residuals' sums added on the backend batch by batch, read back once, as
+/// the mean over every pattern pixel of (|FFT(P·O_j)| / N − measured amplitude)².
+pub struct EpochCost<S>(Option<Tensor<S>>);
+
+impl<S> Default for EpochCost<S> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<S> EpochCost<S> {
+    /// Add a batch's residuals (|Ψ| − N·A)².
+    pub fn add<B: Backend<Storage = S>>(
+        &mut self,
+        b: &B,
+        residual: &Tensor<S>,
+    ) -> Result<(), ReconError> {
+        let batch = b.sum(residual)?;
+        self.0 = Some(match self.0.take() {
+            None => batch,
+            Some(sum) => b.add_real(&sum, &batch)?,
+        });
+        Ok(())
+    }
+
+    pub fn finish<B: Backend<Storage = S>>(
+        self,
+        b: &B,
+        scan: &DeviceScan<S>,
+    ) -> Result<f64, ReconError> {
+        let total = match self.0 {
+            Some(sum) => b.download_f32(&sum)?[0] as f64,
+            None => 0.0,
+        };
+        let nn = (scan.n * scan.n) as f64;
+        // The residuals compare N·A with |Ψ|: N² more than the amplitudes' squares.
+        Ok(total / nn / (scan.patterns as f64 * nn))
+    }
 }

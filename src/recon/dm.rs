@@ -7,7 +7,7 @@
 
 use ptycho_kernels::{Backend, Tensor};
 
-use super::device::{far_field, near_field, sub, total, DeviceScan};
+use super::device::{far_field, near_field, sub, DeviceScan, EpochCost};
 use super::{Engine, Estimate, ReconError, Scan};
 
 #[derive(Clone, Debug)]
@@ -52,7 +52,7 @@ impl<S> DifferenceMap<S> {
         config: DmConfig,
     ) -> Result<Self, ReconError> {
         let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
-        let (illumination, _) = device.illumination(b)?;
+        let illumination = device.illumination(b)?;
         let denominator = regularised(b, &illumination, config.regularization)?;
         let waves = device
             .batches
@@ -74,7 +74,6 @@ impl<B: Backend> Engine<B> for DifferenceMap<B::Storage> {
     }
 
     fn epoch(&mut self, b: &B) -> Result<f64, ReconError> {
-        let n = self.scan.n;
         let mut numerator: Option<Tensor<B::Storage>> = None;
         for (batch, psi) in self.scan.batches.iter().zip(&self.waves) {
             let part = b.scatter_patches(
@@ -90,11 +89,11 @@ impl<B: Backend> Engine<B> for DifferenceMap<B::Storage> {
         let numerator = numerator.expect("a scan has at least one batch");
         self.scan.object = b.div_real(&numerator, &self.denominator)?;
 
-        let mut cost = 0.0;
+        let mut cost = EpochCost::default();
         for (batch, psi) in self.scan.batches.iter().zip(self.waves.iter_mut()) {
             let phi = self.scan.exit_waves(b, batch)?;
             let (_, residual) = b.modulus_project(&far_field(b, &phi)?, &batch.amplitude)?;
-            cost += total(b, &residual)?;
+            cost.add(b, &residual)?;
             let reflected = sub(b, &b.scale(&phi, 2.0)?, psi)?;
             let (projected, _) = b.modulus_project(&far_field(b, &reflected)?, &batch.amplitude)?;
             let step = sub(b, &near_field(b, &projected)?, &phi)?;
@@ -107,8 +106,7 @@ impl<B: Backend> Engine<B> for DifferenceMap<B::Storage> {
                 )?
             };
         }
-        let nn = (n * n) as f64;
-        Ok(cost / nn / (self.scan.patterns as f64 * nn))
+        cost.finish(b, &self.scan)
     }
 
     fn estimate(&self, b: &B) -> Result<Estimate, ReconError> {

@@ -18,7 +18,7 @@
 
 use ptycho_kernels::{Backend, Tensor};
 
-use super::device::{far_field, near_field, sub, total, DeviceScan};
+use super::device::{far_field, near_field, sub, DeviceScan, EpochCost};
 use super::{Engine, Estimate, ReconError, Scan};
 use ptycho_kernels::Complex32;
 use rustfft::num_complex::Complex64;
@@ -243,7 +243,7 @@ fn joint_steps<B: Backend>(
     b: &B,
     chi: &Tensor<B::Storage>,
     y: &Tensor<B::Storage>,
-    z: &Tensor<B::Storage>,
+    z: Option<&Tensor<B::Storage>>,
     damping: f64,
 ) -> Result<Vec<(f64, f64)>, ReconError> {
     // Per-pattern sums on the device: only 5 numbers per pattern come back.
@@ -254,13 +254,15 @@ fn joint_steps<B: Backend>(
                 .map(|c| Complex64::new(c.re as f64, c.im as f64))
                 .collect())
         };
-    let (yy, yz, zz, ychi, zchi) = (
-        dot(y, y)?,
-        dot(y, z)?,
-        dot(z, z)?,
-        dot(y, chi)?,
-        dot(z, chi)?,
-    );
+    let (yy, ychi) = (dot(y, y)?, dot(y, chi)?);
+    // Without a probe direction its sums are zero, and the object's step is solved alone.
+    let (yz, zz, zchi) = match z {
+        Some(z) => (dot(y, z)?, dot(z, z)?, dot(z, chi)?),
+        None => {
+            let zero = vec![Complex64::default(); yy.len()];
+            (zero.clone(), zero.clone(), zero)
+        }
+    };
     // (a11, a12, a22, b1, b2) per pattern.
     let sums: Vec<(f64, Complex64, f64, f64, f64)> = (0..yy.len())
         .map(|j| (yy[j].re, yz[j].conj(), zz[j].re, ychi[j].re, zchi[j].re))
@@ -295,7 +297,7 @@ impl<S> Lsqml<S> {
         config: LsqmlConfig,
     ) -> Result<Self, ReconError> {
         let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
-        let (illumination, _) = device.illumination(b)?;
+        let illumination = device.illumination(b)?;
         let denominator = preconditioner(b, &illumination, config.regularization)?;
         let probe_power = device.probe_power(b)?;
         Ok(Self {
@@ -328,14 +330,14 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
             self.scan.reshuffle(b, seed, self.epochs_done)?;
         }
         let n = self.scan.n;
-        let mut cost = 0.0;
+        let mut cost = EpochCost::default();
         for k in 0..self.scan.batches.len() {
             let batch = &self.scan.batches[k];
             let patches = b.extract_patches(&self.scan.object, &batch.origins, n)?;
             let psi = b.mul(&patches, &self.scan.probe)?;
             let spectrum = far_field(b, &psi)?;
             let (projected, residual) = b.modulus_project(&spectrum, &batch.amplitude)?;
-            cost += total(b, &residual)?;
+            cost.add(b, &residual)?;
             let chi = match self.config.noise {
                 NoiseModel::Gaussian => b.scale(
                     &sub(b, &near_field(b, &projected)?, &psi)?,
@@ -365,24 +367,37 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
                 &b.extract_patches(&object_direction, &batch.origins, n)?,
                 &self.scan.probe,
             )?;
-            let probe_direction = b.scale(
-                &b.sum_channels(&b.mul_conj(&chi, &patches)?)?,
-                1.0 / batch.len as f32,
-            )?;
-            // Without the joint solve, a zero probe direction leaves the object's step alone.
-            let probe_wave = if refine_probe || self.config.joint_step {
-                b.mul(&patches, &probe_direction)?
+            // The probe's direction, needed for its own update and for the joint solve.
+            let probe_direction = if refine_probe || self.config.joint_step {
+                Some(b.scale(
+                    &b.sum_channels(&b.mul_conj(&chi, &patches)?)?,
+                    1.0 / batch.len as f32,
+                )?)
             } else {
-                b.scale(&patches, 0.0)?
+                None
             };
-            let steps = joint_steps(b, &chi, &object_wave, &probe_wave, self.config.step_damping)?;
+            let probe_wave = probe_direction
+                .as_ref()
+                .map(|direction| b.mul(&patches, direction))
+                .transpose()?;
+            let steps = joint_steps(
+                b,
+                &chi,
+                &object_wave,
+                probe_wave.as_ref(),
+                self.config.step_damping,
+            )?;
             let shifts = if correct_positions {
                 // The whole exit-wave update: the Gaussian model's χ is a fraction of it.
+                let scaled;
                 let full = match self.config.noise {
-                    NoiseModel::Gaussian => b.scale(&chi, 1.0 / self.config.far_field_step)?,
-                    NoiseModel::Poisson => b.copy(&chi)?,
+                    NoiseModel::Gaussian => {
+                        scaled = b.scale(&chi, 1.0 / self.config.far_field_step)?;
+                        &scaled
+                    }
+                    NoiseModel::Poisson => &chi,
                 };
-                Some(position_shifts(b, &self.scan, k, &full, &self.config)?)
+                Some(position_shifts(b, &self.scan, k, full, &self.config)?)
             } else {
                 None
             };
@@ -395,19 +410,17 @@ impl<B: Backend> Engine<B> for Lsqml<B::Storage> {
             if let Some(shifts) = shifts {
                 self.scan.move_batch(b, k, &shifts)?;
             }
-            if refine_probe {
+            if let (true, Some(direction)) = (refine_probe, &probe_direction) {
                 let beta = steps.iter().map(|s| s.1).sum::<f64>() / steps.len() as f64;
-                self.scan.probe =
-                    b.add(&self.scan.probe, &b.scale(&probe_direction, beta as f32)?)?;
+                self.scan.probe = b.add(&self.scan.probe, &b.scale(direction, beta as f32)?)?;
             }
         }
         if refine_probe {
             self.scan.keep_probe_power(b, self.probe_power)?;
-            let (illumination, _) = self.scan.illumination(b)?;
+            let illumination = self.scan.illumination(b)?;
             self.denominator = preconditioner(b, &illumination, self.config.regularization)?;
         }
-        let nn = (n * n) as f64;
-        Ok(cost / nn / (self.scan.patterns as f64 * nn))
+        cost.finish(b, &self.scan)
     }
 
     fn estimate(&self, b: &B) -> Result<Estimate, ReconError> {

@@ -7,9 +7,9 @@
 //! update (ePIE: β O_j*·χ_j / max |O_j|²; rPIE: β O_j*·χ_j / ((1 − γ)|O_j|² + γ max |O_j|²)), then
 //! scaled back to its starting power.
 
-use ptycho_kernels::{Backend, Complex32, Tensor};
+use ptycho_kernels::{Backend, Tensor};
 
-use super::device::{far_field, near_field, sub, total, DeviceScan};
+use super::device::{far_field, near_field, sub, DeviceScan, EpochCost};
 use super::{Engine, Estimate, ReconError, Scan};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,21 +50,14 @@ impl<S> Pie<S> {
         config: PieConfig,
     ) -> Result<Self, ReconError> {
         let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
-        let power = b.download_f32(&b.abs2(&device.probe)?)?;
-        let max_power = power.iter().copied().fold(0.0f32, f32::max);
+        let max_power = max_power(b, &device)?;
         if max_power <= 0.0 {
             return Err(ReconError::Scan("the probe is zero everywhere".into()));
         }
-        let mut denominators = Vec::new();
-        if let PieVariant::Rpie { gamma } = config.variant {
-            let shared: Vec<Complex32> = power.iter().map(|&p| Complex32::new(p, 0.0)).collect();
-            let shared = b.upload_c64(&[scan.n, scan.n], &shared)?;
-            for batch in &device.batches {
-                let covered =
-                    b.abs(&b.scatter_patches(&shared, &batch.origins, &batch.table)?)?;
-                denominators.push(b.offset(&b.scale(&covered, 1.0 - gamma)?, gamma * max_power)?);
-            }
-        }
+        let denominators = match config.variant {
+            PieVariant::Rpie { gamma } => rpie_denominators(b, &device, gamma)?,
+            PieVariant::Epie => Vec::new(),
+        };
         Ok(Self {
             probe_power: device.probe_power(b)?,
             scan: device,
@@ -89,16 +82,11 @@ fn rpie_denominators<B: Backend>(
     scan: &DeviceScan<B::Storage>,
     gamma: f32,
 ) -> Result<Vec<Tensor<B::Storage>>, ReconError> {
-    let power = b.download_f32(&b.abs2(&scan.probe)?)?;
-    let max = power.iter().copied().fold(0.0f32, f32::max);
-    let shared: Vec<Complex32> = power.iter().map(|&p| Complex32::new(p, 0.0)).collect();
-    let shared = b.upload_c64(&[scan.n, scan.n], &shared)?;
-    let mut out = Vec::new();
-    for batch in &scan.batches {
-        let covered = b.abs(&b.scatter_patches(&shared, &batch.origins, &batch.table)?)?;
-        out.push(b.offset(&b.scale(&covered, 1.0 - gamma)?, gamma * max)?);
-    }
-    Ok(out)
+    let max = max_power(b, scan)?;
+    scan.batch_illumination(b)?
+        .iter()
+        .map(|covered| Ok(b.offset(&b.scale(covered, 1.0 - gamma)?, gamma * max)?))
+        .collect()
 }
 
 impl<B: Backend> Engine<B> for Pie<B::Storage> {
@@ -116,13 +104,13 @@ impl<B: Backend> Engine<B> for Pie<B::Storage> {
             .probe_from_epoch
             .is_some_and(|first| self.epochs_done >= first);
         let n = self.scan.n;
-        let mut cost = 0.0;
+        let mut cost = EpochCost::default();
         for (k, batch) in self.scan.batches.iter().enumerate() {
             let patches = b.extract_patches(&self.scan.object, &batch.origins, n)?;
             let psi = b.mul(&patches, &self.scan.probe)?;
             let (projected, residual) =
                 b.modulus_project(&far_field(b, &psi)?, &batch.amplitude)?;
-            cost += total(b, &residual)?;
+            cost.add(b, &residual)?;
             let chi = sub(b, &near_field(b, &projected)?, &psi)?;
             let numerator = b.scatter_patches(
                 &b.mul_conj(&chi, &self.scan.probe)?,
@@ -164,8 +152,7 @@ impl<B: Backend> Engine<B> for Pie<B::Storage> {
             }
             self.max_power = max_power(b, &self.scan)?;
         }
-        let nn = (n * n) as f64;
-        Ok(cost / nn / (self.scan.patterns as f64 * nn))
+        cost.finish(b, &self.scan)
     }
 
     fn estimate(&self, b: &B) -> Result<Estimate, ReconError> {
