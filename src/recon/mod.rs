@@ -26,6 +26,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::physics::image::ComplexImage;
+use crate::study::simulate::check_patches_fit;
 
 #[derive(Debug, Error)]
 pub enum ReconError {
@@ -100,22 +101,9 @@ impl Scan<'_> {
                 estimate.probe.shape()
             )));
         }
-        let (rows, cols) = (estimate.object.rows as f64, estimate.object.cols as f64);
-        let half = n as f64 / 2.0;
-        if let Some(i) = self.positions.iter().position(|&[x, y]| {
-            !(x.is_finite() && y.is_finite())
-                || x - half < 0.0
-                || y - half < 0.0
-                || x + half > cols
-                || y + half > rows
-        }) {
-            let [x, y] = self.positions[i];
-            return Err(ReconError::Scan(format!(
-                "position {i} ({x}, {y}) puts its {n} x {n} patch outside the {} x {} object",
-                estimate.object.rows, estimate.object.cols
-            )));
-        }
-        Ok(())
+        let (x, y): (Vec<f64>, Vec<f64>) = self.positions.iter().map(|p| (p[0], p[1])).unzip();
+        check_patches_fit(&x, &y, n, estimate.object.rows, estimate.object.cols)
+            .map_err(|e| ReconError::Scan(e.to_string()))
     }
 }
 
@@ -211,4 +199,68 @@ pub fn run<B: Backend, E: Engine<B> + ?Sized>(
         history,
         diverged: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ptycho_kernels::cpu::CpuBackend;
+    use ptycho_kernels::Complex32;
+
+    /// Halves its object towards zero each epoch; its cost turns NaN at epoch `fail_at`.
+    struct Halving {
+        estimate: Estimate,
+        epochs: usize,
+        fail_at: usize,
+    }
+
+    impl Engine<CpuBackend> for Halving {
+        fn name(&self) -> &'static str {
+            "halving"
+        }
+
+        fn epoch(&mut self, _: &CpuBackend) -> Result<f64, ReconError> {
+            self.epochs += 1;
+            self.estimate.object.data.iter_mut().for_each(|v| *v *= 0.5);
+            Ok(if self.epochs >= self.fail_at {
+                f64::NAN
+            } else {
+                1.0 / self.epochs as f64
+            })
+        }
+
+        fn estimate(&self, _: &CpuBackend) -> Result<Estimate, ReconError> {
+            Ok(self.estimate.clone())
+        }
+
+        fn positions(&self) -> Vec<[f64; 2]> {
+            vec![[1.0, 2.0]]
+        }
+    }
+
+    #[test]
+    fn a_non_finite_cost_ends_the_run_keeping_the_last_good_epoch() {
+        let mut engine = Halving {
+            estimate: Estimate {
+                object: ComplexImage::filled(2, 2, Complex32::new(1.0, 0.0)),
+                probe: ComplexImage::filled(1, 1, Complex32::new(1.0, 0.0)),
+            },
+            epochs: 0,
+            fail_at: 3,
+        };
+        let mut seen = Vec::new();
+        let result = run(&mut engine, &CpuBackend::new(), 5, |r| seen.push(r.epoch)).unwrap();
+        assert_eq!(seen, vec![1, 2]);
+        assert_eq!(result.history.len(), 2);
+        // Two halvings: the estimate of epoch 2, not of the diverged epoch 3.
+        assert_eq!(result.estimate.object.data[0], Complex32::new(0.25, 0.0));
+        assert!(matches!(
+            result.diverged,
+            Some(ReconError::Diverged {
+                epoch: 3,
+                last_good: 2,
+                ..
+            })
+        ));
+    }
 }
