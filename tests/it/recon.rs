@@ -232,6 +232,33 @@ fn probe64(p: &Problem) -> Vec<Complex64> {
     p.probe.data.iter().map(|v| to64(*v)).collect()
 }
 
+/// Σ_j Sᵀ_j(P*·w_j): waves at the positions, weighted by the probe's conjugate, summed onto the object.
+fn back_projection(
+    waves: &[Vec<Complex64>],
+    probe: &[Complex64],
+    positions: &[[f64; 2]],
+) -> Vec<Complex64> {
+    let mut sum = vec![Complex64::default(); SIZE * SIZE];
+    for (w, &[x, y]) in waves.iter().zip(positions) {
+        let weighted: Vec<Complex64> = w.iter().zip(probe).map(|(c, q)| c * q.conj()).collect();
+        scatter64(&mut sum, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
+    }
+    sum
+}
+
+/// Σ_j Sᵀ_j|P|², the illumination at the positions.
+fn illumination64(probe: &[Complex64], positions: &[[f64; 2]]) -> Vec<f64> {
+    let power: Vec<Complex64> = probe
+        .iter()
+        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
+        .collect();
+    let mut sum = vec![Complex64::default(); SIZE * SIZE];
+    for &[x, y] in positions {
+        scatter64(&mut sum, SIZE, SIZE, x - 16.0, y - 16.0, &power);
+    }
+    sum.iter().map(|v| v.re).collect()
+}
+
 /// One ePIE epoch with every pattern in one batch: O + α Σ_j Sᵀ_j(P*·χ_j) / max|P|².
 #[test]
 fn one_epie_epoch_matches_its_f64_transcription() {
@@ -242,11 +269,7 @@ fn one_epie_epoch_matches_its_f64_transcription() {
     let max_power = probe.iter().map(|v| v.norm_sqr()).fold(0.0, f64::max);
     let alpha = 0.5;
     let mut want = ones.clone();
-    let mut sum = vec![Complex64::default(); SIZE * SIZE];
-    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
-        let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
-        scatter64(&mut sum, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
-    }
+    let sum = back_projection(&chis, &probe, &p.positions);
     for (w, s) in want.iter_mut().zip(&sum) {
         *w += s * (alpha / max_power);
     }
@@ -275,21 +298,12 @@ fn one_rpie_epoch_matches_its_f64_transcription() {
     let (chis, _) = exit_wave_updates(&p, &ones, &probe);
     let max_power = probe.iter().map(|v| v.norm_sqr()).fold(0.0, f64::max);
     let (alpha, gamma) = (0.5, 0.2);
-    let power: Vec<Complex64> = probe
-        .iter()
-        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
-        .collect();
-    let mut numerator = vec![Complex64::default(); SIZE * SIZE];
-    let mut covered = vec![Complex64::default(); SIZE * SIZE];
-    for (chi, &[x, y]) in chis.iter().zip(&p.positions) {
-        let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
-        scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
-        scatter64(&mut covered, SIZE, SIZE, x - 16.0, y - 16.0, &power);
-    }
+    let numerator = back_projection(&chis, &probe, &p.positions);
+    let covered = illumination64(&probe, &p.positions);
     let want: Vec<Complex64> = ones
         .iter()
         .zip(numerator.iter().zip(&covered))
-        .map(|(o, (n, c))| o + n * alpha / ((1.0 - gamma) * c.re + gamma * max_power))
+        .map(|(o, (n, c))| o + n * alpha / ((1.0 - gamma) * c + gamma * max_power))
         .collect();
     let b = CpuBackend::new();
     let config = PieConfig {
@@ -322,26 +336,19 @@ fn one_lsqml_epoch_matches_its_f64_transcription() {
         .iter()
         .map(|c| c.iter().map(|v| v * 0.5).collect())
         .collect();
-    let mut numerator = vec![Complex64::default(); SIZE * SIZE];
-    let mut illumination = vec![Complex64::default(); SIZE * SIZE];
-    let power: Vec<Complex64> = probe
-        .iter()
-        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
-        .collect();
+    let numerator = back_projection(&chis, &probe, &p.positions);
+    let illumination = illumination64(&probe, &p.positions);
     let mut probe_direction = vec![Complex64::default(); N * N];
-    for ((chi, o), &[x, y]) in chis.iter().zip(&patches).zip(&p.positions) {
-        let weighted: Vec<Complex64> = chi.iter().zip(&probe).map(|(c, q)| c * q.conj()).collect();
-        scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
-        scatter64(&mut illumination, SIZE, SIZE, x - 16.0, y - 16.0, &power);
+    for (chi, o) in chis.iter().zip(&patches) {
         for ((d, c), v) in probe_direction.iter_mut().zip(chi).zip(o) {
             *d += c * v.conj() / p.positions.len() as f64;
         }
     }
-    let floor = 0.1 * illumination.iter().map(|v| v.re).fold(0.0, f64::max);
+    let floor = 0.1 * illumination.iter().copied().fold(0.0, f64::max);
     let direction: Vec<Complex64> = numerator
         .iter()
         .zip(&illumination)
-        .map(|(n, d)| n / d.re.hypot(floor))
+        .map(|(n, d)| n / d.hypot(floor))
         .collect();
     let sums: Vec<[f64; 6]> = chis
         .iter()
@@ -403,27 +410,22 @@ fn one_dm_epoch_forms_the_object_of_its_f64_transcription() {
     let p = problem(12.0);
     let probe = probe64(&p);
     let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
-    let mut numerator = vec![Complex64::default(); SIZE * SIZE];
-    let mut illumination = vec![Complex64::default(); SIZE * SIZE];
-    let power: Vec<Complex64> = probe
+    // ψ_j = P·S_j(1).
+    let waves: Vec<Vec<Complex64>> = p
+        .positions
         .iter()
-        .map(|v| Complex64::new(v.norm_sqr(), 0.0))
+        .map(|&[x, y]| {
+            let o = extract64(&ones, SIZE, SIZE, x - 16.0, y - 16.0);
+            o.iter().zip(&probe).map(|(a, q)| a * q).collect()
+        })
         .collect();
-    for &[x, y] in &p.positions {
-        let o = extract64(&ones, SIZE, SIZE, x - 16.0, y - 16.0);
-        let weighted: Vec<Complex64> = o
-            .iter()
-            .zip(&probe)
-            .map(|(a, q)| a * q * q.conj())
-            .collect();
-        scatter64(&mut numerator, SIZE, SIZE, x - 16.0, y - 16.0, &weighted);
-        scatter64(&mut illumination, SIZE, SIZE, x - 16.0, y - 16.0, &power);
-    }
-    let delta = 1e-2 * illumination.iter().map(|v| v.re).fold(0.0, f64::max);
+    let numerator = back_projection(&waves, &probe, &p.positions);
+    let illumination = illumination64(&probe, &p.positions);
+    let delta = 1e-2 * illumination.iter().copied().fold(0.0, f64::max);
     let want: Vec<Complex64> = numerator
         .iter()
         .zip(&illumination)
-        .map(|(n, d)| n / (d.re + delta))
+        .map(|(n, d)| n / (d + delta))
         .collect();
     let b = CpuBackend::new();
     let config = DmConfig {
