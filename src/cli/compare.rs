@@ -1,17 +1,14 @@
 //! `ptycho compare`: reconstructions against ground truth with the reference's metrics.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use rustfft::num_complex::Complex64;
-
-use crate::data::checked::CheckedNpz;
-use crate::eval::compare::{compare, Align, CompareOptions, Positions};
-use crate::eval::image::Complex;
+use crate::eval::compare::{
+    compare, read_image, read_positions, Align, CompareOptions, RECON_KEYS, TRUTH_KEYS,
+};
 use crate::eval::metrics::{FrcWindow, MsSsimForm, PhaseAlign};
 use crate::eval::{plot, report};
-use crate::io::npz::NpzFile;
 use crate::persist::output_dir::OutputDir;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -88,40 +85,6 @@ pub enum FrcWindowArg {
     Hann,
 }
 
-fn load_complex(path: &Path, keys: &[&str]) -> anyhow::Result<Complex> {
-    let npz = NpzFile::open(path)?;
-    let key = keys.iter().find(|k| npz.has(k)).with_context(|| {
-        format!(
-            "{}: none of the keys {keys:?} (keys present: {})",
-            path.display(),
-            npz.keys().join(", ")
-        )
-    })?;
-    let image = CheckedNpz::new(&npz, path).complex_image(key, "a complex 2-D image")?;
-    Ok(Complex::new(
-        image.rows,
-        image.cols,
-        image
-            .data
-            .iter()
-            .map(|v| Complex64::new(v.re as f64, v.im as f64))
-            .collect(),
-    ))
-}
-
-fn load_positions(path: &Path) -> anyhow::Result<Option<Positions>> {
-    let npz = NpzFile::open(path)?;
-    if npz.has("xcoords") && npz.has("ycoords") {
-        let checked = CheckedNpz::new(&npz, path);
-        let expected = "(M,) float positions";
-        return Ok(Some((
-            checked.real_f64("xcoords", expected)?.1,
-            checked.real_f64("ycoords", expected)?.1,
-        )));
-    }
-    Ok(None)
-}
-
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if !args.recon_label.is_empty() && args.recon_label.len() != args.recon.len() {
         bail!(
@@ -157,15 +120,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     };
     let out = OutputDir::lock(&args.output_dir)?;
     out.refuse_existing(&report::OUTPUTS, args.overwrite, "--overwrite")?;
-    let truth = load_complex(&args.truth, &["objectGuess", "object"])?;
+    let truth = read_image(&args.truth, &TRUTH_KEYS)?;
     let mut results = Vec::new();
     for (k, path) in args.recon.iter().enumerate() {
         let label = args.recon_label.get(k).cloned().unwrap_or_else(|| {
             path.file_stem()
                 .map_or(format!("recon{k}"), |s| s.to_string_lossy().to_string())
         });
-        let recon = load_complex(path, &["object", "reconstructed_object", "objectGuess"])?;
-        let positions = load_positions(path)?;
+        let recon = read_image(path, &RECON_KEYS)?;
+        let positions = read_positions(path)?;
         let comparison = compare(&recon, &truth, positions.as_ref(), &options)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         outln!("{label}: {}", comparison.cropping.note);

@@ -21,6 +21,7 @@ mod compare;
 mod data;
 mod device;
 mod infer;
+mod hub;
 mod info;
 mod model;
 mod persist;
@@ -64,10 +65,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The main job on built-in defaults: for now the device report and the quick FFT benchmark.
-    Demo {
-        #[command(flatten)]
-        device: DeviceArgs,
+    /// The main job: a miniature dose/overlap study from an embedded config (simulate, train the PINN
+    /// and the baseline, reconstruct iteratively, compare, report) in a few minutes on the CPU.
+    Demo(hub::DemoArgs),
+    /// The dose/overlap study over its whole grid, resumable: `ptycho study run --config study.toml
+    /// --hub HUB`.
+    Study {
+        #[command(subcommand)]
+        command: hub::StudyCommand,
     },
     /// The forward model on arrays from an NPZ file: canvas, trimmed object, predicted diffraction.
     Forward(physics::ForwardArgs),
@@ -322,16 +327,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("the dataset does not meet the contract")
             }
         }
-        Command::Demo { device } => {
-            info::run(&device.adapter, false)?;
-            outln!();
-            let config = FftBenchConfig {
-                n: 64,
-                batch: 256,
-                quick: true,
-            };
-            bench_fft(&device, config, false)
-        }
+        Command::Demo(args) => hub::demo(args),
+        Command::Study { command } => hub::study(command),
         Command::Bench {
             which:
                 BenchCommand::Io {

@@ -2,6 +2,10 @@
 //! region, centre-crop both to a common size, optionally register, trim, prepare amplitude and phase,
 //! and compute every metric for each.
 
+use std::path::Path;
+
+use crate::data::checked::CheckedNpz;
+use crate::io::npz::NpzFile;
 use super::EvalError;
 use rustfft::num_complex::Complex64;
 use serde::Serialize;
@@ -424,6 +428,48 @@ fn cropping_note(
     }
     parts.push(format!("{trimmed} px trimmed from every edge"));
     parts.join("; ")
+}
+
+/// The complex image under the first of `keys` that `path` holds.
+pub fn read_image(path: &Path, keys: &[&str]) -> Result<Complex, EvalError> {
+    let npz = NpzFile::open(path)?;
+    let key = keys.iter().find(|k| npz.has(k)).ok_or_else(|| {
+        EvalError::Unscorable(format!(
+            "{}: none of the keys {keys:?} (keys present: {})",
+            path.display(),
+            npz.keys().join(", ")
+        ))
+    })?;
+    let image = CheckedNpz::new(&npz, path).complex_image(key, "a complex 2-D image")?;
+    Ok(Complex::new(
+        image.rows,
+        image.cols,
+        image
+            .data
+            .iter()
+            .map(|v| Complex64::new(v.re as f64, v.im as f64))
+            .collect(),
+    ))
+}
+
+/// The keys a reconstruction may hold its object under, in order of preference.
+pub const RECON_KEYS: [&str; 3] = ["object", "reconstructed_object", "objectGuess"];
+
+/// The keys a ground-truth file may hold its object under.
+pub const TRUTH_KEYS: [&str; 2] = ["objectGuess", "object"];
+
+/// `xcoords`, `ycoords` of `path`, when it has both.
+pub fn read_positions(path: &Path) -> Result<Option<Positions>, EvalError> {
+    let npz = NpzFile::open(path)?;
+    if npz.has("xcoords") && npz.has("ycoords") {
+        let checked = CheckedNpz::new(&npz, path);
+        let expected = "(M,) float positions";
+        return Ok(Some((
+            checked.real_f64("xcoords", expected)?.1,
+            checked.real_f64("ycoords", expected)?.1,
+        )));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ pub enum EvalError {
     /// Images that cannot be scored; the message says why.
     #[error("{0}")]
     Unscorable(String),
+
+    /// A reconstruction or truth file that cannot be read.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 impl From<String> for EvalError {

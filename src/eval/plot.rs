@@ -133,13 +133,15 @@ impl Canvas {
 
 const BLACK: [u8; 3] = [0, 0, 0];
 const GREY: [u8; 3] = [150, 150, 150];
-const LINE_COLOURS: [[u8; 3]; 6] = [
+const LINE_COLOURS: [[u8; 3]; 8] = [
     [31, 119, 180],
     [214, 39, 40],
     [44, 160, 44],
     [148, 103, 189],
     [255, 127, 14],
     [23, 190, 207],
+    [140, 86, 75],
+    [127, 127, 127],
 ];
 
 fn normalise(v: f64, lo: f64, hi: f64) -> f64 {
@@ -391,4 +393,143 @@ pub fn image_png(title: &str, img: &Real, phase: bool) -> Vec<u8> {
     canvas.image(MARGIN, y, img, lo, hi, map);
     canvas.colour_bar(MARGIN + PANEL + 8, y, lo, hi, map);
     canvas.png()
+}
+
+/// A panel of values against dose: one line per (label, [(dose, value)]) series.
+pub struct DosePanel {
+    pub title: String,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Panels two to a row, doses on a log axis, each series in the same colour in every panel, and one
+/// legend below.
+pub fn dose_panels_png(panels: &[DosePanel]) -> Vec<u8> {
+    let (pw, ph) = (2 * PANEL, PANEL);
+    let cell_w = MARGIN + 60 + pw + MARGIN;
+    let cell_h = LINE_H + ph + 2 * LINE_H + MARGIN;
+    let rows = panels.len().div_ceil(2);
+    let mut labels: Vec<&str> = Vec::new();
+    for panel in panels {
+        for (label, _) in &panel.series {
+            if !labels.contains(&label.as_str()) {
+                labels.push(label);
+            }
+        }
+    }
+    let (w, h) = (2 * cell_w, MARGIN + rows * cell_h + labels.len() * LINE_H + MARGIN);
+    let mut c = Canvas::new(w, h);
+    let colour = |label: &str| {
+        let k = labels.iter().position(|l| *l == label).unwrap_or(0);
+        LINE_COLOURS[k % LINE_COLOURS.len()]
+    };
+    for (k, panel) in panels.iter().enumerate() {
+        let (x0, y0) = ((k % 2) * cell_w + MARGIN, MARGIN + (k / 2) * cell_h);
+        c.text_fit(x0, y0, &panel.title, cell_w - MARGIN, BLACK);
+        let points: Vec<(f64, f64)> = panel
+            .series
+            .iter()
+            .flat_map(|(_, s)| s.iter().copied())
+            .filter(|(d, v)| *d > 0.0 && v.is_finite())
+            .collect();
+        let (px, py) = ((x0 + 60) as f64, (y0 + LINE_H) as f64);
+        let (pwf, phf) = (pw as f64, ph as f64);
+        c.line((px, py), (px, py + phf), BLACK);
+        c.line((px, py + phf), (px + pwf, py + phf), BLACK);
+        if points.is_empty() {
+            continue;
+        }
+        let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
+            points.iter().map(pick).fold(init, f)
+        };
+        let (dlo, dhi) = (
+            fold(f64::min, f64::INFINITY, |p| p.0.log10()),
+            fold(f64::max, f64::NEG_INFINITY, |p| p.0.log10()),
+        );
+        let (vlo, vhi) = (
+            fold(f64::min, f64::INFINITY, |p| p.1),
+            fold(f64::max, f64::NEG_INFINITY, |p| p.1),
+        );
+        let pad = ((vhi - vlo) * 0.08).max(1e-3);
+        let (vlo, vhi) = (vlo - pad, vhi + pad);
+        let x_of = |d: f64| {
+            if dhi > dlo {
+                px + 10.0 + (pwf - 20.0) * (d.log10() - dlo) / (dhi - dlo)
+            } else {
+                px + pwf / 2.0
+            }
+        };
+        let y_of = |v: f64| py + phf * (1.0 - (v - vlo) / (vhi - vlo));
+        c.text(x0, py as usize, &format!("{vhi:.2}"), GREY);
+        c.text(x0, (py + phf) as usize - 7 * TEXT_SCALE, &format!("{vlo:.2}"), GREY);
+        let mut doses: Vec<f64> = points.iter().map(|p| p.0).collect();
+        doses.sort_by(f64::total_cmp);
+        doses.dedup();
+        for d in doses {
+            let x = x_of(d);
+            c.line((x, py + phf), (x, py + phf + 4.0), BLACK);
+            let label = format!("{d:.0E}");
+            let half = label.len() * 3 * TEXT_SCALE;
+            c.text((x as usize).saturating_sub(half), (py + phf) as usize + 6, &label, BLACK);
+        }
+        for (label, series) in &panel.series {
+            let mut s: Vec<(f64, f64)> = series
+                .iter()
+                .copied()
+                .filter(|(d, v)| *d > 0.0 && v.is_finite())
+                .collect();
+            s.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let col = colour(label);
+            for pair in s.windows(2) {
+                c.line((x_of(pair[0].0), y_of(pair[0].1)), (x_of(pair[1].0), y_of(pair[1].1)), col);
+            }
+            for &(d, v) in &s {
+                let (x, y) = (x_of(d) as usize, y_of(v) as usize);
+                c.rect(x.saturating_sub(3), y.saturating_sub(3), 7, 7, col);
+            }
+        }
+    }
+    let legend_y = MARGIN + rows * cell_h;
+    for (k, label) in labels.iter().enumerate() {
+        let y = legend_y + k * LINE_H;
+        c.rect(MARGIN, y + 2, 24, 8, colour(label));
+        c.text(MARGIN + 32, y, label, BLACK);
+    }
+    c.png()
+}
+
+/// A grid of images on one colour scale: a title, column labels, and per row a label and one image
+/// (or a blank) per column; amplitudes in viridis, phases in the cyclic map.
+pub fn image_grid_png(
+    title: &str,
+    columns: &[String],
+    rows: &[(String, Vec<Option<Real>>)],
+    (lo, hi): (f64, f64),
+    phase: bool,
+) -> Vec<u8> {
+    let map: fn(f64) -> [u8; 3] = if phase { cyclic } else { viridis };
+    let label_w = 10 * 6 * TEXT_SCALE;
+    let cell = PANEL + 8;
+    let (w, h) = (
+        MARGIN + label_w + columns.len() * cell + BAR + 12 * 6 * TEXT_SCALE + MARGIN,
+        MARGIN + 2 * LINE_H + rows.len() * cell + MARGIN,
+    );
+    let mut c = Canvas::new(w, h);
+    c.text(MARGIN, MARGIN, title, BLACK);
+    let top = MARGIN + 2 * LINE_H;
+    for (k, name) in columns.iter().enumerate() {
+        c.text_fit(MARGIN + label_w + k * cell, MARGIN + LINE_H, name, cell - 4, BLACK);
+    }
+    for (r, (label, images)) in rows.iter().enumerate() {
+        let y = top + r * cell;
+        c.text_fit(MARGIN, y + PANEL / 2, label, label_w - 4, BLACK);
+        for (k, img) in images.iter().enumerate() {
+            let x = MARGIN + label_w + k * cell;
+            match img {
+                Some(img) if img.h > 0 && img.w > 0 => c.image(x, y, img, lo, hi, map),
+                _ => c.rect(x, y, PANEL, PANEL, [235, 235, 235]),
+            }
+        }
+    }
+    c.colour_bar(MARGIN + label_w + columns.len() * cell, top, lo, hi, map);
+    c.png()
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ptycho_kernels::{Backend, Complex32};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::dm::{DifferenceMap, DmConfig};
 use super::lsqml::{Lsqml, LsqmlConfig, NoiseModel};
@@ -40,7 +40,7 @@ const OUTPUTS: [&str; 6] = [
     "history.json",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     Lsqml,

@@ -1,17 +1,26 @@
-//! The study (study-pipeline.md): the phases that make and cut its data, and the place its orchestrator
-//! will live.
+//! The study (study-pipeline.md): the phases that make and cut its data, and the orchestrator that
+//! runs phases C→G over the dose × view × arm grid, headless and resumable.
 //!
 //! - `simulate`: phase C, diffraction of an object scanned by a probe at several doses, seeded Poisson
 //!   noise, train/test splits and the run manifest.
 //! - `overlap`: phase D, the dense/sparse overlap views cut from phase C's splits, with their metrics.
+//! - `config`: the study's settings (study.toml); `plan`: its jobs and the hub layout; `record`: each
+//!   job's record and when a job is done; `run`: running the plan; `compare`: phase G for one cell;
+//!   `summary` and `report`: the manifests, the metrics summary, the report and its pictures;
+//!   `slurm`: the plan as Slurm job arrays.
 //!
-//! Still to come here (the study issue): the orchestrator that runs phases C→G over the dose × overlap ×
-//! model grid headless and resumable, its manifests, and Slurm job arrays beyond one machine. Training
-//! (`train`), inference (`infer`), the iterative engines (`recon`) and the comparison (`eval`) are the
-//! phases' workers and stay in their own modules.
+//! Training (`train`), inference (`infer`), the iterative engines (`recon`) and the scoring (`eval`)
+//! are the phases' workers and stay in their own modules.
 
+pub mod compare;
+pub mod config;
 pub mod overlap;
+pub mod plan;
+pub mod record;
+pub mod report;
+pub mod run;
 pub mod simulate;
+pub mod summary;
 
 use thiserror::Error;
 

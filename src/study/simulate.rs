@@ -469,7 +469,7 @@ fn mean_illuminated_power(
     total / x.len() as f64
 }
 
-fn dose_label(dose: f64) -> String {
+pub fn dose_label(dose: f64) -> String {
     format!("dose_{}", dose as u64)
 }
 

@@ -113,25 +113,29 @@ pub fn find_splits(dose_dir: &Path) -> Result<[(&'static str, PathBuf); 2], Stud
     Ok([("train", find("train.npz")?), ("test", find("test.npz")?)])
 }
 
-/// The spacing threshold of a view: (1 − f)·N with f = 0.7 (dense) or 0.2 (sparse).
-pub fn spacing_threshold(view: &str, patch_size: f64) -> Result<f64, StudyError> {
-    let f = match view {
-        "dense" => 0.7,
-        "sparse" => 0.2,
-        other => {
-            return Err(StudyError::Input(format!(
-                "Unknown view '{other}'. Expected one of: dense, sparse"
-            )))
-        }
-    };
-    Ok((1.0 - f) * patch_size)
+/// The reference's overlap fraction of a view: 0.7 (dense) or 0.2 (sparse).
+pub fn view_fraction(view: &str) -> Result<f64, StudyError> {
+    match view {
+        "dense" => Ok(0.7),
+        "sparse" => Ok(0.2),
+        other => Err(StudyError::Input(format!(
+            "Unknown view '{other}'. Expected one of: dense, sparse"
+        ))),
+    }
 }
 
-/// One spacing view of one dose folder: `{view}_{split}.npz`, `{split}_metrics.json` and
-/// `metrics_bundle.json` in `output_dir`. `patch_size` None: the data's N.
+/// The spacing threshold of a view: (1 − f)·N.
+pub fn spacing_threshold(view: &str, patch_size: f64) -> Result<f64, StudyError> {
+    Ok((1.0 - view_fraction(view)?) * patch_size)
+}
+
+/// One spacing view of one dose folder, positions kept at least (1 − `fraction`)·N apart:
+/// `{view}_{split}.npz`, `{split}_metrics.json` and `metrics_bundle.json` in `output_dir`.
+/// `patch_size` None: the data's N.
 pub fn write_spacing_view(
     dose_dir: &Path,
     view: &str,
+    fraction: f64,
     patch_size: Option<f64>,
     output_dir: &Path,
     mut progress: impl FnMut(&str),
@@ -140,7 +144,7 @@ pub fn write_spacing_view(
     let mut files = serde_json::Map::new();
     for (split, path) in find_splits(dose_dir)? {
         let scan = ScanFile::open(&path)?;
-        let threshold = spacing_threshold(view, patch_size.unwrap_or(scan.n as f64))?;
+        let threshold = (1.0 - fraction) * patch_size.unwrap_or(scan.n as f64);
         let points = points_of(&scan);
         let what = format!("{view} view in {split} split ({})", path.display());
         let selection = select_by_spacing(&points, threshold, &what)?;
@@ -349,7 +353,14 @@ pub fn run_spacing_views(
         let mut entry = serde_json::Map::new();
         for view in views {
             let out = output_root.join(&label).join(view);
-            let files = write_spacing_view(&dir, view, patch_size, &out, &mut progress)?;
+            let files = write_spacing_view(
+                &dir,
+                view,
+                view_fraction(view)?,
+                patch_size,
+                &out,
+                &mut progress,
+            )?;
             if let Some(artifacts) = artifact_root {
                 let target = artifacts
                     .join("metrics")
