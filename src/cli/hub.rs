@@ -4,22 +4,28 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{with_backend, AdapterArgs};
 use crate::study::config::{StudyConfig, DEFAULT_TOML, DEMO_TOML};
-use crate::study::plan::{Arm, Filters, Plan};
-use crate::study::record::Status;
+use crate::study::plan::{Arm, Filters, Phase, Plan};
+use crate::study::record::{Digests, Status};
 use crate::study::report::score_table;
-use crate::study::run::{self, Event, Hub, RunSummary};
+use crate::study::run::{self, shared_hub, Event, Hub, RunSummary};
+use crate::study::slurm::{submit, write_scripts, SlurmOptions};
 use crate::study::summary::load_entries;
 
 #[derive(Subcommand)]
 pub enum StudyCommand {
     /// Run the study: every job of the dose × view × arm grid not already done in the hub.
     Run(RunArgs),
+    /// Write the study as Slurm job arrays (HUB/slurm/*.sbatch, one array per phase, each after the
+    /// one before) and, with --submit, submit them. The hub must be on a filesystem every node shares.
+    Slurm(SlurmArgs),
+    /// One job of the plan (what each Slurm array task runs): the INDEX-th job (1-based) of PHASE.
+    RunJob(RunJobArgs),
     /// Print a study.toml: the embedded default (or the demo's), every field with its default.
     Config {
         /// The default settings.
@@ -29,6 +35,90 @@ pub enum StudyCommand {
         #[arg(long)]
         demo: bool,
     },
+}
+
+/// `--dose`, `--view`, `--arm`: the part of the plan to run.
+#[derive(Args, Clone)]
+pub struct FilterArgs {
+    /// Only these doses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    dose: Vec<f64>,
+    /// Only these views: dense, sparse, baseline (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    view: Vec<String>,
+    /// Only these arms: pinn, baseline, iterative (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_arm)]
+    arm: Vec<Arm>,
+}
+
+impl FilterArgs {
+    fn filters(&self) -> Filters {
+        Filters {
+            doses: self.dose.clone(),
+            views: self.view.clone(),
+            arms: self.arm.clone(),
+        }
+    }
+
+    /// The same filters as flags, for the Slurm tasks.
+    fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        let mut add = |name: &str, values: Vec<String>| {
+            if !values.is_empty() {
+                flags.push(format!("--{name}={}", values.join(",")));
+            }
+        };
+        add("dose", self.dose.iter().map(|d| d.to_string()).collect());
+        add("view", self.view.clone());
+        add("arm", self.arm.iter().map(|a| a.name().to_string()).collect());
+        flags
+    }
+}
+
+#[derive(Args)]
+pub struct SlurmArgs {
+    /// The study's settings [default: the embedded default].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The study's folder, on a filesystem every node shares.
+    #[arg(long)]
+    hub: PathBuf,
+    #[command(flatten)]
+    filters: FilterArgs,
+    #[arg(long)]
+    partition: Option<String>,
+    /// Wall-time limit of each task, in Slurm's format (e.g. 02:00:00).
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Submit the scripts with sbatch and print the job ids.
+    #[arg(long)]
+    submit: bool,
+    /// Move the outputs of an earlier run to HUB/archive/{UTC}/ first.
+    #[arg(long)]
+    clobber: bool,
+}
+
+#[derive(Args)]
+pub struct RunJobArgs {
+    #[arg(long)]
+    hub: PathBuf,
+    /// simulate, overlap, train, reconstruct, compare or aggregate.
+    #[arg(long)]
+    phase: String,
+    /// 1-based place of the job in its phase (a Slurm array's task id).
+    #[arg(long)]
+    index: usize,
+    #[command(flatten)]
+    filters: FilterArgs,
+    /// auto, gpu or cpu [default: the hub's study.toml].
+    #[arg(long, env = "PTYCHO_DEVICE")]
+    device: Option<String>,
+    #[command(flatten)]
+    adapter: AdapterArgs,
 }
 
 #[derive(Args)]
@@ -42,15 +132,8 @@ pub struct RunArgs {
     /// Print the numbered plan and create nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Only these doses (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    dose: Vec<f64>,
-    /// Only these views: dense, sparse, baseline (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    view: Vec<String>,
-    /// Only these arms: pinn, baseline, iterative (comma-separated).
-    #[arg(long, value_delimiter = ',', value_parser = parse_arm)]
-    arm: Vec<Arm>,
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Move the outputs of an earlier run to HUB/archive/{UTC}/ and start over (needed when the
     /// settings changed).
     #[arg(long)]
@@ -92,12 +175,7 @@ pub fn study(command: StudyCommand) -> anyhow::Result<()> {
                 Some(path) => StudyConfig::read(path)?,
                 None => StudyConfig::parse(DEFAULT_TOML, "the embedded default")?,
             };
-            let filters = Filters {
-                doses: args.dose.clone(),
-                views: args.view.clone(),
-                arms: args.arm.clone(),
-            };
-            let plan = Plan::new(&config, &filters)?;
+            let plan = Plan::new(&config, &args.filters.filters())?;
             if args.dry_run {
                 out!("{}", plan.describe());
                 outln!("{} jobs; nothing was run or created", plan.jobs.len());
@@ -108,7 +186,94 @@ pub fn study(command: StudyCommand) -> anyhow::Result<()> {
             let summary = run_study(&args.hub, &config, &plan, &device, &args.adapter, args.clobber)?;
             finish(&args.hub, &plan, &summary, started)
         }
+        StudyCommand::Slurm(args) => slurm(args),
+        StudyCommand::RunJob(args) => run_job(args),
     }
+}
+
+fn slurm(args: SlurmArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => StudyConfig::read(path)?,
+        None => StudyConfig::parse(DEFAULT_TOML, "the embedded default")?,
+    };
+    let plan = Plan::new(&config, &args.filters.filters())?;
+    std::fs::create_dir_all(&args.hub)
+        .with_context(|| format!("creating {}", args.hub.display()))?;
+    // The tasks run on other nodes, from other working folders.
+    let hub_path = std::fs::canonicalize(&args.hub)?;
+    let hub = Hub::open(&hub_path, &config, args.clobber)?;
+    let options = SlurmOptions {
+        partition: args.partition,
+        time: args.time,
+        gpus_per_task: args.gpus_per_task,
+        cpus_per_task: args.cpus_per_task,
+        program: std::env::current_exe().context("finding the ptycho binary")?,
+        filter_args: args.filters.flags(),
+    };
+    let scripts = write_scripts(&hub.root, &plan, &options)?;
+    drop(hub);
+    for script in &scripts {
+        outln!(
+            "{}: {} task(s) in {}",
+            script.phase.name(),
+            script.tasks,
+            script.path.display()
+        );
+    }
+    if !args.submit {
+        outln!(
+            "submit with {} (or run again with --submit)",
+            hub_path.join("slurm/submit.sh").display()
+        );
+        return Ok(());
+    }
+    for (phase, id) in submit(&scripts)? {
+        outln!("submitted {} as job {id}", phase.name());
+    }
+    Ok(())
+}
+
+fn run_job(args: RunJobArgs) -> anyhow::Result<()> {
+    let config = shared_hub(&args.hub)?;
+    let plan = Plan::new(&config, &args.filters.filters())?;
+    let phase = Phase::parse(&args.phase)?;
+    let jobs = plan.phase(phase);
+    let Some(job) = args.index.checked_sub(1).and_then(|i| jobs.get(i)) else {
+        bail!(
+            "--index {}: phase {} has {} job(s) in this plan (1-based)",
+            args.index,
+            phase.name(),
+            jobs.len()
+        );
+    };
+    let device = args.device.clone().unwrap_or(config.device.clone());
+    let (backend, notice) = ptycho_kernels::open_backend(device.parse()?, &args.adapter.selection())?;
+    if let Some(notice) = notice {
+        eprintln!("note: {notice}");
+    }
+    let mut watcher = Watcher::default();
+    let mut digests = Digests::default();
+    let record = with_backend!(backend, b => run::run_job(
+        &b, &args.hub, &config, &plan, job, &mut digests, &mut |e| watcher.event(e)
+    ))?;
+    // A failed job is in its record and the phases after it go on (afterok); only the aggregation
+    // reports failures in its exit status.
+    if phase == Phase::Aggregate {
+        let failed = load_entries(&args.hub, &plan)
+            .iter()
+            .filter(|e| !e.succeeded())
+            .count();
+        outln!("{}", score_table(&load_entries(&args.hub, &plan)).trim_end());
+        if failed > 0 {
+            bail!(
+                "{failed} job(s) failed or did not run (see {})",
+                args.hub.join("analysis/blocker.log").display()
+            );
+        }
+    } else if record.is_none() {
+        outln!("{job}: done already");
+    }
+    Ok(())
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {

@@ -507,7 +507,7 @@ pub fn image_grid_png(
     phase: bool,
 ) -> Vec<u8> {
     let map: fn(f64) -> [u8; 3] = if phase { cyclic } else { viridis };
-    let label_w = 10 * 6 * TEXT_SCALE;
+    let label_w = 12 * 6 * TEXT_SCALE;
     let cell = PANEL + 8;
     let (w, h) = (
         MARGIN + label_w + columns.len() * cell + BAR + 12 * 6 * TEXT_SCALE + MARGIN,

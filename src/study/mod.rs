@@ -20,6 +20,7 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod simulate;
+pub mod slurm;
 pub mod summary;
 
 use thiserror::Error;

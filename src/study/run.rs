@@ -85,6 +85,23 @@ impl Hub {
     }
 }
 
+/// The settings of a hub as a Slurm task sees it: made, with its study.toml, by `ptycho study
+/// slurm`, and not locked (a phase's tasks run at once, each writing only its own job's folder and
+/// record).
+pub fn shared_hub(root: &Path) -> Result<StudyConfig, StudyError> {
+    let saved = root.join(HUB_CONFIG);
+    if !saved.is_file() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "this node".into(), |h| h.trim().to_string());
+        return Err(StudyError::Input(format!(
+            "{} is not visible from {host}: the hub must be on a filesystem every node of the \
+             cluster shares, and `ptycho study slurm` must have made it",
+            saved.display()
+        )));
+    }
+    StudyConfig::read(&saved)
+}
+
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct RunSummary {

@@ -180,7 +180,13 @@ pub fn aggregate(
             }
         }
     }
-    let files = write_inventory(hub)?;
+    // The aggregation's own log and record are written after the inventory.
+    let own: Vec<std::path::PathBuf> = plan
+        .phase(Phase::Aggregate)
+        .iter()
+        .flat_map(|j| [j.log_path(), j.record_path()])
+        .collect();
+    let files = write_inventory(hub, &own)?;
     out.line(&format!(
         "wrote the manifests, analysis/metrics_summary.md, analysis/report.md and an inventory of {files} files"
     ));
@@ -444,8 +450,8 @@ fn delta_highlights(summary: &Value) -> (String, String, Value) {
 }
 
 /// `analysis/artifact_inventory.txt`: `sha256  path` of every file in the hub (`sha256sum -c`
-/// checks it from the hub), the archive and lock files left out. Returns the count.
-fn write_inventory(hub: &Path) -> Result<usize, StudyError> {
+/// checks it from the hub), the archive, lock files and `leave_out` left out. Returns the count.
+fn write_inventory(hub: &Path, leave_out: &[std::path::PathBuf]) -> Result<usize, StudyError> {
     const INVENTORY: &str = "analysis/artifact_inventory.txt";
     let mut files = Vec::new();
     let mut stack = vec![hub.to_path_buf()];
@@ -459,6 +465,7 @@ fn write_inventory(hub: &Path) -> Result<usize, StudyError> {
             if relative == Path::new("archive")
                 || name == crate::persist::output_dir::LOCK_FILE
                 || relative == Path::new(INVENTORY)
+                || leave_out.contains(&relative)
             {
                 continue;
             }

@@ -25,7 +25,7 @@ use ptycho_kernels::Backend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::samples::{load, mean_loss_over};
+use super::samples::{load, mean_loss_over, Role};
 use super::{TrainError, Trainer};
 use crate::data::dataset::{intensity_scale, Dataset};
 use crate::io::atomic::write_json;
@@ -248,7 +248,7 @@ fn train_into<B: Backend>(
     };
 
     // Every input is read and checked before the first step: a typo must not cost a night's run.
-    let samples = load(&config.train_data, config, true)?;
+    let samples = load(&config.train_data, config, Role::Training)?;
     let dataset = &samples.dataset;
     let n = dataset.n;
     say(
@@ -257,7 +257,7 @@ fn train_into<B: Backend>(
     );
     let test = match &config.test_data {
         Some(path) => {
-            let test = load(path, config, false)
+            let test = load(path, config, Role::Test)
                 .map_err(|e| TrainError::from(format!("--test-data: {e}")))?;
             say(
                 &mut progress,

@@ -82,12 +82,18 @@ impl Samples {
     }
 }
 
-/// Group a dataset as the model needs and, with `hold_out`, split off the last 5% for validation.
-pub(super) fn load(
-    path: &Path,
-    config: &TrainConfig,
-    hold_out: bool,
-) -> Result<Samples, TrainError> {
+/// Which data `load` reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// n_groups samples drawn, the last 5% held out for validation.
+    Training,
+    /// Every pattern once (at gridsize 2, every pattern as a seed), nothing held out: the test score
+    /// covers the whole file whatever n_groups the training drew.
+    Test,
+}
+
+/// Group a dataset as the model needs, for its role.
+pub(super) fn load(path: &Path, config: &TrainConfig, role: Role) -> Result<Samples, TrainError> {
     let dataset = Dataset::open(path)?;
     if dataset.n != config.model.n {
         return Err(TrainError::from(format!(
@@ -103,7 +109,10 @@ pub(super) fn load(
         &dataset.ycoords_start(),
         &GroupingConfig {
             gridsize: config.model.gridsize,
-            n_groups: config.n_groups,
+            n_groups: match role {
+                Role::Training => config.n_groups,
+                Role::Test => None,
+            },
             neighbor_count: 4,
             enable_oversampling: false,
             seed: config.seed,
@@ -115,7 +124,7 @@ pub(super) fn load(
     };
     // Keras splits at floor(n·(1 − 0.05)): the rest, from the end, is held out.
     let total = groups.len();
-    let train = if hold_out {
+    let train = if role == Role::Training {
         ((total as f64) * (1.0 - VALIDATION_FRACTION)).floor() as usize
     } else {
         total

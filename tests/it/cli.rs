@@ -167,17 +167,20 @@ fn unknown_device_is_rejected() {
 }
 
 #[test]
-fn demo_runs_on_the_cpu_backend() {
-    let out = ptycho(&["demo", "--device", "cpu"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("adapters:") && text.contains("FFT 64x64 complex64, batch 256"),
-        "{text}"
+fn demo_runs_its_embedded_study_and_keeps_a_hub_made_with_other_settings() {
+    // The demo itself takes minutes (README); here its wiring: it locks the hub and refuses to mix
+    // its settings with another study's before any work starts.
+    let dir = tempfile::tempdir().unwrap();
+    let hub = dir.path().join("hub");
+    std::fs::create_dir_all(&hub).unwrap();
+    std::fs::write(hub.join("study.toml"), "[training]\nepochs = 3\n").unwrap();
+    let out = ptycho(&["demo", "--hub", hub.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the hub was made with other settings"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(hub.join("study.toml")).unwrap(),
+        "[training]\nepochs = 3\n"
     );
 }
 

@@ -20,5 +20,6 @@ mod physics;
 mod recon;
 mod simulate;
 mod stitch;
+mod study;
 mod train;
 mod train_cli;
