@@ -304,7 +304,7 @@ fn the_default_and_demo_configs_print_and_bad_settings_name_the_field() {
     assert!(default.status.success());
     assert!(String::from_utf8_lossy(&default.stdout).contains("[simulation]\ndoses = [1000.0, 10000.0, 100000.0]"));
     let demo = ptycho(&["study", "config", "--demo"]);
-    assert!(String::from_utf8_lossy(&demo.stdout).contains("dense = 0.85"));
+    assert!(String::from_utf8_lossy(&demo.stdout).contains("dense = 0.9"));
     let dir = tempfile::tempdir().unwrap();
     let bad = study(dir.path(), "[training]\ngridsize = 3\n", &["--dry-run"]);
     let bad_text = text(&bad);
