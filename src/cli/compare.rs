@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
 use crate::eval::compare::{
     compare, read_image, read_positions, Align, CompareOptions, RECON_KEYS, TRUTH_KEYS,
 };
 use crate::eval::metrics::{FrcWindow, MsSsimForm, PhaseAlign};
 use crate::eval::{plot, report};
 use crate::persist::output_dir::OutputDir;
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AlignArg {

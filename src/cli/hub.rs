@@ -70,7 +70,10 @@ impl FilterArgs {
         };
         add("dose", self.dose.iter().map(|d| d.to_string()).collect());
         add("view", self.view.clone());
-        add("arm", self.arm.iter().map(|a| a.name().to_string()).collect());
+        add(
+            "arm",
+            self.arm.iter().map(|a| a.name().to_string()).collect(),
+        );
         flags
     }
 }
@@ -183,7 +186,14 @@ pub fn study(command: StudyCommand) -> anyhow::Result<()> {
             }
             let device = args.device.clone().unwrap_or(config.device.clone());
             let started = Instant::now();
-            let summary = run_study(&args.hub, &config, &plan, &device, &args.adapter, args.clobber)?;
+            let summary = run_study(
+                &args.hub,
+                &config,
+                &plan,
+                &device,
+                &args.adapter,
+                args.clobber,
+            )?;
             finish(&args.hub, &plan, &summary, started)
         }
         StudyCommand::Slurm(args) => slurm(args),
@@ -247,7 +257,8 @@ fn run_job(args: RunJobArgs) -> anyhow::Result<()> {
         );
     };
     let device = args.device.clone().unwrap_or(config.device.clone());
-    let (backend, notice) = ptycho_kernels::open_backend(device.parse()?, &args.adapter.selection())?;
+    let (backend, notice) =
+        ptycho_kernels::open_backend(device.parse()?, &args.adapter.selection())?;
     if let Some(notice) = notice {
         eprintln!("note: {notice}");
     }
@@ -263,7 +274,10 @@ fn run_job(args: RunJobArgs) -> anyhow::Result<()> {
             .iter()
             .filter(|e| !e.succeeded())
             .count();
-        outln!("{}", score_table(&load_entries(&args.hub, &plan)).trim_end());
+        outln!(
+            "{}",
+            score_table(&load_entries(&args.hub, &plan)).trim_end()
+        );
         if failed > 0 {
             bail!(
                 "{failed} job(s) failed or did not run (see {})",
@@ -286,7 +300,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         plan.jobs.len()
     );
     let started = Instant::now();
-    let summary = run_study(&args.hub, &config, &plan, &args.device, &args.adapter, false)?;
+    let summary = run_study(
+        &args.hub,
+        &config,
+        &plan,
+        &args.device,
+        &args.adapter,
+        false,
+    )?;
     finish(&args.hub, &plan, &summary, started)
 }
 
@@ -305,7 +326,8 @@ fn run_study(
         eprintln!("note: {notice}");
     }
     let mut watcher = Watcher::default();
-    let summary = with_backend!(backend, b => run::run(&b, &hub, config, plan, &mut |e| watcher.event(e)))?;
+    let summary =
+        with_backend!(backend, b => run::run(&b, &hub, config, plan, &mut |e| watcher.event(e)))?;
     Ok(summary)
 }
 
@@ -381,10 +403,16 @@ impl Watcher {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
-                let seconds = self.started.take().map_or(0.0, |s| s.elapsed().as_secs_f64());
+                let seconds = self
+                    .started
+                    .take()
+                    .map_or(0.0, |s| s.elapsed().as_secs_f64());
                 match record.status {
                     Status::Success => {
-                        outln!("[{:>2}/{total}] {job}: success in {seconds:.1} s", job.number)
+                        outln!(
+                            "[{:>2}/{total}] {job}: success in {seconds:.1} s",
+                            job.number
+                        )
                     }
                     Status::Failed => outln!(
                         "[{:>2}/{total}] {job}: FAILED after {seconds:.1} s: {} (log {})",

@@ -20,8 +20,8 @@ macro_rules! out {
 mod compare;
 mod data;
 mod device;
-mod infer;
 mod hub;
+mod infer;
 mod info;
 mod model;
 mod persist;

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use super::EvalError;
 use crate::data::checked::CheckedNpz;
 use crate::io::npz::NpzFile;
-use super::EvalError;
 use rustfft::num_complex::Complex64;
 use serde::Serialize;
 

@@ -416,7 +416,10 @@ pub fn dose_panels_png(panels: &[DosePanel]) -> Vec<u8> {
             }
         }
     }
-    let (w, h) = (2 * cell_w, MARGIN + rows * cell_h + labels.len() * LINE_H + MARGIN);
+    let (w, h) = (
+        2 * cell_w,
+        MARGIN + rows * cell_h + labels.len() * LINE_H + MARGIN,
+    );
     let mut c = Canvas::new(w, h);
     let colour = |label: &str| {
         let k = labels.iter().position(|l| *l == label).unwrap_or(0);
@@ -460,7 +463,12 @@ pub fn dose_panels_png(panels: &[DosePanel]) -> Vec<u8> {
         };
         let y_of = |v: f64| py + phf * (1.0 - (v - vlo) / (vhi - vlo));
         c.text(x0, py as usize, &format!("{vhi:.2}"), GREY);
-        c.text(x0, (py + phf) as usize - 7 * TEXT_SCALE, &format!("{vlo:.2}"), GREY);
+        c.text(
+            x0,
+            (py + phf) as usize - 7 * TEXT_SCALE,
+            &format!("{vlo:.2}"),
+            GREY,
+        );
         let mut doses: Vec<f64> = points.iter().map(|p| p.0).collect();
         doses.sort_by(f64::total_cmp);
         doses.dedup();
@@ -469,7 +477,12 @@ pub fn dose_panels_png(panels: &[DosePanel]) -> Vec<u8> {
             c.line((x, py + phf), (x, py + phf + 4.0), BLACK);
             let label = format!("{d:.0E}");
             let half = label.len() * 3 * TEXT_SCALE;
-            c.text((x as usize).saturating_sub(half), (py + phf) as usize + 6, &label, BLACK);
+            c.text(
+                (x as usize).saturating_sub(half),
+                (py + phf) as usize + 6,
+                &label,
+                BLACK,
+            );
         }
         for (label, series) in &panel.series {
             let mut s: Vec<(f64, f64)> = series
@@ -480,7 +493,11 @@ pub fn dose_panels_png(panels: &[DosePanel]) -> Vec<u8> {
             s.sort_by(|a, b| a.0.total_cmp(&b.0));
             let col = colour(label);
             for pair in s.windows(2) {
-                c.line((x_of(pair[0].0), y_of(pair[0].1)), (x_of(pair[1].0), y_of(pair[1].1)), col);
+                c.line(
+                    (x_of(pair[0].0), y_of(pair[0].1)),
+                    (x_of(pair[1].0), y_of(pair[1].1)),
+                    col,
+                );
             }
             for &(d, v) in &s {
                 let (x, y) = (x_of(d) as usize, y_of(v) as usize);
@@ -517,7 +534,13 @@ pub fn image_grid_png(
     c.text(MARGIN, MARGIN, title, BLACK);
     let top = MARGIN + 2 * LINE_H;
     for (k, name) in columns.iter().enumerate() {
-        c.text_fit(MARGIN + label_w + k * cell, MARGIN + LINE_H, name, cell - 4, BLACK);
+        c.text_fit(
+            MARGIN + label_w + k * cell,
+            MARGIN + LINE_H,
+            name,
+            cell - 4,
+            BLACK,
+        );
     }
     for (r, (label, images)) in rows.iter().enumerate() {
         let y = top + r * cell;

@@ -9,7 +9,9 @@ use rustfft::num_complex::Complex64;
 use serde_json::{json, Map, Value};
 
 use super::config::StudyConfig;
-use super::plan::{analysis_dir, bundle_dir, iterative_dir, test_file, Arm, Job, Plan, CONSTANT_MODEL};
+use super::plan::{
+    analysis_dir, bundle_dir, iterative_dir, test_file, Arm, Job, Plan, CONSTANT_MODEL,
+};
 use super::record::{JobRecord, Status};
 use super::run::JobOutput;
 use super::StudyError;
@@ -150,7 +152,11 @@ pub fn compare_job<B: Backend>(
         &plot::compare_png(&results),
     )
     .map_err(io)?;
-    write_atomic(&dir.join(METRICS_CSV), tidy_csv(&results, &seconds).as_bytes()).map_err(io)?;
+    write_atomic(
+        &dir.join(METRICS_CSV),
+        tidy_csv(&results, &seconds).as_bytes(),
+    )
+    .map_err(io)?;
     write_aligned(&dir.join(ALIGNED_NPZ), &results)?;
     Ok(json!({
         "test_data": test_file(dose, view).display().to_string(),
@@ -192,7 +198,15 @@ fn computation_seconds(path: &Path) -> Option<f64> {
 fn tidy_csv(results: &[(String, Comparison)], seconds: &Map<String, Value>) -> String {
     let mut s = String::from("model,metric,amplitude,phase,value\n");
     for (model, c) in results {
-        for metric in ["mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7"] {
+        for metric in [
+            "mae",
+            "mse",
+            "psnr",
+            "ssim",
+            "ms_ssim",
+            "frc50",
+            "frc1over7",
+        ] {
             let pick = |p: &crate::eval::compare::PartMetrics| match metric {
                 "mae" => p.mae,
                 "mse" => p.mse,

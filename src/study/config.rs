@@ -300,21 +300,30 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_the_default_and_bad_fields_are_named() {
-        assert_eq!(
-            StudyConfig::parse("", "x").unwrap(),
-            StudyConfig::default()
-        );
+        assert_eq!(StudyConfig::parse("", "x").unwrap(), StudyConfig::default());
         for (text, needle) in [
-            ("[simulation]\ndoses = []", "simulation.doses must not be empty"),
+            (
+                "[simulation]\ndoses = []",
+                "simulation.doses must not be empty",
+            ),
             ("[simulation]\ndoses = [1000.0, 1000.5]", "share a folder"),
-            ("[views]\ndense = 1.5", "views.dense = 1.5 must be in [0, 1)"),
-            ("[training]\ngridsize = 3", "training.gridsize must be 1 or 2"),
+            (
+                "[views]\ndense = 1.5",
+                "views.dense = 1.5 must be in [0, 1)",
+            ),
+            (
+                "[training]\ngridsize = 3",
+                "training.gridsize must be 1 or 2",
+            ),
             ("[training]\nepoch = 3", "unknown field `epoch`"),
             ("[iterative]\nalgorithm = \"sgd\"", "unknown variant `sgd`"),
             ("device = \"tpu\"", "device"),
         ] {
             let e = StudyConfig::parse(text, "s.toml").unwrap_err().to_string();
-            assert!(e.starts_with("s.toml: ") && e.contains(needle), "{text}: {e}");
+            assert!(
+                e.starts_with("s.toml: ") && e.contains(needle),
+                "{text}: {e}"
+            );
         }
     }
 }

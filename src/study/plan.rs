@@ -247,7 +247,10 @@ pub fn training_files(config: &StudyConfig, dose: f64, view: &str) -> (PathBuf, 
     let (train, test) = if view == "baseline" {
         (phase_c_file(dose, "train"), phase_c_file(dose, "test"))
     } else {
-        (view_file(dose, view, "train"), view_file(dose, view, "test"))
+        (
+            view_file(dose, view, "train"),
+            view_file(dose, view, "test"),
+        )
     };
     let data = match config.training.data {
         TrainingData::Train => train,
@@ -301,7 +304,8 @@ impl Plan {
             jobs: Vec::new(),
             skipped: Vec::new(),
         };
-        let dose_kept = |d: f64| filters.doses.is_empty() || filters.doses.iter().any(|x| same_dose(*x, d));
+        let dose_kept =
+            |d: f64| filters.doses.is_empty() || filters.doses.iter().any(|x| same_dose(*x, d));
         let view_kept = |v: &str| filters.views.is_empty() || filters.views.iter().any(|x| x == v);
         let arm_kept = |a: Arm| filters.arms.is_empty() || filters.arms.contains(&a);
         let skip = |plan: &mut Plan, phase, dose: f64, view: &str, arm: Option<Arm>| {
@@ -312,7 +316,12 @@ impl Plan {
             } else if let Some(arm) = arm.filter(|a| !arm_kept(*a)) {
                 format!(
                     "arm filter (requested: {}; this is {})",
-                    filters.arms.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+                    filters
+                        .arms
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     arm.name()
                 )
             } else {
@@ -365,7 +374,11 @@ impl Plan {
             if config.training.baseline {
                 arms.push(("baseline", 1, Arm::Baseline));
             }
-            arms.extend(views.iter().map(|&v| (v, config.training.gridsize, Arm::Pinn)));
+            arms.extend(
+                views
+                    .iter()
+                    .map(|&v| (v, config.training.gridsize, Arm::Pinn)),
+            );
             for (v, g, arm) in arms {
                 if skip(&mut plan, Phase::Train, d, v, Some(arm)) {
                     continue;
@@ -383,7 +396,10 @@ impl Plan {
                     view: Some(v.into()),
                     arm: Some(arm),
                     gridsize: Some(g),
-                    outputs: vec![dir.join(crate::persist::bundle::BUNDLE_FILE), dir.join("history.json")],
+                    outputs: vec![
+                        dir.join(crate::persist::bundle::BUNDLE_FILE),
+                        dir.join("history.json"),
+                    ],
                     dir,
                     inputs,
                     ..Job::blank()
@@ -418,11 +434,14 @@ impl Plan {
                 }
                 let dir = analysis_dir(d, v);
                 let mut optional_inputs = vec![
-                    bundle_dir(d, v, config.training.gridsize).join(crate::persist::bundle::BUNDLE_FILE),
+                    bundle_dir(d, v, config.training.gridsize)
+                        .join(crate::persist::bundle::BUNDLE_FILE),
                     iterative_dir(d, v).join("reconstruction.npz"),
                 ];
                 if config.training.baseline {
-                    optional_inputs.push(bundle_dir(d, "baseline", 1).join(crate::persist::bundle::BUNDLE_FILE));
+                    optional_inputs.push(
+                        bundle_dir(d, "baseline", 1).join(crate::persist::bundle::BUNDLE_FILE),
+                    );
                 }
                 plan.push(Job {
                     id: format!("g_compare_{}_{v}", dose_label(d)),
@@ -515,10 +534,7 @@ mod tests {
         assert_eq!(ids.len(), plan.jobs.len(), "ids are unique");
         let train = plan.phase(Phase::Train);
         assert_eq!(train[0].id, "e_train_dose_1000_baseline_gs1");
-        assert_eq!(
-            train[1].dir,
-            Path::new("data/phase_e/dose_1000/dense/gs2")
-        );
+        assert_eq!(train[1].dir, Path::new("data/phase_e/dose_1000/dense/gs2"));
         assert_eq!(train[1].cell(), "dense/dose=1e+03");
         assert!(plan.skipped.is_empty());
     }
@@ -547,11 +563,9 @@ mod tests {
             .skipped
             .iter()
             .any(|s| s.reason.starts_with("dose filter")));
-        assert!(plan
-            .skipped
-            .iter()
-            .any(|s| s.phase == Phase::Train && s.reason.starts_with("view filter")
-                || s.reason.starts_with("arm filter")));
+        assert!(plan.skipped.iter().any(|s| s.phase == Phase::Train
+            && s.reason.starts_with("view filter")
+            || s.reason.starts_with("arm filter")));
         let e = Plan::new(
             &StudyConfig::default(),
             &Filters {

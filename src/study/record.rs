@@ -94,8 +94,7 @@ impl JobRecord {
 
     pub fn write(&self, hub: &Path) -> Result<(), StudyError> {
         let path = Self::path(hub, &self.id);
-        write_json(&path, self)
-            .map_err(|e| StudyError::Input(format!("{}: {e}", path.display())))
+        write_json(&path, self).map_err(|e| StudyError::Input(format!("{}: {e}", path.display())))
     }
 
     /// The record's details as a JSON object (empty when none).
@@ -139,7 +138,11 @@ impl Digests {
     }
 
     /// Digests of the files of `paths` that exist.
-    pub fn existing(&mut self, hub: &Path, paths: &[PathBuf]) -> Result<Vec<FileDigest>, StudyError> {
+    pub fn existing(
+        &mut self,
+        hub: &Path,
+        paths: &[PathBuf],
+    ) -> Result<Vec<FileDigest>, StudyError> {
         let mut found = Vec::new();
         for p in paths {
             found.extend(self.of(hub, p)?);
@@ -174,7 +177,10 @@ impl Digests {
             match self.of(hub, Path::new(&output.path))? {
                 None => return Ok(Some(format!("{} is missing", output.path))),
                 Some(now) if now != *output => {
-                    return Ok(Some(format!("{} changed since it was written", output.path)))
+                    return Ok(Some(format!(
+                        "{} changed since it was written",
+                        output.path
+                    )))
                 }
                 Some(_) => {}
             }

@@ -55,7 +55,11 @@ pub fn write_report(
          the constant object's (ones at the same positions) on the same test split.\n\n",
         s.n_images,
         s.n,
-        s.doses.iter().map(|d| python_exp(*d)).collect::<Vec<_>>().join(", "),
+        s.doses
+            .iter()
+            .map(|d| python_exp(*d))
+            .collect::<Vec<_>>()
+            .join(", "),
         config
             .views()
             .iter()
@@ -79,8 +83,9 @@ pub fn write_report(
         );
         for model in models(record) {
             let cell = |metric: &str, digits: usize| {
-                score(record, &model, metric)
-                    .map_or("N/A".into(), |(a, p)| format!("{a:.digits$} / {p:.digits$}"))
+                score(record, &model, metric).map_or("N/A".into(), |(a, p)| {
+                    format!("{a:.digits$} / {p:.digits$}")
+                })
             };
             md += &format!(
                 "| {model} | {} | {} | {} | {} |\n",
@@ -122,7 +127,9 @@ fn metrics_png(cells: &[(f64, &str, &super::record::JobRecord)]) -> Vec<u8> {
             let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
             for (dose, view, record) in cells {
                 for model in models(record) {
-                    let Some(value) = score(record, &model, metric).map(|s| if k == 0 { s.0 } else { s.1 }) else {
+                    let Some(value) =
+                        score(record, &model, metric).map(|s| if k == 0 { s.0 } else { s.1 })
+                    else {
                         continue;
                     };
                     let label = format!("{model} ({view})");
@@ -146,7 +153,13 @@ fn read_real(path: &Path, key: &str) -> Option<Real> {
     let array = npz.array(key).ok()?;
     let shape = array.shape().to_vec();
     let data = array.to_f32_vec().ok()?;
-    (shape.len() == 2).then(|| Real::new(shape[0], shape[1], data.into_iter().map(f64::from).collect()))
+    (shape.len() == 2).then(|| {
+        Real::new(
+            shape[0],
+            shape[1],
+            data.into_iter().map(f64::from).collect(),
+        )
+    })
 }
 
 /// The amplitude and phase grids.
@@ -163,9 +176,21 @@ fn grids(
     for &v in &views {
         columns.push((format!("PINN {v}"), v, Arm::Pinn.model().to_lowercase()));
     }
-    columns.push(("BASELINE".into(), first_view, Arm::Baseline.model().to_lowercase()));
-    columns.push(("ITERATIVE".into(), first_view, Arm::Iterative.model().to_lowercase()));
-    columns.push((CONSTANT_MODEL.to_uppercase(), first_view, CONSTANT_MODEL.to_lowercase()));
+    columns.push((
+        "BASELINE".into(),
+        first_view,
+        Arm::Baseline.model().to_lowercase(),
+    ));
+    columns.push((
+        "ITERATIVE".into(),
+        first_view,
+        Arm::Iterative.model().to_lowercase(),
+    ));
+    columns.push((
+        CONSTANT_MODEL.to_uppercase(),
+        first_view,
+        CONSTANT_MODEL.to_lowercase(),
+    ));
     let mut doses: Vec<f64> = cells.iter().map(|c| c.0).collect();
     doses.sort_by(f64::total_cmp);
     doses.dedup();
@@ -234,7 +259,11 @@ pub fn score_table(entries: &[Entry]) -> String {
                     "{:+.3} / {:+.3} {}",
                     a - ca,
                     p - cp,
-                    if a > ca && p > cp { "better" } else { "NOT better" }
+                    if a > ca && p > cp {
+                        "better"
+                    } else {
+                        "NOT better"
+                    }
                 ),
                 None => String::new(),
             };

@@ -124,14 +124,13 @@ fn archive(root: &Path) -> Result<(), StudyError> {
     if present.is_empty() {
         return Ok(());
     }
-    let target = root
-        .join("archive")
-        .join(utc_now().replace(':', "-"));
+    let target = root.join("archive").join(utc_now().replace(':', "-"));
     std::fs::create_dir_all(&target)
         .map_err(|e| StudyError::Input(format!("{}: {e}", target.display())))?;
     for name in present {
-        std::fs::rename(root.join(name), target.join(name))
-            .map_err(|e| StudyError::Input(format!("archiving {name} to {}: {e}", target.display())))?;
+        std::fs::rename(root.join(name), target.join(name)).map_err(|e| {
+            StudyError::Input(format!("archiving {name} to {}: {e}", target.display()))
+        })?;
     }
     Ok(())
 }
@@ -153,7 +152,9 @@ pub fn run<B: Backend>(
             Some(r) => {
                 summary.ran += 1;
                 if r.status == Status::Failed {
-                    summary.failed.push((r.id.clone(), r.error.clone().unwrap_or_default()));
+                    summary
+                        .failed
+                        .push((r.id.clone(), r.error.clone().unwrap_or_default()));
                 }
             }
         }
@@ -234,7 +235,9 @@ pub fn run_job<B: Backend>(
     }
     match &record.error {
         None => out.log.line(&format!("success in {:.1} s", record.seconds)),
-        Some(e) => out.log.line(&format!("failed after {:.1} s: {e}", record.seconds)),
+        Some(e) => out
+            .log
+            .line(&format!("failed after {:.1} s: {e}", record.seconds)),
     }
     record.write(hub)?;
     let events = out.events;
@@ -253,7 +256,9 @@ fn missing_input(hub: &Path, plan: &Plan, job: &Job) -> Option<String> {
         .jobs
         .iter()
         .find(|j| j.outputs.contains(missing))
-        .map_or(String::new(), |j| format!(" (written by job {} {j})", j.number));
+        .map_or(String::new(), |j| {
+            format!(" (written by job {} {j})", j.number)
+        });
     Some(format!(
         "blocked: {} is missing{writer}",
         hub.join(missing).display()
@@ -369,7 +374,9 @@ fn execute<B: Backend>(
                 report.patterns_per_s
             ));
             if let Some(d) = &report.diverged {
-                out.line(&format!("diverged: {d}; the outputs hold the last good epoch"));
+                out.line(&format!(
+                    "diverged: {d}; the outputs hold the last good epoch"
+                ));
             }
             Ok(serde_json::to_value(&report).expect("plain data"))
         }
@@ -388,7 +395,11 @@ fn simulate_job<B: Backend>(
     let simulation = SimulationConfig {
         n: s.n,
         object: ObjectSource::Synthetic {
-            size: if s.object_size == 0 { 4 * s.n } else { s.object_size },
+            size: if s.object_size == 0 {
+                4 * s.n
+            } else {
+                s.object_size
+            },
         },
         probe: ProbeSource::Default {
             curvature: s.probe_curvature,
@@ -438,7 +449,10 @@ fn train_job<B: Backend>(
     // A run killed during training left its last checkpoint: continue from it.
     let resume = dir.join(BUNDLE_FILE).is_file().then(|| dir.clone());
     if resume.is_some() {
-        out.line(&format!("continuing from the checkpoint in {}", dir.display()));
+        out.line(&format!(
+            "continuing from the checkpoint in {}",
+            dir.display()
+        ));
     }
     let train_config = TrainConfig {
         train_data,
@@ -487,7 +501,10 @@ fn train_job<B: Backend>(
         .to_string();
     out.line(&format!("→ Bundle [{cell}]: {bundle_path}"));
     out.line(&format!("→ SHA256 [{cell}]: {}", report.bundle.sha256));
-    out.line(&format!("→ Size [{cell}]: {} bytes", report.bundle.size_bytes));
+    out.line(&format!(
+        "→ Size [{cell}]: {} bytes",
+        report.bundle.size_bytes
+    ));
     Ok(json!({
         "final_loss": report.epochs.last().map(|e| e.train_loss),
         "epochs_completed": report.epochs.len(),

@@ -58,7 +58,11 @@ pub fn write_scripts(
         if phase != Phase::Aggregate {
             s += &format!("#SBATCH --array=1-{tasks}\n");
         }
-        let pattern = if phase == Phase::Aggregate { "%x-%j.out" } else { "%x-%A_%a.out" };
+        let pattern = if phase == Phase::Aggregate {
+            "%x-%j.out"
+        } else {
+            "%x-%A_%a.out"
+        };
         s += &format!("#SBATCH --output={}\n", logs.join(pattern).display());
         if let Some(p) = &options.partition {
             s += &format!("#SBATCH --partition={p}\n");
@@ -80,7 +84,11 @@ pub fn write_scripts(
             hub.display()
         );
         s += "set -euo pipefail\n";
-        let index = if phase == Phase::Aggregate { "1".to_string() } else { "\"$SLURM_ARRAY_TASK_ID\"".into() };
+        let index = if phase == Phase::Aggregate {
+            "1".to_string()
+        } else {
+            "\"$SLURM_ARRAY_TASK_ID\"".into()
+        };
         let mut command = vec![
             quote(&options.program.display().to_string()),
             "study".into(),
@@ -128,7 +136,10 @@ pub fn submit(scripts: &[PhaseScript]) -> Result<Vec<(Phase, String)>, StudyErro
         let out = command.output().map_err(|e| {
             StudyError::Input(format!(
                 "sbatch: {e} (is Slurm installed here? the scripts are in {})",
-                script.path.parent().map_or(String::new(), |p| p.display().to_string())
+                script
+                    .path
+                    .parent()
+                    .map_or(String::new(), |p| p.display().to_string())
             ))
         })?;
         if !out.status.success() {
@@ -139,7 +150,12 @@ pub fn submit(scripts: &[PhaseScript]) -> Result<Vec<(Phase, String)>, StudyErro
             )));
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        let id = text.trim().split(';').next().unwrap_or_default().to_string();
+        let id = text
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if id.is_empty() {
             return Err(StudyError::Input(format!(
                 "sbatch {} printed no job id",

@@ -32,7 +32,9 @@ impl Entry<'_> {
     }
 
     pub fn succeeded(&self) -> bool {
-        self.record.as_ref().is_some_and(|r| r.status == Status::Success)
+        self.record
+            .as_ref()
+            .is_some_and(|r| r.status == Status::Success)
     }
 
     fn detail(&self, key: &str) -> Value {
@@ -60,7 +62,11 @@ pub fn models(record: &JobRecord) -> Vec<String> {
     record
         .detail("models")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -98,7 +104,13 @@ pub fn aggregate(
     let timestamp = utc_now();
 
     write_training_manifest(hub, config, plan, of(Phase::Train).collect(), &timestamp)?;
-    write_reconstruction_manifest(hub, config, plan, of(Phase::Reconstruct).collect(), &timestamp)?;
+    write_reconstruction_manifest(
+        hub,
+        config,
+        plan,
+        of(Phase::Reconstruct).collect(),
+        &timestamp,
+    )?;
     let comparisons: Vec<&Entry> = of(Phase::Compare).collect();
     let counts = |list: &[&Entry]| {
         let success = list.iter().filter(|e| e.succeeded()).count();
@@ -128,10 +140,18 @@ pub fn aggregate(
 
     let summary = metrics_summary(&comparisons);
     write(hub, "analysis/metrics_summary.json", &summary)?;
-    write_text(hub, "analysis/metrics_summary.md", &metrics_summary_md(&summary))?;
+    write_text(
+        hub,
+        "analysis/metrics_summary.md",
+        &metrics_summary_md(&summary),
+    )?;
     let (highlights, preview, deltas) = delta_highlights(&summary);
     write_text(hub, "analysis/metrics_delta_highlights.txt", &highlights)?;
-    write_text(hub, "analysis/metrics_delta_highlights_preview.txt", &preview)?;
+    write_text(
+        hub,
+        "analysis/metrics_delta_highlights_preview.txt",
+        &preview,
+    )?;
     write(
         hub,
         "analysis/metrics_delta_summary.json",
@@ -306,7 +326,12 @@ fn write_reconstruction_manifest(
 }
 
 /// The metrics the summary aggregates: (key, has a "best").
-const AGGREGATED: [(&str, bool); 4] = [("ms_ssim", true), ("ssim", true), ("mae", false), ("frc50", true)];
+const AGGREGATED: [(&str, bool); 4] = [
+    ("ms_ssim", true),
+    ("ssim", true),
+    ("mae", false),
+    ("frc50", true),
+];
 
 /// `metrics_summary.json`: the reference's per-job rows and per-model aggregates (mean, and best
 /// where higher is better), plus SSIM and FRC50.
@@ -321,9 +346,19 @@ fn metrics_summary(comparisons: &[&Entry]) -> Value {
         };
         let mut rows = Vec::new();
         for model in models(record) {
-            for metric in ["mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7"] {
+            for metric in [
+                "mae",
+                "mse",
+                "psnr",
+                "ssim",
+                "ms_ssim",
+                "frc50",
+                "frc1over7",
+            ] {
                 if let Some((a, p)) = score(record, &model, metric) {
-                    rows.push(json!({ "model": model, "metric": metric, "amplitude": a, "phase": p }));
+                    rows.push(
+                        json!({ "model": model, "metric": metric, "amplitude": a, "phase": p }),
+                    );
                     if AGGREGATED.iter().any(|(k, _)| *k == metric) {
                         by_model
                             .entry(model.clone())
@@ -348,7 +383,8 @@ fn metrics_summary(comparisons: &[&Entry]) -> Value {
             };
             let n = values.len() as f64;
             let mean = |f: fn(&(f64, f64)) -> f64| values.iter().map(f).sum::<f64>() / n;
-            let max = |f: fn(&(f64, f64)) -> f64| values.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+            let max =
+                |f: fn(&(f64, f64)) -> f64| values.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
             let mut m = json!({ "mean_amplitude": mean(|v| v.0), "mean_phase": mean(|v| v.1) });
             if best {
                 m["best_amplitude"] = json!(max(|v| v.0));
@@ -376,7 +412,11 @@ fn metrics_summary_md(summary: &Value) -> String {
     );
     let f3 = |v: &Value| v.as_f64().map_or("N/A".into(), |v| format!("{v:.3}"));
     if let Some(aggregate) = summary["aggregate_metrics"].as_object() {
-        for (metric, title) in [("ms_ssim", "MS-SSIM"), ("ssim", "SSIM"), ("frc50", "FRC50 (rings)")] {
+        for (metric, title) in [
+            ("ms_ssim", "MS-SSIM"),
+            ("ssim", "SSIM"),
+            ("frc50", "FRC50 (rings)"),
+        ] {
             s += &format!("### {title}\n\n| Model | Mean amplitude | Best amplitude | Mean phase | Best phase |\n|---|---|---|---|---|\n");
             for (model, m) in aggregate {
                 let m = &m[metric];
@@ -432,7 +472,8 @@ fn delta_highlights(summary: &Value) -> (String, String, Value) {
     let (mut lines, mut preview, mut deltas) = (String::new(), String::new(), Map::new());
     for (metric, title, digits) in [("ms_ssim", "MS-SSIM", 3), ("mae", "MAE", 6)] {
         for other in ["Baseline", "Iterative"] {
-            let d = |part: &str| Some(mean("PtychoPINN", metric, part)? - mean(other, metric, part)?);
+            let d =
+                |part: &str| Some(mean("PtychoPINN", metric, part)? - mean(other, metric, part)?);
             let (a, p) = (d("amplitude"), d("phase"));
             let show = |v: Option<f64>| v.map_or("N/A".into(), |v| format!("{v:+.digits$}"));
             let label = format!("{title} Δ (PtychoPINN - {other})");

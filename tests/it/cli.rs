@@ -177,7 +177,10 @@ fn demo_runs_its_embedded_study_and_keeps_a_hub_made_with_other_settings() {
     let out = ptycho(&["demo", "--hub", hub.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the hub was made with other settings"), "{err}");
+    assert!(
+        err.contains("the hub was made with other settings"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(hub.join("study.toml")).unwrap(),
         "[training]\nepochs = 3\n"

@@ -51,8 +51,10 @@ fn study(dir: &Path, config: &str, extra: &[&str]) -> Output {
 }
 
 fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 fn sha256(path: &Path) -> String {
@@ -71,7 +73,8 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
-fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_run_redoes_nothing() {
+fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_run_redoes_nothing()
+{
     let dir = tempfile::tempdir().unwrap();
     let out = study(dir.path(), TINY, &[]);
     let stdout = text(&out);
@@ -109,15 +112,27 @@ fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_r
     let reconstruction = json(&hub.join("data/phase_f/reconstruction_manifest.json"));
     assert_eq!(reconstruction["n_success"], 1, "{reconstruction:#}");
     let comparison = json(&hub.join("analysis/comparison_manifest.json"));
-    assert_eq!((comparison["n_jobs"].as_u64(), comparison["n_failed"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (
+            comparison["n_jobs"].as_u64(),
+            comparison["n_failed"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
 
     // Phase G: every arm and the constant object scored; the aggregates per model.
     let summary = json(&hub.join("analysis/metrics_summary.json"));
     let aggregate = summary["aggregate_metrics"].as_object().unwrap();
     for model in ["PtychoPINN", "Baseline", "Iterative", "Constant"] {
         let ms_ssim = &aggregate[model]["ms_ssim"];
-        assert!(ms_ssim["mean_phase"].as_f64().unwrap().is_finite(), "{model}: {summary:#}");
-        assert!(aggregate[model]["mae"].get("best_amplitude").is_none(), "MAE has no best");
+        assert!(
+            ms_ssim["mean_phase"].as_f64().unwrap().is_finite(),
+            "{model}: {summary:#}"
+        );
+        assert!(
+            aggregate[model]["mae"].get("best_amplitude").is_none(),
+            "MAE has no best"
+        );
     }
     let highlights =
         std::fs::read_to_string(hub.join("analysis/metrics_delta_highlights.txt")).unwrap();
@@ -125,13 +140,26 @@ fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_r
     assert!(highlights.starts_with("MS-SSIM Δ (PtychoPINN - Baseline)  : amplitude "));
     let preview =
         std::fs::read_to_string(hub.join("analysis/metrics_delta_highlights_preview.txt")).unwrap();
-    assert!(!preview.contains("amplitude") && preview.lines().count() == 4, "{preview}");
-    let csv = std::fs::read_to_string(hub.join("analysis/dose_10000/dense/test/comparison_metrics.csv"))
-        .unwrap();
-    assert!(csv.starts_with("model,metric,amplitude,phase,value\n"), "{csv}");
-    assert!(csv.contains("\nConstant,ssim,") && csv.contains("\nPtychoPINN,ms_ssim,"), "{csv}");
+    assert!(
+        !preview.contains("amplitude") && preview.lines().count() == 4,
+        "{preview}"
+    );
+    let csv =
+        std::fs::read_to_string(hub.join("analysis/dose_10000/dense/test/comparison_metrics.csv"))
+            .unwrap();
+    assert!(
+        csv.starts_with("model,metric,amplitude,phase,value\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("\nConstant,ssim,") && csv.contains("\nPtychoPINN,ms_ssim,"),
+        "{csv}"
+    );
     let report = std::fs::read_to_string(hub.join("analysis/report.md")).unwrap();
-    assert!(report.contains("| Constant |") && report.contains("metrics_vs_dose.png"), "{report}");
+    assert!(
+        report.contains("| Constant |") && report.contains("metrics_vs_dose.png"),
+        "{report}"
+    );
     for png in [
         "analysis/metrics_vs_dose.png",
         "analysis/reconstructions_amplitude.png",
@@ -162,7 +190,11 @@ fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_r
     let again = study(dir.path(), TINY, &[]);
     let again_text = text(&again);
     assert!(again.status.success(), "{again_text}");
-    assert_eq!(again_text.matches("done already").count(), records.len(), "{again_text}");
+    assert_eq!(
+        again_text.matches("done already").count(),
+        records.len(),
+        "{again_text}"
+    );
     for (path, bytes) in records {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{path} was rewritten");
     }
@@ -172,12 +204,21 @@ fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_r
 fn a_study_killed_in_training_resumes_without_redoing_or_losing_a_finished_job() {
     let dir = tempfile::tempdir().unwrap();
     // Enough epochs that the dense arm is still training when the kill comes.
-    let config = TINY.replace("epochs = 1\n", "epochs = 40\n").replace("n_groups = 24", "n_groups = 8");
+    let config = TINY
+        .replace("epochs = 1\n", "epochs = 40\n")
+        .replace("n_groups = 24", "n_groups = 8");
     let path = dir.path().join("study.toml");
     std::fs::write(&path, &config).unwrap();
     let hub = dir.path().join("hub");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args(["study", "run", "--config", path.to_str().unwrap(), "--hub", hub.to_str().unwrap()])
+        .args([
+            "study",
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--hub",
+            hub.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -189,13 +230,20 @@ fn a_study_killed_in_training_resumes_without_redoing_or_losing_a_finished_job()
             child.try_wait().unwrap().is_none(),
             "the run ended before the dense arm trained"
         );
-        assert!(started.elapsed() < Duration::from_secs(600), "no training after 10 min");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no training after 10 min"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let finished = ["c_simulate", "d_overlap_dose_10000_dense", "e_train_dose_10000_baseline_gs1"];
+    let finished = [
+        "c_simulate",
+        "d_overlap_dose_10000_dense",
+        "e_train_dose_10000_baseline_gs1",
+    ];
     let before: Vec<Vec<u8>> = finished
         .iter()
         .map(|id| std::fs::read(hub.join(format!("jobs/{id}.json"))).unwrap())
@@ -205,7 +253,14 @@ fn a_study_killed_in_training_resumes_without_redoing_or_losing_a_finished_job()
     let baseline_sha = sha256(&baseline);
 
     let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args(["study", "run", "--config", path.to_str().unwrap(), "--hub", hub.to_str().unwrap()])
+        .args([
+            "study",
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--hub",
+            hub.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let out_text = text(&out);
@@ -239,7 +294,10 @@ fn a_failed_job_is_recorded_and_the_rest_of_the_study_goes_on() {
     let out = study(dir.path(), &config, &["--arm", "pinn"]);
     let out_text = text(&out);
     assert!(!out.status.success(), "{out_text}");
-    assert!(out_text.contains("1 job(s) failed; the first, e_train_dose_10000_sparse_gs2"), "{out_text}");
+    assert!(
+        out_text.contains("1 job(s) failed; the first, e_train_dose_10000_sparse_gs2"),
+        "{out_text}"
+    );
     let hub = dir.path().join("hub");
     let blocker = std::fs::read_to_string(hub.join("analysis/blocker.log")).unwrap();
     assert!(
@@ -253,18 +311,30 @@ fn a_failed_job_is_recorded_and_the_rest_of_the_study_goes_on() {
             .unwrap()
             .iter()
             .find(|j| j["view"] == view)
-            .map(|j| (j["status"].as_str().unwrap().to_string(), j["error"].clone()))
+            .map(|j| {
+                (
+                    j["status"].as_str().unwrap().to_string(),
+                    j["error"].clone(),
+                )
+            })
             .unwrap()
     };
     assert_eq!(status("dense").0, "success", "{training:#}");
     assert_eq!(status("sparse").0, "failed");
-    assert!(status("sparse").1.as_str().unwrap().contains("scan positions"));
+    assert!(status("sparse")
+        .1
+        .as_str()
+        .unwrap()
+        .contains("scan positions"));
     let log = std::fs::read_to_string(hub.join("logs/e_train_dose_10000_sparse_gs2.log")).unwrap();
     assert!(log.contains("failed after"), "{log}");
     // The filter's skips are recorded: the baseline and the iterative arm.
     let skips = json(&hub.join("data/phase_e/skip_summary.json"));
     assert_eq!(skips["skipped_count"], 1, "{skips:#}");
-    assert!(skips["skipped_views"][0]["reason"].as_str().unwrap().starts_with("arm filter"));
+    assert!(skips["skipped_views"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("arm filter"));
     // Both cells were scored with what they have: the dense one with its PINN.
     let summary = json(&hub.join("analysis/metrics_summary.json"));
     assert_eq!(summary["n_success"], 2, "{summary:#}");
@@ -278,7 +348,10 @@ fn dry_run_creates_nothing_and_a_hub_refuses_other_settings_until_clobber() {
     let plan = study(dir.path(), TINY, &["--dry-run"]);
     let plan_text = text(&plan);
     assert!(plan.status.success(), "{plan_text}");
-    assert!(plan_text.contains("1. C simulate") && plan_text.contains("G aggregate"), "{plan_text}");
+    assert!(
+        plan_text.contains("1. C simulate") && plan_text.contains("G aggregate"),
+        "{plan_text}"
+    );
     assert!(!hub.exists(), "a dry run created the hub");
 
     let filtered = study(dir.path(), TINY, &["--arm", "iterative"]);
@@ -287,7 +360,10 @@ fn dry_run_creates_nothing_and_a_hub_refuses_other_settings_until_clobber() {
     let refused = study(dir.path(), &other, &[]);
     let refused_text = text(&refused);
     assert!(!refused.status.success());
-    assert!(refused_text.contains("the hub was made with other settings"), "{refused_text}");
+    assert!(
+        refused_text.contains("the hub was made with other settings"),
+        "{refused_text}"
+    );
 
     let clobbered = study(dir.path(), &other, &["--clobber", "--arm", "iterative"]);
     assert!(clobbered.status.success(), "{}", text(&clobbered));
@@ -295,21 +371,27 @@ fn dry_run_creates_nothing_and_a_hub_refuses_other_settings_until_clobber() {
     assert_eq!(archived.len(), 1);
     let old = archived[0].as_ref().unwrap().path();
     assert!(old.join("study.toml").is_file() && old.join("jobs/c_simulate.json").is_file());
-    assert!(std::fs::read_to_string(hub.join("study.toml")).unwrap().contains("epochs = 6"));
+    assert!(std::fs::read_to_string(hub.join("study.toml"))
+        .unwrap()
+        .contains("epochs = 6"));
 }
 
 #[test]
 fn the_default_and_demo_configs_print_and_bad_settings_name_the_field() {
     let default = ptycho(&["study", "config", "--default"]);
     assert!(default.status.success());
-    assert!(String::from_utf8_lossy(&default.stdout).contains("[simulation]\ndoses = [1000.0, 10000.0, 100000.0]"));
+    assert!(String::from_utf8_lossy(&default.stdout)
+        .contains("[simulation]\ndoses = [1000.0, 10000.0, 100000.0]"));
     let demo = ptycho(&["study", "config", "--demo"]);
     assert!(String::from_utf8_lossy(&demo.stdout).contains("dense = 0.9"));
     let dir = tempfile::tempdir().unwrap();
     let bad = study(dir.path(), "[training]\ngridsize = 3\n", &["--dry-run"]);
     let bad_text = text(&bad);
     assert!(!bad.status.success());
-    assert!(bad_text.contains("study.toml: training.gridsize must be 1 or 2"), "{bad_text}");
+    assert!(
+        bad_text.contains("study.toml: training.gridsize must be 1 or 2"),
+        "{bad_text}"
+    );
 }
 
 /// Whether a Slurm cluster answers here. CI starts one (.ci/start-slurm), so there its absence fails
@@ -354,7 +436,11 @@ fn a_study_run_as_slurm_job_arrays_matches_the_same_study_run_here() {
         .filter_map(|l| l.strip_prefix("submitted ")?.split(" as job ").nth(1))
         .map(String::from)
         .collect();
-    assert_eq!(ids.len(), 6, "one array per phase C..G and the aggregation:\n{submitted_text}");
+    assert_eq!(
+        ids.len(),
+        6,
+        "one array per phase C..G and the aggregation:\n{submitted_text}"
+    );
     let script = std::fs::read_to_string(cluster.join("slurm/2_train.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=1-2\n"), "{script}");
 
@@ -383,7 +469,10 @@ fn a_study_run_as_slurm_job_arrays_matches_the_same_study_run_here() {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        assert!(started.elapsed() < Duration::from_secs(900), "still queued:\n{queue}");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "still queued:\n{queue}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -393,7 +482,12 @@ fn a_study_run_as_slurm_job_arrays_matches_the_same_study_run_here() {
     let aggregate_log = std::fs::read_dir(cluster.join("slurm/logs"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("ptycho-aggregate"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ptycho-aggregate")
+        })
         .unwrap();
     let aggregate_text = std::fs::read_to_string(&aggregate_log).unwrap();
     assert!(aggregate_text.contains("Constant"), "{aggregate_text}");
