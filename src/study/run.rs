@@ -62,6 +62,22 @@ impl Hub {
     pub fn open(root: &Path, config: &StudyConfig, clobber: bool) -> Result<Self, StudyError> {
         let lock = OutputDir::lock(root).map_err(|e| StudyError::Input(e.to_string()))?;
         let saved = root.join(HUB_CONFIG);
+        if !saved.exists() {
+            let foreign: Vec<String> = lock
+                .entries()
+                .map_err(|e| StudyError::Input(e.to_string()))?
+                .into_iter()
+                .filter(|name| name != "archive")
+                .collect();
+            if !foreign.is_empty() {
+                return Err(StudyError::Input(format!(
+                    "{}: not empty ({}) and not a study hub (no {HUB_CONFIG}); give a new or empty \
+                     folder",
+                    root.display(),
+                    foreign.join(", ")
+                )));
+            }
+        }
         if clobber {
             archive(root)?;
         } else if saved.exists() {

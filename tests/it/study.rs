@@ -374,6 +374,22 @@ fn dry_run_creates_nothing_and_a_hub_refuses_other_settings_until_clobber() {
     assert!(std::fs::read_to_string(hub.join("study.toml"))
         .unwrap()
         .contains("epochs = 6"));
+
+    // A folder holding someone's files is not taken for a hub.
+    let theirs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(theirs.path().join("hub")).unwrap();
+    std::fs::write(theirs.path().join("hub/notes.txt"), "mine").unwrap();
+    let refused = study(theirs.path(), TINY, &[]);
+    let refused_text = text(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        refused_text.contains("not empty (notes.txt) and not a study hub"),
+        "{refused_text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(theirs.path().join("hub"))
+        .unwrap()
+        .collect();
+    assert_eq!(left.len(), 2, "the notes and the lock file");
 }
 
 #[test]
@@ -383,7 +399,7 @@ fn the_default_and_demo_configs_print_and_bad_settings_name_the_field() {
     assert!(String::from_utf8_lossy(&default.stdout)
         .contains("[simulation]\ndoses = [1000.0, 10000.0, 100000.0]"));
     let demo = ptycho(&["study", "config", "--demo"]);
-    assert!(String::from_utf8_lossy(&demo.stdout).contains("dense = 0.9"));
+    assert!(String::from_utf8_lossy(&demo.stdout).contains("dense = 0.85"));
     let dir = tempfile::tempdir().unwrap();
     let bad = study(dir.path(), "[training]\ngridsize = 3\n", &["--dry-run"]);
     let bad_text = text(&bad);
