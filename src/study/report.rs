@@ -176,11 +176,13 @@ fn grids(
     for &v in &views {
         columns.push((format!("PINN {v}"), v, Arm::Pinn.model().to_lowercase()));
     }
-    columns.push((
-        "BASELINE".into(),
-        first_view,
-        Arm::Baseline.model().to_lowercase(),
-    ));
+    if config.training.baseline {
+        columns.push((
+            "BASELINE".into(),
+            first_view,
+            Arm::Baseline.model().to_lowercase(),
+        ));
+    }
     columns.push((
         "ITERATIVE".into(),
         first_view,
