@@ -44,7 +44,8 @@ pub struct SimulationSettings {
     pub seed: u64,
 }
 
-/// Phase D: the overlap fraction f of each view; a view keeps positions at least (1 − f)·N apart.
+/// Phase D: the overlap fraction f of each view; a view keeps positions at least (1 − f)·N apart
+/// (the greedy selection, without the legacy acceptance gate; `overlap::SpacingRule::Greedy`).
 /// A `[views]` table lists the views to cut; without one, both.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

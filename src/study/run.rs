@@ -359,6 +359,7 @@ fn execute<B: Backend>(
                 &hub.join(super::plan::phase_c_dir(dose)),
                 view,
                 fraction,
+                super::overlap::SpacingRule::Greedy,
                 None,
                 &dir,
                 |line| out.line(line),

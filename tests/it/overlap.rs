@@ -15,7 +15,7 @@ use ptycho_wgpu::kernels::Complex32;
 use ptycho_wgpu::study::overlap::{
     disc_overlap_area, disc_overlap_fraction, form_groups, metric_group_to_group,
     select_by_metrics, select_by_spacing, spacing_geometry_bound, subsample, write_metrics_views,
-    MetricsConfig, SelectionStrategy,
+    MetricsConfig, SelectionStrategy, SpacingRule,
 };
 
 #[test]
@@ -254,14 +254,14 @@ fn bundle_schema_and_geometry_bound() {
 fn spacing_direct_greedy_and_failure() {
     // Far apart: every position passes directly.
     let sparse = grid(4, 50.0);
-    let s = select_by_spacing(&sparse, 38.4, "test").unwrap();
+    let s = select_by_spacing(&sparse, 38.4, SpacingRule::Gated, "test").unwrap();
     assert_eq!(s.strategy, SelectionStrategy::Direct);
     assert_eq!(s.metrics.n_accepted, 16);
     assert!((s.metrics.min_spacing - 50.0).abs() < 1e-12);
 
     // 5 x 5 at 64 px against 102.4 px: no position passes directly; greedy keeps a spaced subset.
     let raster = grid(5, 64.0);
-    let s = select_by_spacing(&raster, 102.4, "test").unwrap();
+    let s = select_by_spacing(&raster, 102.4, SpacingRule::Gated, "test").unwrap();
     assert_eq!(s.strategy, SelectionStrategy::Greedy);
     let kept: Vec<(f64, f64)> = (0..25)
         .filter(|&i| s.accepted[i])
@@ -281,7 +281,7 @@ fn spacing_direct_greedy_and_failure() {
     let random: Vec<(f64, f64)> = (0..300)
         .map(|_| (96.0 * rng.next_f64(), 96.0 * rng.next_f64()))
         .collect();
-    let err = select_by_spacing(&random, 20.0, "dense view in train split")
+    let err = select_by_spacing(&random, 20.0, SpacingRule::Gated, "dense view in train split")
         .err()
         .unwrap()
         .to_string();
@@ -289,6 +289,17 @@ fn spacing_direct_greedy_and_failure() {
         err.contains("Insufficient positions meet spacing threshold for dense view in train split"),
         "{err}"
     );
+    // Without the gate (the study's rule) the same points give the greedy selection.
+    let s = select_by_spacing(&random, 20.0, SpacingRule::Greedy, "test").unwrap();
+    assert_eq!(s.strategy, SelectionStrategy::Greedy);
+    let kept: Vec<_> = (0..random.len()).filter(|&i| s.accepted[i]).map(|i| random[i]).collect();
+    assert!(kept.len() >= 10, "{}", kept.len());
+    for (i, a) in kept.iter().enumerate() {
+        for b in &kept[i + 1..] {
+            assert!((a.0 - b.0).hypot(a.1 - b.1) >= 20.0);
+        }
+    }
+    assert_eq!(s.metrics.n_accepted, kept.len());
 
     assert_eq!(spacing_geometry_bound(&[(1.0, 1.0)], 38.4), 0.10);
     assert_eq!(spacing_geometry_bound(&[], 38.4), 0.0);

@@ -129,13 +129,14 @@ pub fn spacing_threshold(view: &str, patch_size: f64) -> Result<f64, StudyError>
     Ok((1.0 - view_fraction(view)?) * patch_size)
 }
 
-/// One spacing view of one dose folder, positions kept at least (1 − `fraction`)·N apart:
-/// `{view}_{split}.npz`, `{split}_metrics.json` and `metrics_bundle.json` in `output_dir`.
+/// One spacing view of one dose folder, positions kept at least (1 − `fraction`)·N apart under
+/// `rule`: `{view}_{split}.npz`, `{split}_metrics.json` and `metrics_bundle.json` in `output_dir`.
 /// `patch_size` None: the data's N.
 pub fn write_spacing_view(
     dose_dir: &Path,
     view: &str,
     fraction: f64,
+    rule: SpacingRule,
     patch_size: Option<f64>,
     output_dir: &Path,
     mut progress: impl FnMut(&str),
@@ -147,7 +148,7 @@ pub fn write_spacing_view(
         let threshold = (1.0 - fraction) * patch_size.unwrap_or(scan.n as f64);
         let points = points_of(&scan);
         let what = format!("{view} view in {split} split ({})", path.display());
-        let selection = select_by_spacing(&points, threshold, &what)?;
+        let selection = select_by_spacing(&points, threshold, rule, &what)?;
         let m = &selection.metrics;
         progress(&format!(
             "{view}/{split}: threshold {threshold:.2} px, kept {}/{} ({:.1}%, {:?})",
@@ -357,6 +358,7 @@ pub fn run_spacing_views(
                 &dir,
                 view,
                 view_fraction(view)?,
+                SpacingRule::Gated,
                 patch_size,
                 &out,
                 &mut progress,

@@ -108,10 +108,23 @@ fn pairwise_statistics(points: &[(f64, f64)]) -> (f64, f64, f64, f64) {
     (min, max, sum / count as f64, median)
 }
 
-/// The spacing filter of one split: direct nearest-neighbour acceptance, else greedy, else an error.
+/// How a spacing view chooses its positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpacingRule {
+    /// The legacy generation: direct nearest-neighbour acceptance, else greedy, else an error when
+    /// neither reaches the geometry's minimum acceptance.
+    Gated,
+    /// The greedy selection, always, with no acceptance gate: the reference retired the gate
+    /// (ACCEPTANCE-001, overlap_metrics.md), which random scans of the study's size fail; and
+    /// unlike "direct", a smaller threshold never keeps fewer positions.
+    Greedy,
+}
+
+/// The spacing filter of one split under `rule`.
 pub fn select_by_spacing(
     points: &[(f64, f64)],
     threshold: f64,
+    rule: SpacingRule,
     what: &str,
 ) -> Result<SpacingSelection, StudyError> {
     let n = points.len();
@@ -138,6 +151,14 @@ pub fn select_by_spacing(
             effective_min_acceptance: min_acceptance,
         }
     };
+    if rule == SpacingRule::Greedy {
+        let greedy = greedy_spacing(points, threshold);
+        return Ok(SpacingSelection {
+            metrics: metrics_for(&greedy),
+            accepted: greedy,
+            strategy: SelectionStrategy::Greedy,
+        });
+    }
     let direct: Vec<bool> = nearest_distances(points)
         .iter()
         .map(|&d| d >= threshold)
