@@ -25,6 +25,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod infer;
+pub mod interop;
 pub mod io;
 pub mod model;
 pub mod persist;

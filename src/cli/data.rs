@@ -63,6 +63,33 @@ pub enum DataCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Another tool's files as one NPZ of the contract: `--from ptychodus DIR` reads DIR/diffraction.h5
+    /// (counts) and DIR/product.h5 (positions, probe, object).
+    Import {
+        #[arg(long, value_enum)]
+        from: super::interop::Format,
+        /// The folder holding the files.
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// A dataset as another tool's files: `--format ptychodus` writes OUT/diffraction.h5 (counts,
+    /// LZF) and OUT/product.h5 (probe, positions, object), Ptychodus's batch input.
+    Export {
+        #[arg(long, value_enum)]
+        format: super::interop::Format,
+        #[arg(long)]
+        input: PathBuf,
+        /// The folder to write into.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        geometry: super::interop::GeometryArgs,
+    },
 }
 
 /// An empty shard folder, or with --overwrite one whose old shards are removed; any other file in
@@ -115,6 +142,20 @@ fn provenance(command: &str, input: &Path) -> serde_json::Value {
 
 pub fn run(command: DataCommand) -> anyhow::Result<bool> {
     match command {
+        DataCommand::Import {
+            from,
+            input,
+            output,
+            overwrite,
+        } => super::interop::import(from, &input, &output, overwrite).map(|_| true),
+        DataCommand::Export {
+            format,
+            input,
+            output,
+            overwrite,
+            geometry,
+        } => super::interop::export_dataset(format, &input, &output, overwrite, geometry)
+            .map(|_| true),
         DataCommand::Inspect {
             path,
             json,

@@ -23,6 +23,7 @@ mod device;
 mod hub;
 mod infer;
 mod info;
+mod interop;
 mod model;
 mod persist;
 mod physics;
@@ -102,7 +103,9 @@ enum Command {
     Verify(persist::VerifyArgs),
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
     Compare(compare::CompareArgs),
-    /// NPZ datasets: inspect, shard, convert.
+    /// A reconstruction as another tool's file: `--format ptychodus` writes a Ptychodus product.h5.
+    Export(interop::ExportArgs),
+    /// NPZ datasets: inspect, shard, convert, import from and export to other tools' files.
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
@@ -329,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => hub::demo(args),
         Command::Study { command } => hub::study(command),
+        Command::Export(args) => interop::export(args),
         Command::Bench {
             which:
                 BenchCommand::Io {

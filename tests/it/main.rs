@@ -17,6 +17,7 @@ mod merge;
 mod model;
 mod overlap;
 mod physics;
+mod ptychodus;
 mod recon;
 mod simulate;
 mod stitch;

@@ -281,10 +281,15 @@ fn spacing_direct_greedy_and_failure() {
     let random: Vec<(f64, f64)> = (0..300)
         .map(|_| (96.0 * rng.next_f64(), 96.0 * rng.next_f64()))
         .collect();
-    let err = select_by_spacing(&random, 20.0, SpacingRule::Gated, "dense view in train split")
-        .err()
-        .unwrap()
-        .to_string();
+    let err = select_by_spacing(
+        &random,
+        20.0,
+        SpacingRule::Gated,
+        "dense view in train split",
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.contains("Insufficient positions meet spacing threshold for dense view in train split"),
         "{err}"
@@ -292,7 +297,10 @@ fn spacing_direct_greedy_and_failure() {
     // Without the gate (the study's rule) the same points give the greedy selection.
     let s = select_by_spacing(&random, 20.0, SpacingRule::Greedy, "test").unwrap();
     assert_eq!(s.strategy, SelectionStrategy::Greedy);
-    let kept: Vec<_> = (0..random.len()).filter(|&i| s.accepted[i]).map(|i| random[i]).collect();
+    let kept: Vec<_> = (0..random.len())
+        .filter(|&i| s.accepted[i])
+        .map(|i| random[i])
+        .collect();
     assert!(kept.len() >= 10, "{}", kept.len());
     for (i, a) in kept.iter().enumerate() {
         for b in &kept[i + 1..] {
