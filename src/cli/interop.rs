@@ -43,6 +43,7 @@ impl GeometryArgs {
             photon_energy_ev: self.photon_energy_ev,
             detector_distance_m: self.detector_distance_m,
             detector_pixel_m: self.detector_pixel_m,
+            object_pixel_m: None,
         })
     }
 }

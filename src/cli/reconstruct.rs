@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{with_backend, DeviceArgs};
+use crate::interop::convert::{batch_geometry, export_product, import_ptychodus};
 use crate::recon::lsqml::NoiseModel;
 use crate::recon::reconstruct::{Algorithm, InitObject, ReconstructConfig};
 
@@ -38,8 +40,17 @@ pub enum NoiseArg {
 pub struct ReconstructArgs {
     /// The scan: an NPZ file (diffraction amplitudes, xcoords, ycoords, probeGuess), a folder of
     /// shards, or a glob.
-    #[arg(long)]
-    input: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "ptychodus",
+        conflicts_with = "ptychodus"
+    )]
+    input: Option<PathBuf>,
+    /// Ptychodus's batch layout instead of --input: DIR/diffraction.h5 and DIR/product.h5 (the
+    /// initial guess, whose object starts the reconstruction); writes OUTPUT_DIR/product.h5 too, so
+    /// a Ptychodus workflow can call this in place of its reconstructor.
+    #[arg(long, conflicts_with = "init_object")]
+    ptychodus: Option<PathBuf>,
     /// Where reconstruction.npz, amplitude.png, phase.png, probe.png, cost.png and history.json go.
     #[arg(long)]
     output_dir: PathBuf,
@@ -107,14 +118,48 @@ pub struct ReconstructArgs {
     device: DeviceArgs,
 }
 
+/// The Ptychodus batch input imported into OUTPUT_DIR, and the product file to write.
+struct Batch {
+    dir: PathBuf,
+    imported: PathBuf,
+    product: PathBuf,
+}
+
 pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
-    let init_object = match args.init_object.as_str() {
-        "ones" => InitObject::Ones,
-        "truth" => InitObject::Truth,
-        path => InitObject::File(PathBuf::from(path)),
+    let batch = match &args.ptychodus {
+        Some(dir) => {
+            let batch = Batch {
+                dir: dir.clone(),
+                imported: args.output_dir.join("ptychodus_input.npz"),
+                product: args.output_dir.join("product.h5"),
+            };
+            for path in [&batch.imported, &batch.product] {
+                if path.exists() && !args.overwrite {
+                    anyhow::bail!("{} exists; pass --overwrite to replace it", path.display());
+                }
+            }
+            std::fs::create_dir_all(&args.output_dir)
+                .with_context(|| format!("creating {}", args.output_dir.display()))?;
+            import_ptychodus(dir, &batch.imported)?;
+            Some(batch)
+        }
+        None => None,
+    };
+    let init_object = match (&batch, args.init_object.as_str()) {
+        (Some(batch), _) => InitObject::File(batch.imported.clone()),
+        (None, "ones") => InitObject::Ones,
+        (None, "truth") => InitObject::Truth,
+        (None, path) => InitObject::File(PathBuf::from(path)),
+    };
+    let input = match &batch {
+        Some(batch) => batch.imported.clone(),
+        None => args
+            .input
+            .clone()
+            .expect("clap requires --input without --ptychodus"),
     };
     let config = ReconstructConfig {
-        input: args.input,
+        input,
         output_dir: args.output_dir,
         algorithm: args.algorithm.algorithm(),
         epochs: args.epochs,
@@ -160,6 +205,16 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             report.device,
             report.output.display()
         );
+    }
+    if let Some(batch) = &batch {
+        export_product(
+            &report.output,
+            &batch.imported,
+            &batch.product,
+            batch_geometry(&batch.dir)?,
+            None,
+        )?;
+        outln!("wrote {} for Ptychodus", batch.product.display());
     }
     if let Some(diverged) = report.diverged {
         anyhow::bail!("{diverged}; the outputs hold that epoch's estimate");

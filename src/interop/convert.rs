@@ -28,6 +28,8 @@ pub struct Geometry {
     pub photon_energy_ev: f64,
     pub detector_distance_m: f64,
     pub detector_pixel_m: f64,
+    /// The object pixel when a file already fixes it (a Ptychodus batch input); None: λ·z / (N·d).
+    pub object_pixel_m: Option<f64>,
 }
 
 impl Default for Geometry {
@@ -37,6 +39,7 @@ impl Default for Geometry {
             photon_energy_ev: 10_000.0,
             detector_distance_m: 2.0,
             detector_pixel_m: 75e-6,
+            object_pixel_m: None,
         }
     }
 }
@@ -102,12 +105,14 @@ fn product_of(
     comments: String,
 ) -> Result<(Product, f64), InteropError> {
     let n = dataset.n;
-    let pixel = object_pixel_m(
-        geometry.photon_energy_ev,
-        geometry.detector_distance_m,
-        n,
-        geometry.detector_pixel_m,
-    );
+    let pixel = geometry.object_pixel_m.unwrap_or_else(|| {
+        object_pixel_m(
+            geometry.photon_energy_ev,
+            geometry.detector_distance_m,
+            n,
+            geometry.detector_pixel_m,
+        )
+    });
     let (xs, ys) = positions;
     let photon_counts: Option<Vec<f64>> = if xs.len() == dataset.m {
         let k = counts(dataset, s)?;
@@ -219,7 +224,7 @@ pub fn export_product(
         recon.display(),
         data.display()
     );
-    let (product, pixel) = product_of(
+    let (mut product, pixel) = product_of(
         &dataset,
         s,
         &object,
@@ -229,6 +234,8 @@ pub fn export_product(
         name,
         comments,
     )?;
+    product.loss_values = cost_beside(recon)?;
+    product.loss_epochs = (0..product.loss_values.len() as i64).collect();
     write_product(output, &product)?;
     Ok(Exported {
         files: vec![output.to_path_buf()],
@@ -296,6 +303,34 @@ pub fn export_data(
         object_pixel_m: pixel,
         count_scale: s,
         geometry,
+    })
+}
+
+/// The cost per epoch of `ptycho reconstruct`'s `history.json` beside `recon`, if there is one.
+fn cost_beside(recon: &Path) -> Result<Vec<f64>, InteropError> {
+    let path = recon.with_file_name("history.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    let history: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| InteropError::file(&path, format!("not JSON: {e}")))?;
+    Ok(history
+        .get("cost")
+        .and_then(|c| c.as_array())
+        .map(|c| c.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default())
+}
+
+/// The geometry a Ptychodus batch input records: photon energy, distance and object pixel from its
+/// product, detector pixel from its diffraction file.
+pub fn batch_geometry(dir: &Path) -> Result<Geometry, InteropError> {
+    let product = read_product(&dir.join("product.h5"))?;
+    let diffraction = read_diffraction(&dir.join("diffraction.h5"))?;
+    Ok(Geometry {
+        photon_energy_ev: product.photon_energy_ev,
+        detector_distance_m: product.detector_object_distance_m,
+        detector_pixel_m: diffraction.detector_pixel_m[0],
+        object_pixel_m: Some(product.object_pixel_m[0]),
     })
 }
 

@@ -76,8 +76,9 @@ pub struct Diffraction {
     pub detector_pixel_m: [f64; 2],
 }
 
-/// Planck's constant times the speed of light, in eV·m.
-const HC_EV_M: f64 = 1.239_841_984e-6;
+/// Planck's constant times the speed of light over the elementary charge, in eV·m, from the exact SI
+/// values (as Ptychodus computes it).
+const HC_EV_M: f64 = 6.626_070_15e-34 * 299_792_458.0 / 1.602_176_634e-19;
 
 /// The object pixel of a far-field geometry: λ·z / (N·d).
 pub fn object_pixel_m(

@@ -364,8 +364,13 @@ fn write_outputs(
     npz.add_f32("phase", &object.shape(), &phase)?;
     npz.add_c64("probe", &probe.shape(), &probe.data)?;
     let m = inputs.xcoords.len();
-    let x: Vec<f64> = result.positions.iter().map(|p| p[0]).collect();
-    let y: Vec<f64> = result.positions.iter().map(|p| p[1]).collect();
+    // Without position correction the positions are the given ones, exactly: the engine holds them
+    // as float32 patch origins.
+    let (x, y): (Vec<f64>, Vec<f64>) = if config.positions_from_epoch.is_none() {
+        (inputs.xcoords.clone(), inputs.ycoords.clone())
+    } else {
+        result.positions.iter().map(|p| (p[0], p[1])).unzip()
+    };
     npz.add_f64("xcoords", &[m], &x)?;
     npz.add_f64("ycoords", &[m], &y)?;
     npz.add_f64("xcoords_start", &[m], &inputs.xcoords)?;

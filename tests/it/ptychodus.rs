@@ -326,3 +326,60 @@ fn the_commands_import_export_and_refuse_to_overwrite() {
     assert_eq!(written.object.data, p.object.data);
     assert_eq!(written.position_x_m.len(), 607);
 }
+
+#[test]
+fn reconstruct_runs_in_ptychodus_batch_layout_and_writes_its_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = dir.path().join("in");
+    std::fs::create_dir(&batch).unwrap();
+    let fixtures = fixture("");
+    std::fs::copy(
+        fixtures.join("diffraction.h5"),
+        batch.join("diffraction.h5"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("example_product.h5"),
+        batch.join("product.h5"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+        .args(["reconstruct", "--ptychodus", batch.to_str().unwrap()])
+        .args([
+            "--output-dir",
+            out.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let input = read_product(&batch.join("product.h5")).unwrap();
+    let written = read_product(&out.join("product.h5")).unwrap();
+    assert_eq!(
+        written.loss_values.len(),
+        3,
+        "the cost per epoch is the product's loss curve"
+    );
+    assert_eq!(written.object.shape, input.object.shape);
+    assert_eq!(written.position_indexes, input.position_indexes);
+    // The positions come back to 1e-9 px (no position correction was asked for).
+    let pixel = input.object_pixel_m[0];
+    assert_eq!(written.object_pixel_m, input.object_pixel_m);
+    for (a, b) in written.position_x_m.iter().zip(&input.position_x_m) {
+        assert!((a - b).abs() <= 1e-9 * pixel, "{a} vs {b}");
+    }
+    assert_eq!(
+        (written.photon_energy_ev, written.detector_object_distance_m),
+        (input.photon_energy_ev, input.detector_object_distance_m)
+    );
+    // The object moved away from the initial guess.
+    assert_ne!(written.object.data, input.object.data);
+}
