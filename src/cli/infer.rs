@@ -34,6 +34,12 @@ pub struct InferArgs {
     /// Replace a reconstruction already in --output-dir (otherwise refused).
     #[arg(long)]
     overwrite: bool,
+    /// Also write OUTPUT_DIR/product.h5 for another tool (ptychodus): the stitched image with the
+    /// data's probe and counts.
+    #[arg(long, value_enum)]
+    export: Option<super::interop::Format>,
+    #[command(flatten)]
+    geometry: super::interop::GeometryArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -41,7 +47,7 @@ pub struct InferArgs {
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let config = InferConfig {
         model_dir: args.model_dir,
-        test_data: args.test_data,
+        test_data: args.test_data.clone(),
         output_dir: args.output_dir,
         stitch_crop: args.stitch_crop,
         batch_size: args.batch_size,
@@ -72,6 +78,16 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     );
     if let Some(sync) = &report.phase_sync {
         outln!("phase sync: {sync}");
+    }
+    if let Some(super::interop::Format::Ptychodus) = args.export {
+        let product = super::interop::export_beside(
+            &report.output,
+            &args.test_data,
+            args.geometry,
+            crate::interop::convert::Frame::Stitched,
+            args.overwrite,
+        )?;
+        outln!("wrote {} for Ptychodus", product.display());
     }
     Ok(())
 }

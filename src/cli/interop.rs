@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 
-use crate::interop::convert::{export_data, export_product, import_ptychodus, Geometry};
+use crate::interop::convert::{export_data, export_product, import_ptychodus, Frame, Geometry};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -28,7 +28,7 @@ pub struct GeometryArgs {
 }
 
 impl GeometryArgs {
-    fn geometry(self) -> anyhow::Result<Geometry> {
+    pub fn geometry(self) -> anyhow::Result<Geometry> {
         for (name, v) in [
             ("--photon-energy-ev", self.photon_energy_ev),
             ("--detector-distance-m", self.detector_distance_m),
@@ -61,6 +61,10 @@ pub struct ExportArgs {
     /// The product file to write (e.g. product.h5).
     #[arg(long)]
     output: PathBuf,
+    /// The reconstruction is a stitched canvas (`ptycho infer`), whose centre is the mean of its
+    /// positions, not an image in the data's object frame.
+    #[arg(long)]
+    stitched: bool,
     /// Replace --output if it exists (otherwise refused).
     #[arg(long)]
     overwrite: bool,
@@ -84,6 +88,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         &args.output,
         args.geometry.geometry()?,
         args.geometry.count_scale,
+        if args.stitched {
+            Frame::Stitched
+        } else {
+            Frame::Object
+        },
     )?;
     outln!(
         "wrote {}: object {}x{}, {} positions, object pixel {:.4e} m, count scale {}",
@@ -95,6 +104,28 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         report.count_scale
     );
     Ok(())
+}
+
+/// `--export ptychodus` of `ptycho reconstruct` and `ptycho infer`: OUTPUT_DIR/product.h5 beside
+/// the reconstruction.
+pub fn export_beside(
+    recon: &Path,
+    data: &Path,
+    geometry: GeometryArgs,
+    frame: Frame,
+    overwrite: bool,
+) -> anyhow::Result<PathBuf> {
+    let output = recon.with_file_name("product.h5");
+    refuse_existing(&output, overwrite)?;
+    export_product(
+        recon,
+        data,
+        &output,
+        geometry.geometry()?,
+        geometry.count_scale,
+        frame,
+    )?;
+    Ok(output)
 }
 
 /// `ptycho data import --from ptychodus DIR --output DATA.npz`.

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{with_backend, DeviceArgs};
-use crate::interop::convert::{batch_geometry, export_product, import_ptychodus};
+use crate::interop::convert::{batch_geometry, export_product, import_ptychodus, Frame};
 use crate::recon::lsqml::NoiseModel;
 use crate::recon::reconstruct::{Algorithm, InitObject, ReconstructConfig};
 
@@ -51,6 +51,11 @@ pub struct ReconstructArgs {
     /// a Ptychodus workflow can call this in place of its reconstructor.
     #[arg(long, conflicts_with = "init_object")]
     ptychodus: Option<PathBuf>,
+    /// Also write OUTPUT_DIR/product.h5 for another tool (ptychodus).
+    #[arg(long, value_enum)]
+    export: Option<super::interop::Format>,
+    #[command(flatten)]
+    geometry: super::interop::GeometryArgs,
     /// Where reconstruction.npz, amplitude.png, phase.png, probe.png, cost.png and history.json go.
     #[arg(long)]
     output_dir: PathBuf,
@@ -158,6 +163,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             .clone()
             .expect("clap requires --input without --ptychodus"),
     };
+    let input_path = input.clone();
     let config = ReconstructConfig {
         input,
         output_dir: args.output_dir,
@@ -213,8 +219,18 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             &batch.product,
             batch_geometry(&batch.dir)?,
             None,
+            Frame::Object,
         )?;
         outln!("wrote {} for Ptychodus", batch.product.display());
+    } else if let Some(super::interop::Format::Ptychodus) = args.export {
+        let product = super::interop::export_beside(
+            &report.output,
+            &input_path,
+            args.geometry,
+            Frame::Object,
+            args.overwrite,
+        )?;
+        outln!("wrote {} for Ptychodus", product.display());
     }
     if let Some(diverged) = report.diverged {
         anyhow::bail!("{diverged}; the outputs hold that epoch's estimate");

@@ -163,15 +163,25 @@ fn product_of(
     Ok((product, pixel))
 }
 
-/// `ptycho export --format ptychodus`: a reconstruction (`object`, or `reconstructed_object`, in the
-/// data's object frame, with its `xcoords`/`ycoords` when it has them) with the data's probe,
-/// positions and counts, as a product file. `scale` overrides the data's count scale.
+/// Where a reconstruction's pixels sit relative to its positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The data's object frame (`ptycho reconstruct`, `objectGuess`): positions are its pixels.
+    Object,
+    /// A stitched canvas (`ptycho infer`): its centre pixel is the mean of the positions.
+    Stitched,
+}
+
+/// `ptycho export --format ptychodus`: a reconstruction (`object`, or `reconstructed_object`, with
+/// its `xcoords`/`ycoords` when it has them, else the data's) with the data's probe, positions and
+/// counts, as a product file. `scale` overrides the data's count scale.
 pub fn export_product(
     recon: &Path,
     data: &Path,
     output: &Path,
     geometry: Geometry,
     scale: Option<f64>,
+    frame: Frame,
 ) -> Result<Exported, InteropError> {
     let dataset = Dataset::open(data)?;
     let s = scale
@@ -186,7 +196,7 @@ pub fn export_product(
             InteropError::file(recon, "no object, reconstructed_object or objectGuess")
         })?;
     let object = checked.complex_image(key, "a complex 2-D object")?;
-    let (xs, ys) = if checked.has("xcoords") && checked.has("ycoords") {
+    let (mut xs, mut ys) = if checked.has("xcoords") && checked.has("ycoords") {
         let expected = "(M,) float positions";
         (
             checked.real_f64("xcoords", expected)?.1,
@@ -195,6 +205,15 @@ pub fn export_product(
     } else {
         (dataset.xcoords(), dataset.ycoords())
     };
+    if frame == Frame::Stitched {
+        // Into the canvas's pixels, whose centre is the positions' mean.
+        let recentre = |v: &mut Vec<f64>, size: usize| {
+            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+            v.iter_mut().for_each(|x| *x += size as f64 / 2.0 - mean);
+        };
+        recentre(&mut xs, object.cols);
+        recentre(&mut ys, object.rows);
+    }
     let probe_key = ["probe", "reconstructed_probe"]
         .into_iter()
         .find(|k| checked.has(k));

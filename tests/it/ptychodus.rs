@@ -383,3 +383,88 @@ fn reconstruct_runs_in_ptychodus_batch_layout_and_writes_its_product() {
     // The object moved away from the initial guess.
     assert_ne!(written.object.data, input.object.data);
 }
+
+#[test]
+fn reconstruct_and_infer_export_products_ptychodus_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulate(dir.path());
+    let ptycho = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+            .args(args)
+            .args(["--device", "cpu"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (recon, model, stitched) = (
+        dir.path().join("recon"),
+        dir.path().join("model"),
+        dir.path().join("stitched"),
+    );
+    let data_s = data.to_str().unwrap();
+    ptycho(&[
+        "reconstruct",
+        "--input",
+        data_s,
+        "--output-dir",
+        recon.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--export",
+        "ptychodus",
+    ]);
+    ptycho(&[
+        "train",
+        "--train-data",
+        data_s,
+        "--output-dir",
+        model.to_str().unwrap(),
+        "--nepochs",
+        "1",
+        "--n-filters-scale",
+        "1",
+    ]);
+    ptycho(&[
+        "infer",
+        "--model-dir",
+        model.to_str().unwrap(),
+        "--test-data",
+        data_s,
+        "--output-dir",
+        stitched.to_str().unwrap(),
+        "--export",
+        "ptychodus",
+    ]);
+    // The iterative product is in the object frame: its positions are the data's.
+    let npz = NpzFile::open(&data).unwrap();
+    let iterative = read_product(&recon.join("product.h5")).unwrap();
+    let pixel = iterative.object_pixel_m[0];
+    let x = f64s(&npz, "xcoords");
+    for (x_m, x) in iterative.position_x_m.iter().zip(&x) {
+        assert!((x_m / pixel + 64.0 - x).abs() < 1e-9, "{x_m} {x}");
+    }
+    assert_eq!(iterative.loss_values.len(), 2);
+    // The stitched product's positions are about the canvas centre, the mean of the positions.
+    let pinn = read_product(&stitched.join("product.h5")).unwrap();
+    let mean = pinn.position_x_m.iter().sum::<f64>() / pinn.position_x_m.len() as f64;
+    assert!(
+        mean.abs() < 1e-9 * pixel * pinn.position_x_m.len() as f64,
+        "{mean}"
+    );
+    if python_has("ptychodus, h5py, numpy") {
+        let script = r#"
+from pathlib import Path
+from ptychodus.api.io import load_product
+for f in ['recon/product.h5', 'stitched/product.h5']:
+    p = load_product(Path(f))
+    print(f, p.object_.get_array().shape, len(p.probe_positions))
+"#;
+        let text = String::from_utf8(run_python(dir.path(), script)).unwrap();
+        assert!(text.contains("recon/product.h5 (1, 128, 128) 40"), "{text}");
+        assert!(text.contains("stitched/product.h5 (1, "), "{text}");
+    }
+}
