@@ -146,6 +146,12 @@ pub struct RunArgs {
     device: Option<String>,
     #[command(flatten)]
     adapter: AdapterArgs,
+    /// After the run, write a product.h5 for another tool (ptychodus) beside every finished
+    /// reconstruction: each iterative one and each arm's inference.
+    #[arg(long, value_enum)]
+    export: Option<super::interop::Format>,
+    #[command(flatten)]
+    geometry: super::interop::GeometryArgs,
 }
 
 fn parse_arm(s: &str) -> Result<Arm, String> {
@@ -194,6 +200,9 @@ pub fn study(command: StudyCommand) -> anyhow::Result<()> {
                 &args.adapter,
                 args.clobber,
             )?;
+            if let Some(super::interop::Format::Ptychodus) = args.export {
+                export_products(&args.hub, &plan, args.geometry)?;
+            }
             finish(&args.hub, &plan, &summary, started)
         }
         StudyCommand::Slurm(args) => slurm(args),
@@ -329,6 +338,47 @@ fn run_study(
     let summary =
         with_backend!(backend, b => run::run(&b, &hub, config, plan, &mut |e| watcher.event(e)))?;
     Ok(summary)
+}
+
+/// A Ptychodus product beside every finished reconstruction of the study: the iterative arm's (in
+/// the object frame) and each trained arm's inference (a stitched canvas), all on the view's test
+/// split.
+fn export_products(
+    hub: &Path,
+    plan: &Plan,
+    geometry: super::interop::GeometryArgs,
+) -> anyhow::Result<()> {
+    use crate::interop::convert::Frame;
+    use crate::study::plan::{analysis_dir, test_file};
+    for entry in load_entries(hub, plan) {
+        if !entry.succeeded() {
+            continue;
+        }
+        let (Some(dose), Some(view)) = (entry.job.dose, entry.job.view.as_deref()) else {
+            continue;
+        };
+        let recons: Vec<(PathBuf, Frame)> = match entry.job.phase {
+            Phase::Reconstruct => vec![(entry.job.dir.join("reconstruction.npz"), Frame::Object)],
+            Phase::Compare => [Arm::Pinn, Arm::Baseline]
+                .iter()
+                .map(|arm| {
+                    let path = analysis_dir(dose, view)
+                        .join(arm.name())
+                        .join("reconstruction.npz");
+                    (path, Frame::Stitched)
+                })
+                .filter(|(path, _)| hub.join(path).is_file())
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (recon, frame) in recons {
+            let data = hub.join(test_file(dose, view));
+            let product =
+                super::interop::export_beside(&hub.join(recon), &data, geometry, frame, true)?;
+            outln!("wrote {}", product.display());
+        }
+    }
+    Ok(())
 }
 
 /// The summary table and where everything is; an error when a job failed.

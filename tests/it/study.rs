@@ -549,3 +549,27 @@ fn strip_times(mut v: Value) -> Value {
     }
     v
 }
+
+#[test]
+fn a_study_exports_a_ptychodus_product_beside_every_reconstruction() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = study(dir.path(), TINY, &["--export", "ptychodus"]);
+    let out_text = text(&out);
+    assert!(out.status.success(), "{out_text}");
+    let hub = dir.path().join("hub");
+    for product in [
+        "data/phase_f/dose_10000/dense/test/product.h5",
+        "analysis/dose_10000/dense/test/pinn/product.h5",
+        "analysis/dose_10000/dense/test/baseline/product.h5",
+    ] {
+        let p = ptycho_wgpu::interop::ptychodus::read_product(&hub.join(product))
+            .unwrap_or_else(|e| panic!("{product}: {e}"));
+        // The views carry the simulation's count scale forward, so the counts are the simulated ones.
+        assert!(
+            p.count_scale.unwrap() > 1.0,
+            "{product}: {:?}",
+            p.count_scale
+        );
+        assert!(out_text.contains(&format!("wrote {}", hub.join(product).display())));
+    }
+}

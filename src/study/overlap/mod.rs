@@ -113,6 +113,19 @@ pub fn find_splits(dose_dir: &Path) -> Result<[(&'static str, PathBuf); 2], Stud
     Ok([("train", find("train.npz")?), ("test", find("test.npz")?)])
 }
 
+/// A view's `_metadata` (the reference's keys) with the source's `physics_parameters` carried
+/// forward, so that the dose and the count scale travel with the data.
+fn with_physics(mut metadata: serde_json::Value, scan: &ScanFile) -> serde_json::Value {
+    if let Some(physics) = scan
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("physics_parameters"))
+    {
+        metadata["physics_parameters"] = physics.clone();
+    }
+    metadata
+}
+
 /// The reference's overlap fraction of a view: 0.7 (dense) or 0.2 (sparse).
 pub fn view_fraction(view: &str) -> Result<f64, StudyError> {
     match view {
@@ -173,6 +186,7 @@ pub fn write_spacing_view(
         });
         let out = output_dir.join(format!("{view}_{split}.npz"));
         let npz = NpzFile::open(&path)?;
+        let metadata = with_physics(metadata, &scan);
         write_rows(&npz, scan.m, &rows, false, &metadata.to_string(), &out)?;
         write_json(&output_dir.join(format!("{split}_metrics.json")), m)?;
         bundle.insert(split.into(), serde_json::to_value(m).expect("plain data"));
@@ -239,6 +253,7 @@ pub fn write_metrics_views(
         });
         let out = output_dir.join(format!("{split}.npz"));
         let npz = NpzFile::open(&path)?;
+        let metadata = with_physics(metadata, &scan);
         write_rows(
             &npz,
             scan.m,
