@@ -526,13 +526,30 @@ pub fn image_grid_png(
     let map: fn(f64) -> [u8; 3] = if phase { cyclic } else { viridis };
     let label_w = 12 * 6 * TEXT_SCALE;
     let cell = PANEL + 8;
+    // Each row as tall as its tallest image once scaled to the panel (wide images leave no band of
+    // white), and never shorter than the colour bar needs for the first row.
+    let scaled_h = |img: &Real| (img.h as f64 * PANEL as f64 / img.h.max(img.w) as f64) as usize;
+    let row_h: Vec<usize> = rows
+        .iter()
+        .map(|(_, images)| {
+            images
+                .iter()
+                .flatten()
+                .map(scaled_h)
+                .max()
+                .unwrap_or(PANEL)
+                .max(3 * LINE_H)
+                + 8
+        })
+        .collect();
+    let top = MARGIN + 2 * LINE_H;
+    let body = row_h.iter().sum::<usize>().max(PANEL + 8);
     let (w, h) = (
         MARGIN + label_w + columns.len() * cell + BAR + 12 * 6 * TEXT_SCALE + MARGIN,
-        MARGIN + 2 * LINE_H + rows.len() * cell + MARGIN,
+        top + body + MARGIN,
     );
     let mut c = Canvas::new(w, h);
     c.text(MARGIN, MARGIN, title, BLACK);
-    let top = MARGIN + 2 * LINE_H;
     for (k, name) in columns.iter().enumerate() {
         c.text_fit(
             MARGIN + label_w + k * cell,
@@ -542,16 +559,23 @@ pub fn image_grid_png(
             BLACK,
         );
     }
-    for (r, (label, images)) in rows.iter().enumerate() {
-        let y = top + r * cell;
-        c.text_fit(MARGIN, y + PANEL / 2, label, label_w - 4, BLACK);
+    let mut y = top;
+    for ((label, images), height) in rows.iter().zip(&row_h) {
+        c.text_fit(
+            MARGIN,
+            y + height / 2 - LINE_H / 2,
+            label,
+            label_w - 4,
+            BLACK,
+        );
         for (k, img) in images.iter().enumerate() {
             let x = MARGIN + label_w + k * cell;
             match img {
                 Some(img) if img.h > 0 && img.w > 0 => c.image(x, y, img, lo, hi, map),
-                _ => c.rect(x, y, PANEL, PANEL, [235, 235, 235]),
+                _ => c.rect(x, y, PANEL, height - 8, [235, 235, 235]),
             }
         }
+        y += height;
     }
     c.colour_bar(MARGIN + label_w + columns.len() * cell, top, lo, hi, map);
     c.png()
