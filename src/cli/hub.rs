@@ -26,6 +26,14 @@ pub enum StudyCommand {
     Slurm(SlurmArgs),
     /// One job of the plan (what each Slurm array task runs): the INDEX-th job (1-based) of PHASE.
     RunJob(RunJobArgs),
+    /// Where a study stands: every job of the hub's plan with its status, time and error, from the
+    /// job records (while a run or a Slurm array is going, too).
+    Status {
+        #[arg(long)]
+        hub: PathBuf,
+        #[command(flatten)]
+        filters: FilterArgs,
+    },
     /// Print a study.toml: the embedded default (or the demo's), every field with its default.
     Config {
         /// The default settings.
@@ -207,6 +215,7 @@ pub fn study(command: StudyCommand) -> anyhow::Result<()> {
         }
         StudyCommand::Slurm(args) => slurm(args),
         StudyCommand::RunJob(args) => run_job(args),
+        StudyCommand::Status { hub, filters } => status(&hub, &filters),
     }
 }
 
@@ -249,6 +258,38 @@ fn slurm(args: SlurmArgs) -> anyhow::Result<()> {
     for (phase, id) in submit(&scripts)? {
         outln!("submitted {} as job {id}", phase.name());
     }
+    Ok(())
+}
+
+fn status(hub: &Path, filters: &FilterArgs) -> anyhow::Result<()> {
+    let config = shared_hub(hub)?;
+    let plan = Plan::new(&config, &filters.filters())?;
+    let entries = load_entries(hub, &plan);
+    let width = plan.jobs.len().to_string().len();
+    for entry in &entries {
+        let record = entry.record.as_ref();
+        outln!(
+            "{:>width$}. {:<40} {:<8} {}",
+            entry.job.number,
+            entry.job.to_string(),
+            entry.status(),
+            match record {
+                Some(r) if r.status == Status::Success => format!("{:.1} s", r.seconds),
+                Some(r) => r.error.clone().unwrap_or_default(),
+                None => String::new(),
+            }
+        );
+    }
+    let done = entries.iter().filter(|e| e.succeeded()).count();
+    let failed = entries
+        .iter()
+        .filter(|e| e.record.is_some() && !e.succeeded())
+        .count();
+    outln!(
+        "{done} of {} jobs done, {failed} failed, {} not run",
+        entries.len(),
+        entries.len() - done - failed
+    );
     Ok(())
 }
 

@@ -180,6 +180,19 @@ fn a_tiny_study_writes_every_manifest_the_report_and_the_pictures_and_a_second_r
     }
     assert!(inventory.contains("  data/phase_e/dose_10000/dense/gs2/wts.h5.zip\n"));
 
+    // Where it stands, from the records.
+    let status = ptycho(&["study", "status", "--hub", hub.to_str().unwrap()]);
+    let status_text = text(&status);
+    assert!(status.status.success(), "{status_text}");
+    assert!(
+        status_text.contains("6 of 6 jobs done, 0 failed, 0 not run"),
+        "{status_text}"
+    );
+    assert!(
+        status_text.contains("E train       dense/dose=1e+04 gs2"),
+        "{status_text}"
+    );
+
     // Again: nothing is redone, no record changes.
     let records: Vec<(String, Vec<u8>)> = std::fs::read_dir(hub.join("jobs"))
         .unwrap()
