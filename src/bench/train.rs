@@ -60,6 +60,9 @@ pub struct TrainBenchReport {
     /// Training steps' effective rate: conv FLOP per sample × samples/s.
     pub step_conv_gflops_per_s: f64,
     pub fma_peak_gflops_per_s: f64,
+    /// The backend's copy of a 64 MiB tensor, bytes read plus written per second: the memory
+    /// yardstick beside the FMA peak.
+    pub copy_gb_per_s: f64,
     pub encoder: ConvThroughput,
     pub all_convs: ConvThroughput,
     pub cpu: Option<Box<TrainBenchReport>>,
@@ -254,6 +257,21 @@ pub fn run<B: Backend>(
     .during("timing the FMA chains")?;
     let peak = peak::flops(lanes, iterations) / peak_s / 1e9;
 
+    progress(&format!("{}: measuring the copy bandwidth", b.describe()));
+    const COPY_FLOATS: usize = 16 << 20;
+    let source = b
+        .upload_f32(&[COPY_FLOATS], &vec![1.0; COPY_FLOATS])
+        .during("uploading the copy source")?;
+    let (copy_s, _) = median_seconds_per_rep(target, samples.max(3), |reps| {
+        for _ in 0..reps {
+            b.copy(&source)?;
+        }
+        b.synchronize()?;
+        Ok(())
+    })
+    .during("timing the copies")?;
+    let copy_gb_per_s = (2 * 4 * COPY_FLOATS) as f64 / copy_s / 1e9;
+
     let shapes = conv_shapes(model)?;
     let times = shapes
         .iter()
@@ -333,6 +351,7 @@ pub fn run<B: Backend>(
         conv_gflop_per_sample,
         step_conv_gflops_per_s: conv_gflop_per_sample * samples_per_s,
         fma_peak_gflops_per_s: peak,
+        copy_gb_per_s,
         encoder,
         all_convs,
         cpu,
@@ -354,11 +373,12 @@ impl TrainBenchReport {
             )
         };
         let mut out = format!(
-            "{}: {}, batch {}\n  FMA peak {:.1} GFLOP/s\n{}{}  training step {:.1} ms: {:.2} samples/s ({:.2} conv GFLOP per sample, {:.1} GFLOP/s, {:.1}% of peak)\n",
+            "{}: {}, batch {}\n  FMA peak {:.1} GFLOP/s, copy bandwidth {:.1} GB/s\n{}{}  training step {:.1} ms: {:.2} samples/s ({:.2} conv GFLOP per sample, {:.1} GFLOP/s, {:.1}% of peak)\n",
             self.device,
             self.model,
             self.batch_size,
             self.fma_peak_gflops_per_s,
+            self.copy_gb_per_s,
             conv("encoder", &self.encoder),
             conv("all convs", &self.all_convs),
             self.step_ms,

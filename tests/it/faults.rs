@@ -692,25 +692,37 @@ fn non_square_patterns_are_named_as_such() {
 
 #[test]
 fn bench_train_says_what_it_is_doing() {
-    let err = String::from_utf8_lossy(
-        &run(&[
-            "bench",
-            "train",
-            "--quick",
-            "--steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--n-filters-scale",
-            "1",
-            "--device",
-            "cpu",
-        ])
-        .stderr,
-    )
-    .into_owned();
+    let out = run(&[
+        "bench",
+        "train",
+        "--quick",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--n-filters-scale",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        err.contains("measuring the FP32 FMA peak") && err.contains("timing convolution 1/"),
+        err.contains("measuring the FP32 FMA peak")
+            && err.contains("measuring the copy bandwidth")
+            && err.contains("timing convolution 1/"),
         "{err}"
+    );
+    // The yardsticks are reported beside each other, and both are rates.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rate = |after: &str, unit: &str| -> f64 {
+        let tail = &text[text
+            .find(after)
+            .unwrap_or_else(|| panic!("no '{after}' in {text}"))
+            + after.len()..];
+        tail[..tail.find(unit).unwrap()].trim().parse().unwrap()
+    };
+    assert!(
+        rate("FMA peak", "GFLOP/s") > 0.0 && rate("copy bandwidth", "GB/s") > 0.0,
+        "{text}"
     );
 }
