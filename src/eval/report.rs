@@ -20,7 +20,19 @@ pub const METRIC_NAMES: [&str; 8] = [
     "frc1over7",
 ];
 
-fn value(p: &PartMetrics, name: &str) -> Option<f64> {
+/// The metrics of the reference's tidy `comparison_metrics.csv` (no data-range PSNR).
+pub const REFERENCE_METRIC_NAMES: [&str; 7] = [
+    "mae",
+    "mse",
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "frc50",
+    "frc1over7",
+];
+
+/// The metric `name` of `p` (one of METRIC_NAMES).
+pub fn value(p: &PartMetrics, name: &str) -> Option<f64> {
     match name {
         "mae" => Some(p.mae),
         "mse" => Some(p.mse),

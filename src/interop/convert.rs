@@ -21,6 +21,7 @@ use super::ptychodus::{
 use super::InteropError;
 use crate::data::dataset::Dataset;
 use crate::io::npz_writer::NpzWriter;
+use crate::physics::image::{covering_shape, ComplexImage};
 
 /// The far-field geometry a product records; it sets the object pixel, λ·z / (N·d).
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -97,9 +98,10 @@ pub struct Exported {
 fn product_of(
     dataset: &Dataset,
     s: f64,
-    object: &crate::physics::image::ComplexImage,
+    object: &ComplexImage,
     probe: &[Complex32],
     positions: (&[f64], &[f64]),
+    counts: Option<&[u32]>,
     geometry: Geometry,
     name: String,
     comments: String,
@@ -114,16 +116,11 @@ fn product_of(
         )
     });
     let (xs, ys) = positions;
-    let photon_counts: Option<Vec<f64>> = if xs.len() == dataset.m {
-        let k = counts(dataset, s)?;
-        Some(
-            k.chunks(n * n)
-                .map(|p| p.iter().map(|&v| v as f64).sum())
-                .collect(),
-        )
-    } else {
-        None
-    };
+    let photon_counts: Option<Vec<f64>> = counts.map(|k| {
+        k.chunks(n * n)
+            .map(|p| p.iter().map(|&v| v as f64).sum())
+            .collect()
+    });
     let mean_count = photon_counts
         .as_ref()
         .map_or(0.0, |c| c.iter().sum::<f64>() / c.len().max(1) as f64);
@@ -243,12 +240,19 @@ pub fn export_product(
         recon.display(),
         data.display()
     );
+    // Photon counts per position when the positions are the data's patterns.
+    let pattern_counts = if xs.len() == dataset.m {
+        Some(counts(&dataset, s)?)
+    } else {
+        None
+    };
     let (mut product, pixel) = product_of(
         &dataset,
         s,
         &object,
         &probe,
         (&xs, &ys),
+        pattern_counts.as_deref(),
         geometry,
         name,
         comments,
@@ -279,22 +283,30 @@ pub fn export_data(
         .or_else(|| count_scale(&dataset))
         .ok_or_else(|| no_count_scale(data))?;
     let n = dataset.n;
+    let (xs, ys) = (dataset.xcoords(), dataset.ycoords());
     let object = match dataset.shards[0].object.clone() {
         Some(o) => o,
         None => {
-            let extent = |v: &[f64]| {
-                (v.iter().copied().fold(0.0, f64::max) + n as f64 / 2.0).ceil() as usize + 1
-            };
-            crate::physics::image::ComplexImage::filled(
-                extent(&dataset.ycoords()),
-                extent(&dataset.xcoords()),
-                Complex32::new(1.0, 0.0),
-            )
+            let (rows, cols) = covering_shape(&xs, &ys, n);
+            ComplexImage::filled(rows, cols, Complex32::new(1.0, 0.0))
         }
     };
     std::fs::create_dir_all(out_dir).map_err(|e| InteropError::file(out_dir, e.to_string()))?;
+    let pattern_counts = counts(&dataset, s)?;
+    let (product, pixel) = product_of(
+        &dataset,
+        s,
+        &object,
+        dataset.probe(),
+        (&xs, &ys),
+        Some(&pattern_counts),
+        geometry,
+        data.file_stem()
+            .map_or("data".into(), |s| s.to_string_lossy().to_string()),
+        format!("written by ptycho data export from {}", data.display()),
+    )?;
     let diffraction = Diffraction {
-        patterns: counts(&dataset, s)?,
+        patterns: pattern_counts,
         shape: [dataset.m, n, n],
         indexes: (0..dataset.m as i64).collect(),
         bad_pixels: vec![false; n * n],
@@ -302,17 +314,6 @@ pub fn export_data(
     };
     let diffraction_path = out_dir.join("diffraction.h5");
     write_diffraction(&diffraction_path, &diffraction)?;
-    let (product, pixel) = product_of(
-        &dataset,
-        s,
-        &object,
-        dataset.probe(),
-        (&dataset.xcoords(), &dataset.ycoords()),
-        geometry,
-        data.file_stem()
-            .map_or("data".into(), |s| s.to_string_lossy().to_string()),
-        format!("written by ptycho data export from {}", data.display()),
-    )?;
     let product_path = out_dir.join("product.h5");
     write_product(&product_path, &product)?;
     Ok(Exported {

@@ -12,6 +12,14 @@ pub struct ComplexImage {
     pub data: Vec<Complex32>,
 }
 
+/// (rows, cols) of the smallest object that holds every N x N patch centred at the positions
+/// (x = column, y = row): the extent of a reconstruction that has no object to start from.
+pub fn covering_shape(xcoords: &[f64], ycoords: &[f64], n: usize) -> (usize, usize) {
+    let half = (n / 2) as f64;
+    let extent = |v: &[f64]| (v.iter().copied().fold(0.0, f64::max) + half).ceil() as usize + 1;
+    (extent(ycoords), extent(xcoords))
+}
+
 impl ComplexImage {
     pub fn new(rows: usize, cols: usize, data: Vec<Complex32>) -> Self {
         assert_eq!(data.len(), rows * cols, "a {rows} x {cols} image");

@@ -29,7 +29,7 @@ use crate::io::npz::NpzFile;
 use crate::io::npz_writer::NpzWriter;
 use crate::persist::bundle::utc_now;
 use crate::persist::output_dir::OutputDir;
-use crate::physics::image::ComplexImage;
+use crate::physics::image::{covering_shape, ComplexImage};
 
 const OUTPUTS: [&str; 6] = [
     "reconstruction.npz",
@@ -199,11 +199,7 @@ fn read_inputs(config: &ReconstructConfig) -> Result<Inputs, ReconError> {
         .map(|(&x, &y)| [x, y])
         .collect();
     let truth = dataset.shards[0].object.clone();
-    let half = (n / 2) as f64;
-    let covering = || {
-        let extent = |v: &[f64]| (v.iter().copied().fold(0.0, f64::max) + half).ceil() as usize + 1;
-        (extent(&ycoords), extent(&xcoords))
-    };
+    let covering = || covering_shape(&xcoords, &ycoords, n);
     let object = match &config.init_object {
         InitObject::Ones => {
             let (rows, cols) = truth

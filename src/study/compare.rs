@@ -16,9 +16,11 @@ use super::record::{JobRecord, Status};
 use super::run::JobOutput;
 use super::StudyError;
 use crate::eval::compare::{
-    compare, read_image, read_positions, Align, CompareOptions, Comparison, RECON_KEYS, TRUTH_KEYS,
+    compare, read_image, read_positions, Align, CompareOptions, Comparison, PartMetrics,
+    RECON_KEYS, TRUTH_KEYS,
 };
 use crate::eval::image::Complex;
+use crate::eval::report::REFERENCE_METRIC_NAMES;
 use crate::eval::{plot, report};
 use crate::infer::{infer, InferConfig};
 use crate::io::atomic::write_atomic;
@@ -171,11 +173,11 @@ pub fn compare_job<B: Backend>(
 
 /// The metrics the study's summaries use, per part.
 fn summary_metrics(c: &Comparison) -> Value {
-    let part = |p: &crate::eval::compare::PartMetrics| {
-        json!({
-            "mae": p.mae, "mse": p.mse, "psnr": p.psnr, "ssim": p.ssim,
-            "ms_ssim": p.ms_ssim, "frc50": p.frc50, "frc1over7": p.frc1over7,
-        })
+    let part = |p: &PartMetrics| {
+        REFERENCE_METRIC_NAMES
+            .iter()
+            .map(|&name| (name.to_string(), json!(report::value(p, name))))
+            .collect::<Map<String, Value>>()
     };
     let mut v = json!({ "amplitude": part(&c.amplitude), "phase": part(&c.phase) });
     if let Some([dy, dx]) = c.registration_offset {
@@ -198,24 +200,8 @@ fn computation_seconds(path: &Path) -> Option<f64> {
 fn tidy_csv(results: &[(String, Comparison)], seconds: &Map<String, Value>) -> String {
     let mut s = String::from("model,metric,amplitude,phase,value\n");
     for (model, c) in results {
-        for metric in [
-            "mae",
-            "mse",
-            "psnr",
-            "ssim",
-            "ms_ssim",
-            "frc50",
-            "frc1over7",
-        ] {
-            let pick = |p: &crate::eval::compare::PartMetrics| match metric {
-                "mae" => p.mae,
-                "mse" => p.mse,
-                "psnr" => p.psnr,
-                "ssim" => p.ssim,
-                "ms_ssim" => p.ms_ssim,
-                "frc50" => p.frc50,
-                _ => p.frc1over7,
-            };
+        for metric in REFERENCE_METRIC_NAMES {
+            let pick = |p: &PartMetrics| report::value(p, metric).expect("a known metric");
             s += &format!(
                 "{model},{metric},{:.6},{:.6},\n",
                 pick(&c.amplitude),

@@ -15,7 +15,9 @@ use super::record::{Digests, JobRecord, Status};
 use super::simulate::{self, ObjectSource, Positions, ProbeSource, SimulationConfig};
 use super::summary::aggregate;
 use super::StudyError;
-use crate::data::dataset::Dataset;
+use crate::data::contract::DIFFRACTION_KEYS;
+use crate::data::dataset::resolve;
+use crate::io::npz::NpzFile;
 use crate::model::{AmpActivation, ModelConfig, ModelKind};
 use crate::persist::bundle::{utc_now, BUNDLE_FILE};
 use crate::persist::output_dir::OutputDir;
@@ -440,6 +442,21 @@ fn simulate_job<B: Backend>(
     }))
 }
 
+/// The patterns of the files `path` names, from their headers alone: training reads and checks the
+/// data itself, so a full pass here would be a second one.
+fn pattern_count(path: &Path) -> Result<usize, StudyError> {
+    let mut count = 0;
+    for file in resolve(path)? {
+        let npz = NpzFile::open(&file)?;
+        let key = DIFFRACTION_KEYS
+            .iter()
+            .find(|k| npz.has(k))
+            .ok_or_else(|| StudyError::Input(format!("{}: no diffraction", file.display())))?;
+        count += npz.header(key)?.shape.first().copied().unwrap_or(0);
+    }
+    Ok(count)
+}
+
 fn train_job<B: Backend>(
     b: &B,
     hub: &Path,
@@ -453,7 +470,7 @@ fn train_job<B: Backend>(
     let gridsize = job.gridsize.expect("a training job has a gridsize");
     let (train_data, test_data) = training_files(config, dose, view);
     let (train_data, test_data) = (hub.join(train_data), hub.join(test_data));
-    let patterns = Dataset::open(&train_data)?.m;
+    let patterns = pattern_count(&train_data)?;
     let n_groups = t.n_groups.min(patterns);
     if n_groups < t.n_groups {
         out.line(&format!(

@@ -13,6 +13,7 @@ use super::record::{Digests, JobRecord, Status};
 use super::report::write_report;
 use super::run::JobOutput;
 use super::StudyError;
+use crate::eval::report::REFERENCE_METRIC_NAMES;
 use crate::io::atomic::{write_atomic, write_json};
 use crate::persist::bundle::utc_now;
 
@@ -346,15 +347,7 @@ fn metrics_summary(comparisons: &[&Entry]) -> Value {
         };
         let mut rows = Vec::new();
         for model in models(record) {
-            for metric in [
-                "mae",
-                "mse",
-                "psnr",
-                "ssim",
-                "ms_ssim",
-                "frc50",
-                "frc1over7",
-            ] {
+            for metric in REFERENCE_METRIC_NAMES {
                 if let Some((a, p)) = score(record, &model, metric) {
                     rows.push(
                         json!({ "model": model, "metric": metric, "amplitude": a, "phase": p }),
