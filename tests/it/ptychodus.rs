@@ -17,6 +17,19 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Ptychodus's batch layout in `dir/batch`: the fixtures' diffraction.h5 and product.h5.
+fn batch_layout(dir: &Path) -> PathBuf {
+    let batch = dir.join("batch");
+    std::fs::create_dir(&batch).unwrap();
+    for (from, to) in [
+        ("diffraction.h5", "diffraction.h5"),
+        ("example_product.h5", "product.h5"),
+    ] {
+        std::fs::copy(fixture(from), batch.join(to)).unwrap();
+    }
+    batch
+}
+
 #[test]
 fn our_readers_load_the_files_ptychodus_wrote() {
     let p = read_product(&fixture("example_product.h5")).unwrap();
@@ -254,19 +267,7 @@ fn the_commands_import_export_and_refuse_to_overwrite() {
             .unwrap()
     };
     let fixtures = fixture("");
-    // A folder with the fixture's diffraction.h5 and product.h5 (Ptychodus's batch layout).
-    let batch = dir.path().join("batch");
-    std::fs::create_dir(&batch).unwrap();
-    std::fs::copy(
-        fixtures.join("diffraction.h5"),
-        batch.join("diffraction.h5"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures.join("example_product.h5"),
-        batch.join("product.h5"),
-    )
-    .unwrap();
+    let batch = batch_layout(dir.path());
     let out = run(&[
         "data",
         "import",
@@ -330,19 +331,7 @@ fn the_commands_import_export_and_refuse_to_overwrite() {
 #[test]
 fn reconstruct_runs_in_ptychodus_batch_layout_and_writes_its_product() {
     let dir = tempfile::tempdir().unwrap();
-    let batch = dir.path().join("in");
-    std::fs::create_dir(&batch).unwrap();
-    let fixtures = fixture("");
-    std::fs::copy(
-        fixtures.join("diffraction.h5"),
-        batch.join("diffraction.h5"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures.join("example_product.h5"),
-        batch.join("product.h5"),
-    )
-    .unwrap();
+    let batch = batch_layout(dir.path());
     let out = dir.path().join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_ptycho"))
         .args(["reconstruct", "--ptychodus", batch.to_str().unwrap()])

@@ -37,17 +37,21 @@ fn ptycho(args: &[&str]) -> Output {
 fn study(dir: &Path, config: &str, extra: &[&str]) -> Output {
     let path = dir.join("study.toml");
     std::fs::write(&path, config).unwrap();
-    let hub = dir.join("hub");
-    let mut args = vec![
-        "study",
-        "run",
-        "--config",
-        path.to_str().unwrap(),
-        "--hub",
-        hub.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    ptycho(&args)
+    study_command(&path, &dir.join("hub"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `ptycho study run --config CONFIG --hub HUB`.
+fn study_command(config: &Path, hub: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ptycho"));
+    command
+        .args(["study", "run", "--config"])
+        .arg(config)
+        .arg("--hub")
+        .arg(hub);
+    command
 }
 
 fn json(path: &Path) -> Value {
@@ -223,15 +227,7 @@ fn a_study_killed_in_training_resumes_without_redoing_or_losing_a_finished_job()
     let path = dir.path().join("study.toml");
     std::fs::write(&path, &config).unwrap();
     let hub = dir.path().join("hub");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args([
-            "study",
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--hub",
-            hub.to_str().unwrap(),
-        ])
+    let mut child = study_command(&path, &hub)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -265,17 +261,7 @@ fn a_study_killed_in_training_resumes_without_redoing_or_losing_a_finished_job()
     let baseline = hub.join("data/phase_e/dose_10000/baseline/gs1/wts.h5.zip");
     let baseline_sha = sha256(&baseline);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args([
-            "study",
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--hub",
-            hub.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = study_command(&path, &hub).output().unwrap();
     let out_text = text(&out);
     assert!(out.status.success(), "{out_text}");
     for (id, bytes) in finished.iter().zip(before) {
