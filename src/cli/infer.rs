@@ -91,3 +91,45 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A folder holding wts.h5.zip (or the bundle itself), ours or imported.
+    #[arg(long)]
+    model_dir: PathBuf,
+    /// An NPZ with 'diffraction' (B, C, N, N) or the reference's scaled 'input' (B, N, N, C), and
+    /// 'offsets' (B, C, 2) or the reference's 'input_positions' (B, 1, 2, C).
+    #[arg(long)]
+    input: PathBuf,
+    /// The NPZ to write: trimmed_obj (B, N, N) and obj (B, C, N, N), complex64.
+    #[arg(long)]
+    output: PathBuf,
+    /// Replace --output if it exists (otherwise refused).
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let report = with_backend!(args.device.open()?, b => crate::infer::predict::predict(
+        &b, &args.model_dir, &args.input, &args.output, args.overwrite))
+    .map_err(anyhow::Error::msg)?;
+    let form = match report.input_form {
+        crate::infer::predict::InputForm::Ours => {
+            "'diffraction' (B, C, N, N), as the network reads it"
+        }
+        crate::infer::predict::InputForm::ReferenceScaled => {
+            "the reference's 'input' (B, N, N, C), divided by the intensity scale"
+        }
+    };
+    outln!(
+        "{} samples x {} channels from {form} (intensity scale {}) on {}: {}",
+        report.samples,
+        report.channels,
+        report.intensity_scale,
+        report.device,
+        report.output.display()
+    );
+    Ok(())
+}

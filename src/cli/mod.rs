@@ -101,6 +101,12 @@ enum Command {
     Stitch(stitch::StitchArgs),
     /// Check a wts.h5.zip bundle: its .sha256 file and every entry digest of its manifest.
     Verify(persist::VerifyArgs),
+    /// Convert a PtychoPINN TensorFlow bundle (wts.h5.zip) into ours: OUTPUT_DIR/wts.h5.zip and
+    /// import.json.
+    ImportBundle(persist::ImportBundleArgs),
+    /// A bundle's diffraction_to_obj on raw inputs (no grouping, no stitching), to check it against
+    /// the reference's outputs: trimmed_obj and obj.
+    Predict(infer::PredictArgs),
     /// Compare reconstructions with ground truth: metrics.json, metrics.csv, report.md, compare.png.
     Compare(compare::CompareArgs),
     /// A reconstruction as another tool's file: `--format ptychodus` writes a Ptychodus product.h5.
@@ -316,6 +322,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(args),
         Command::Forward(args) => physics::forward(args),
         Command::Verify(args) => persist::verify(args),
+        Command::ImportBundle(args) => persist::import_bundle(args),
+        Command::Predict(args) => infer::predict(args),
         Command::Stitch(args) => stitch::run(args),
         Command::Model { command } => model::run(command),
         Command::Train(args) => train::run(args),

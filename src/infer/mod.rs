@@ -7,6 +7,7 @@
 //! positions.
 
 pub mod phase_sync;
+pub mod predict;
 pub mod stitch;
 
 use thiserror::Error;

@@ -277,7 +277,7 @@ impl Builder {
 }
 
 /// The encoder's Conv_Pool filter ladder (§6.2) before scaling.
-fn encoder_filters(n: usize) -> &'static [usize] {
+pub(crate) fn encoder_filters(n: usize) -> &'static [usize] {
     match n {
         64 => &[32, 64, 128],
         128 => &[16, 32, 64, 128],
@@ -286,7 +286,7 @@ fn encoder_filters(n: usize) -> &'static [usize] {
 }
 
 /// The PINN decoders' Conv_Up ladder before scaling.
-fn decoder_filters(n: usize) -> &'static [usize] {
+pub(crate) fn decoder_filters(n: usize) -> &'static [usize] {
     match n {
         64 => &[64, 32],
         128 => &[128, 64, 32],

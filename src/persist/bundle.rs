@@ -252,7 +252,7 @@ fn open_zip(path: &Path) -> Result<zip::ZipArchive<std::fs::File>, PersistError>
     })
 }
 
-fn entry_names(
+pub(crate) fn entry_names(
     zip: &zip::ZipArchive<std::fs::File>,
     path: &Path,
 ) -> Result<Vec<String>, PersistError> {

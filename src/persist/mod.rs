@@ -1,9 +1,11 @@
 //! Persistence: trained models as `wts.h5.zip` bundles (HDF5 weights, JSON parameters, the probe, a
-//! manifest with per-entry SHA-256) and their whole-file digests.
+//! manifest with per-entry SHA-256) and their whole-file digests; the import of the reference's
+//! TensorFlow bundles.
 
 pub mod bundle;
 pub mod digest;
 pub mod output_dir;
+pub mod reference;
 pub mod weights;
 
 use thiserror::Error;

@@ -18,6 +18,7 @@ mod model;
 mod overlap;
 mod physics;
 mod ptychodus;
+mod ptychopinn;
 mod recon;
 mod simulate;
 mod stitch;

@@ -57,3 +57,27 @@ pub fn write_numpy_bilinear(dir: &Path) {
     )
     .unwrap();
 }
+
+/// Run `ptycho` with `args`, which must succeed; its standard output.
+pub fn ptycho_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `ptycho` with `args`, which must fail; its standard error.
+pub fn ptycho_err(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
