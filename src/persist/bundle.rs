@@ -279,14 +279,21 @@ fn read_entry(
     Ok(bytes)
 }
 
-/// Name a bundle of PtychoPINN's own formats, which this tool does not load.
+/// Name a bundle of PtychoPINN's own formats, which this tool does not load as it is, and say what
+/// to do with it.
 fn foreign_kind(names: &[String], dill: Option<&[u8]>) -> Option<&'static str> {
     let has = |suffix: &str| names.iter().any(|n| n.ends_with(suffix));
     let dill_says = |s: &str| dill.is_some_and(|d| d.windows(s.len()).any(|w| w == s.as_bytes()));
     if has("model.keras") || has("custom_objects.dill") {
-        Some("a PtychoPINN TensorFlow (Keras) bundle")
+        Some(
+            "a PtychoPINN TensorFlow (Keras) bundle, not a ptycho-wgpu bundle; convert it with \
+             `ptycho import-bundle THIS_FILE --output-dir DIR`",
+        )
     } else if has("model.pth") || has(".ckpt") || dill_says("pytorch") {
-        Some("a PtychoPINN PyTorch bundle")
+        Some(
+            "a PtychoPINN PyTorch bundle, not a ptycho-wgpu bundle; only PtychoPINN's TensorFlow \
+             bundles can be imported",
+        )
     } else {
         None
     }
@@ -308,10 +315,7 @@ pub fn verify(path: &Path) -> Result<Verified, PersistError> {
             .then(|| read_entry(&mut zip, &path, MANIFEST_DILL))
             .transpose()?;
         if let Some(kind) = foreign_kind(&names, dill.as_deref()) {
-            return Err(PersistError::format(
-                &shown,
-                format!("{kind}, not a ptycho-wgpu bundle; importing those is a separate command to come"),
-            ));
+            return Err(PersistError::format(&shown, kind));
         }
         return Err(PersistError::format(
             &shown,

@@ -3,7 +3,6 @@
 //! `model.save` and dill), `ptycho predict` against the Keras model's own outputs on both backends,
 //! `ptycho infer` on an imported bundle, and the refusals a user meets.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ptycho_wgpu::infer::predict::{predict, InputForm};
@@ -13,7 +12,7 @@ use ptycho_wgpu::io::pickle::{self, PickleValue};
 use ptycho_wgpu::kernels::{backend_tests, Backend, Complex32};
 use ptycho_wgpu::persist::{bundle, reference};
 
-use crate::common::{ptycho_err, ptycho_ok};
+use crate::common::{ptycho_err, ptycho_ok, rewrite_zip};
 
 fn fixture(case: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -122,20 +121,16 @@ fn the_graph_maps_every_convolution_and_params_dill_gives_the_model() {
         (64, 2, 1, true)
     );
     assert_eq!(imported.layers.len(), 22);
-    // Keras orders the heads by depth, so they interleave: the phase head's first convolution is
-    // conv2d_8 or later, not conv2d_14 as a per-head order would have it.
-    let find = |ours: &str| {
-        imported
-            .layers
-            .iter()
-            .find(|l| l.ours == ours)
-            .unwrap()
-            .keras_layer
-            .clone()
+    // Keras orders a functional model's layers by depth, so the heads interleave in the weights file.
+    let group = |ours: &str| {
+        let l = imported.layers.iter().find(|l| l.ours == ours).unwrap();
+        (l.keras_layer.as_str(), l.weights_group.as_str())
     };
-    assert_eq!(find("encoder/conv_1a"), "conv2d");
-    assert_eq!(find("encoder/conv_3b"), "conv2d_5");
-    assert_ne!(find("phase/up_1a"), "conv2d_14");
+    assert_eq!(group("encoder/conv_1a"), ("conv2d", "layers/conv2d"));
+    assert_eq!(group("encoder/conv_3b"), ("conv2d_5", "layers/conv2d_5"));
+    assert_eq!(group("amplitude/up_1a"), ("conv2d_8", "layers/conv2d_6"));
+    assert_eq!(group("phase/up_1a"), ("conv2d_16", "layers/conv2d_7"));
+    assert_eq!(group("phase/ring_head"), ("conv2d_15", "layers/conv2d_21"));
     let p = &imported.bundle.params;
     assert_eq!(p["intensity_scale"], 3.125);
     assert_eq!(p["nphotons"], 1e4);
@@ -146,50 +141,32 @@ fn the_graph_maps_every_convolution_and_params_dill_gives_the_model() {
     assert!(mean_abs > 0.1 && mean_abs < 1.0, "{mean_abs}");
 }
 
-/// A copy of the fixture bundle of `case` with its entry `name` (of diffraction_to_obj) changed by
-/// `change`.
+/// A copy in `dir` of the fixture bundle of `case` with its entry `name` (of diffraction_to_obj)
+/// changed by `change`.
 fn rewritten(dir: &Path, case: &str, name: &str, change: &dyn Fn(Vec<u8>) -> Vec<u8>) -> PathBuf {
-    let mut from =
-        zip::ZipArchive::new(std::fs::File::open(fixture(case, "wts.h5.zip")).unwrap()).unwrap();
     let path = dir.join(format!("{case}_changed.zip"));
-    let mut to = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    for i in 0..from.len() {
-        let mut entry = from.by_index(i).unwrap();
-        let entry_name = entry.name().unwrap().to_string();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        if entry_name == format!("diffraction_to_obj/{name}") {
-            bytes = change(bytes);
-        }
-        to.start_file(entry_name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        to.write_all(&bytes).unwrap();
-    }
-    to.finish().unwrap();
+    let wanted = format!("diffraction_to_obj/{name}");
+    let bytes = rewrite_zip(
+        std::fs::read(fixture(case, "wts.h5.zip")).unwrap(),
+        |n, b| Some(if n == wanted { change(b) } else { b }),
+    );
+    std::fs::write(&path, bytes).unwrap();
     path
 }
 
 type ConfigEdit = fn(&mut serde_json::Value);
 
 /// model.keras with its config.json changed by `edit`.
-fn keras_with_config(bytes: Vec<u8>, edit: ConfigEdit) -> Vec<u8> {
-    let mut from = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for i in 0..from.len() {
-        let mut entry = from.by_index(i).unwrap();
-        let name = entry.name().unwrap().to_string();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        if name == "config.json" {
-            let mut config: serde_json::Value = serde_json::from_slice(&data).unwrap();
+fn keras_with_config(keras: Vec<u8>, edit: ConfigEdit) -> Vec<u8> {
+    rewrite_zip(keras, |name, bytes| {
+        Some(if name == "config.json" {
+            let mut config: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             edit(&mut config);
-            data = serde_json::to_vec(&config).unwrap();
-        }
-        to.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        to.write_all(&data).unwrap();
-    }
-    to.finish().unwrap().into_inner()
+            serde_json::to_vec(&config).unwrap()
+        } else {
+            bytes
+        })
+    })
 }
 
 #[test]

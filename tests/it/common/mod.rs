@@ -1,6 +1,7 @@
 //! Helpers shared by the application's integration tests: python3 as an independent reference.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
@@ -80,4 +81,31 @@ pub fn ptycho_err(args: &[&str]) -> String {
         .unwrap();
     assert!(!out.status.success(), "{args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A zip archive with each entry changed by `change(name, bytes)` (None: dropped), in the same order.
+pub fn rewrite_zip(
+    archive: Vec<u8>,
+    mut change: impl FnMut(&str, Vec<u8>) -> Option<Vec<u8>>,
+) -> Vec<u8> {
+    let mut from = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..from.len() {
+        let mut entry = from.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if let Some(bytes) = change(&name, bytes) {
+            to.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            to.write_all(&bytes).unwrap();
+        }
+    }
+    to.finish().unwrap().into_inner()
+}
+
+/// [`rewrite_zip`] of the file at `path`, in place.
+pub fn rewrite(path: &Path, change: impl FnMut(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let bytes = rewrite_zip(std::fs::read(path).unwrap(), change);
+    std::fs::write(path, bytes).unwrap();
 }
