@@ -7,8 +7,12 @@ reference's class and layer names (IntensityScaler `intensity_scaler`, Activatio
 CombineComplexLayer `obj`, ReassemblePatchesLayer / PadReconstructionLayer `padded_obj_2`,
 TrimReconstructionLayer `trimmed_obj`); their bodies follow the spec's formulas.
 
+`autoencoder` adds the training model's physics (§4 steps 5–10: extraction, probe, far field, the
+intensity scale, the square) and its compile (Adam 1e-3, Poisson NLL on the intensity with weight 1,
+MAE on the amplitude with weight 0, as the reference's loss weights).
+
 Used by `make_reference_bundle.py` (a `wts.h5.zip` in the reference's layout, for `ptycho import-bundle`)
-and by the CPU-speed peer benchmark.
+and by `keras_speed.py`, the CPU-speed peer benchmark.
 """
 import math
 
@@ -183,6 +187,87 @@ class TrimReconstructionLayer(layers.Layer):
         return {**super().get_config(), "output_size": self.output_size}
 
 
+@keras.saving.register_keras_serializable(package="ptycho_peer")
+class IntensityScaler_inv(IntensityScaler):
+    """exp(log_scale) · x."""
+
+    def call(self, inputs):
+        (x,) = inputs
+        return tf.math.exp(self.log_scale) * x
+
+
+@keras.saving.register_keras_serializable(package="ptycho_peer")
+class ExtractPatchesPositionLayer(layers.Layer):
+    """§5.3: per channel, the canvas translated by +rel_c and cropped to N; (B·C, N, N, 1)."""
+
+    def __init__(self, N, gridsize, **kwargs):
+        super().__init__(**kwargs)
+        self.N, self.gridsize = N, gridsize
+
+    def call(self, inputs):
+        canvas, positions = inputs
+        c = self.gridsize**2
+        shifts = tf.reshape(tf.transpose(positions[:, 0, :, :], [0, 2, 1]), [-1, 2])
+        tiled = tf.repeat(canvas, c, axis=0)
+        re = translate(tf.math.real(tiled), shifts)
+        im = translate(tf.math.imag(tiled), shifts)
+        return crop_to(tf.complex(re, im), self.N)
+
+    def get_config(self):
+        return {**super().get_config(), "N": self.N, "gridsize": self.gridsize}
+
+
+@keras.saving.register_keras_serializable(package="ptycho_peer")
+class ProbeIllumination(layers.Layer):
+    """ψ = P ⊙ patch, the probe a constant (the reference's probe is not a trained weight)."""
+
+    def __init__(self, probe=None, **kwargs):
+        super().__init__(**kwargs)
+        self.probe = tf.constant(np.asarray(probe, np.complex64)[None, :, :, None])
+
+    def call(self, x):
+        return x * self.probe
+
+
+@keras.saving.register_keras_serializable(package="ptycho_peer")
+class PadAndDiffractLayer(layers.Layer):
+    """§4.3: A = sqrt(fftshift(|FFT2 ψ|² / N²)), (B·C, N, N, 1)."""
+
+    def call(self, psi):
+        n = psi.shape[1]
+        f = tf.signal.fft2d(psi[..., 0])
+        intensity = tf.math.real(f * tf.math.conj(f)) / float(n * n)
+        return tf.sqrt(tf.signal.fftshift(intensity, axes=(1, 2)))[..., None]
+
+
+@keras.saving.register_keras_serializable(package="ptycho_peer")
+class FlatToChannelLayer(layers.Layer):
+    """(B·C, N, N, 1) → (B, N, N, C)."""
+
+    def __init__(self, N, gridsize, **kwargs):
+        super().__init__(**kwargs)
+        self.N, self.gridsize = N, gridsize
+
+    def call(self, x):
+        c = self.gridsize**2
+        x = tf.reshape(x, [-1, c, self.N, self.N])
+        return tf.transpose(x, [0, 2, 3, 1])
+
+    def get_config(self):
+        return {**super().get_config(), "N": self.N, "gridsize": self.gridsize}
+
+
+@keras.saving.register_keras_serializable(package="ptycho_peer")
+class SquareLayer(layers.Layer):
+    def call(self, x):
+        return tf.square(x)
+
+
+def negloglik(y_true, y_pred):
+    """Poisson NLL without the constant term: pred − true · log(pred) (§7)."""
+    return tf.nn.log_poisson_loss(y_true, tf.math.log(y_pred), compute_full_loss=False)
+
+
 def conv(filters, activation=None):
     return layers.Conv2D(filters, (3, 3), padding="same", activation=activation)
 
@@ -249,3 +334,27 @@ def diffraction_to_obj(cfg, log_scale):
         canvas = PadReconstructionLayer(padded_size=p, name="padded_obj_2")(obj)
     trimmed = TrimReconstructionLayer(output_size=n, name="trimmed_obj")(canvas)
     return keras.Model(inputs=[input_img, input_positions], outputs=[trimmed])
+
+
+def autoencoder(cfg, log_scale, probe):
+    """The reference's training model: [input, input_positions] → [trimmed_obj, Â, Î], compiled."""
+    to_obj = diffraction_to_obj(cfg, log_scale)
+    n, gs = cfg["N"], cfg["gridsize"]
+    input_img, input_positions = to_obj.inputs
+    canvas = to_obj.get_layer("padded_obj_2").output
+    trimmed = to_obj.outputs[0]
+    patches = ExtractPatchesPositionLayer(N=n, gridsize=gs, name="padded_objs_with_offsets")(
+        [canvas, input_positions]
+    )
+    psi = ProbeIllumination(probe=probe, name="probe_illumination")(patches)
+    amplitude = PadAndDiffractLayer(name="pred_amplitude")(psi)
+    amplitude = FlatToChannelLayer(N=n, gridsize=gs, name="pred_diff_channels")(amplitude)
+    scaled = IntensityScaler_inv(log_scale=log_scale, name="intensity_scaler_inv")([amplitude])
+    intensity = SquareLayer(name="pred_intensity")(scaled)
+    model = keras.Model([input_img, input_positions], [trimmed, scaled, intensity])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.001),
+        loss=[None, "mean_absolute_error", negloglik],
+        loss_weights=[0.0, 0.0, 1.0],
+    )
+    return model

@@ -5,6 +5,7 @@
 pub mod fft;
 pub mod io;
 pub mod physics;
+pub mod profile;
 pub mod recon;
 pub mod train;
 

@@ -17,6 +17,7 @@ use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::Backend;
 
 use super::median_seconds_per_rep;
+use super::profile::{ProfileTable, Profiled};
 use crate::model::network::glorot_init;
 use crate::model::{layers, ModelConfig, ModelKind, Op};
 use crate::physics::probe::{default_probe, normalize, DEFAULT_PROBE_SCALE};
@@ -31,6 +32,8 @@ pub struct TrainBenchConfig {
     pub quick: bool,
     /// Also run the CPU backend when the device is a GPU.
     pub compare_cpu: bool,
+    /// Also time every backend call of `steps` more steps ([`Profiled`]).
+    pub profile: bool,
 }
 
 /// Throughput of one group of convolutions: all of them, or the encoder's.
@@ -65,6 +68,8 @@ pub struct TrainBenchReport {
     pub copy_gb_per_s: f64,
     pub encoder: ConvThroughput,
     pub all_convs: ConvThroughput,
+    /// Every backend call of a training step, grouped (with `--profile`).
+    pub profile: Option<ProfileTable>,
     pub cpu: Option<Box<TrainBenchReport>>,
 }
 
@@ -321,6 +326,25 @@ pub fn run<B: Backend>(
         trainer.train_step(b, &data)?;
     }
     let step_s = start.elapsed().as_secs_f64() / config.steps as f64;
+    let profile = if config.profile {
+        progress(&format!(
+            "profiling {} training step(s), every backend call timed",
+            config.steps
+        ));
+        let profiled = Profiled::new(b);
+        let start = Instant::now();
+        for _ in 0..config.steps {
+            trainer.train_step(&profiled, &data)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        Some(
+            profiled
+                .take()
+                .table(config.steps, seconds, &layers(model)?),
+        )
+    } else {
+        None
+    };
     let samples_per_s = config.batch_size as f64 / step_s;
     let conv_gflop_per_sample =
         (all_convs.forward_gflop + all_convs.backward_gflop) / config.batch_size as f64;
@@ -354,6 +378,7 @@ pub fn run<B: Backend>(
         copy_gb_per_s,
         encoder,
         all_convs,
+        profile,
         cpu,
     })
 }
@@ -387,6 +412,10 @@ impl TrainBenchReport {
             self.step_conv_gflops_per_s,
             100.0 * self.step_conv_gflops_per_s / self.fma_peak_gflops_per_s
         );
+        if let Some(profile) = &self.profile {
+            out.push_str("  per-op profile of a training step:\n");
+            out.push_str(&profile.to_text());
+        }
         if let Some(cpu) = &self.cpu {
             out.push_str(&cpu.to_text());
             out.push_str(&format!(

@@ -187,6 +187,10 @@ enum BenchCommand {
         /// Skip the CPU backend's run when the device is a GPU.
         #[arg(long)]
         no_cpu: bool,
+        /// Also profile: time every backend call of --steps more steps (convolutions per layer,
+        /// forward and both gradients; physics, loss, optimizer, transfers; host time between calls).
+        #[arg(long)]
+        profile: bool,
         /// The GPU's convolution kernels: chosen by the adapter type, the shared-memory tiles meant
         /// for GPUs, or the lanes meant for CPU-type adapters.
         #[arg(long, value_enum, default_value_t = ConvKernelsArg::Auto)]
@@ -401,6 +405,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     steps,
                     quick,
                     no_cpu,
+                    profile,
                     conv_kernels,
                     json,
                     device,
@@ -425,6 +430,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 steps,
                 quick,
                 compare_cpu: !no_cpu,
+                profile,
             };
             let report = with_backend!(backend, backend => crate::bench::train::run(&backend, &config, &mut |line| eprintln!("{line}")))?;
             if json {

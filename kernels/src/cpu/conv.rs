@@ -19,6 +19,9 @@ const PIXELS: usize = 4;
 const LANES: usize = 16;
 /// Input channels per register tile of the kernel gradient.
 const CIN_TILE: usize = 4;
+/// From this many pixels per image on, the kernel gradient is summed image by image (measured on
+/// the PtychoPINN layers: faster from 32 x 32 up, slower below).
+const PER_IMAGE_PIXELS: usize = 1024;
 
 fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
@@ -253,17 +256,18 @@ fn backward_input_with(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32], avx2:
 
 type KernelGradTile = [[[f32; LANES]; CIN_TILE]; TAPS];
 
-/// The kernel gradient of one tile of CIN_TILE input × LANES output channels, all taps, summed over
-/// the pixels of each image row and then over rows in (b, y) order.
+/// The kernel gradient of one tile of CIN_TILE input × LANES output channels, all taps, over the
+/// rows of `images`: summed over the pixels of each row and then over the rows in order.
 fn kernel_grad_tile(
     g: &ConvGeometry,
     x: &Bordered,
     grad_out: &[f32],
     cout_padded: usize,
     (ci0, co0): (usize, usize),
+    images: std::ops::Range<usize>,
 ) -> KernelGradTile {
     let mut total = [[[0f32; LANES]; CIN_TILE]; TAPS];
-    for row in 0..g.batch * g.h {
+    for row in images.start * g.h..images.end * g.h {
         let (b, y) = (row / g.h, row % g.h);
         for (tap, total_tap) in total.iter_mut().enumerate() {
             let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
@@ -294,10 +298,11 @@ fn kernel_grad_tile_avx2(
     grad_out: &[f32],
     cout_padded: usize,
     (ci0, co0): (usize, usize),
+    images: std::ops::Range<usize>,
 ) -> KernelGradTile {
     use std::arch::x86_64::*;
     let mut total = [[[0f32; LANES]; CIN_TILE]; TAPS];
-    for row in 0..g.batch * g.h {
+    for row in images.start * g.h..images.end * g.h {
         let (b, y) = (row / g.h, row % g.h);
         let go_row = &grad_out[row * g.w * cout_padded..(row + 1) * g.w * cout_padded];
         for (tap, total_tap) in total.iter_mut().enumerate() {
@@ -359,27 +364,50 @@ fn backward_params_with(
         .step_by(CIN_TILE)
         .flat_map(|ci0| (0..cout_padded).step_by(LANES).map(move |co0| (ci0, co0)))
         .collect();
-    let grads: Vec<_> = tiles
-        .par_iter()
-        .map(|&(ci0, co0)| {
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU was just checked for AVX2 and FMA.
-                return unsafe { kernel_grad_tile_avx2(g, &src, &go, cout_padded, (ci0, co0)) };
-            }
-            let _ = avx2;
-            kernel_grad_tile(g, &src, &go, cout_padded, (ci0, co0))
-        })
-        .collect();
-
-    let mut gk = vec![0f32; TAPS * cin * cout];
-    for (&(ci0, co0), tile) in tiles.iter().zip(&grads) {
+    let tile_of = |tile: (usize, usize), images: std::ops::Range<usize>| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU was checked for AVX2 and FMA.
+            return unsafe { kernel_grad_tile_avx2(g, &src, &go, cout_padded, tile, images) };
+        }
+        let _ = avx2;
+        kernel_grad_tile(g, &src, &go, cout_padded, tile, images)
+    };
+    let scatter = |gk: &mut [f32], (ci0, co0): (usize, usize), tile: &KernelGradTile| {
         for (tap, tile_tap) in tile.iter().enumerate() {
             for (i, row) in tile_tap.iter().enumerate().take(cin.saturating_sub(ci0)) {
-                for (o, v) in row.iter().enumerate().take(cout.saturating_sub(co0)) {
-                    gk[(tap * cin + ci0 + i) * cout + co0 + o] = *v;
-                }
+                let at = (tap * cin + ci0 + i) * cout + co0;
+                let n = cout.saturating_sub(co0).min(LANES);
+                gk[at..at + n].copy_from_slice(&row[..n]);
             }
+        }
+    };
+    let mut gk = vec![0f32; TAPS * cin * cout];
+    if g.h * g.w >= PER_IMAGE_PIXELS {
+        // Large images: one partial gradient per image, its tiles computed while the image is in
+        // cache, the partials summed in image order (so the result does not depend on the thread
+        // count).
+        let partials: Vec<Vec<f32>> = (0..g.batch)
+            .into_par_iter()
+            .map(|image| {
+                let mut partial = vec![0f32; TAPS * cin * cout];
+                for &tile in &tiles {
+                    scatter(&mut partial, tile, &tile_of(tile, image..image + 1));
+                }
+                partial
+            })
+            .collect();
+        for partial in &partials {
+            gk.iter_mut().zip(partial).for_each(|(a, v)| *a += v);
+        }
+    } else {
+        // Small images: each tile over the whole batch, tiles on the threads.
+        let grads: Vec<KernelGradTile> = tiles
+            .par_iter()
+            .map(|&tile| tile_of(tile, 0..g.batch))
+            .collect();
+        for (&tile, grad) in tiles.iter().zip(&grads) {
+            scatter(&mut gk, tile, grad);
         }
     }
     let mut gb = vec![0f32; cout];

@@ -1,4 +1,5 @@
-//! CPU twin of shaders/layers.wgsl: the same index arithmetic, one output element at a time.
+//! CPU twin of shaders/layers.wgsl: the same index arithmetic, one output element at a time, except
+//! pooling and upsampling, which go a pixel's channel slice at a time.
 
 use rayon::prelude::*;
 
@@ -37,53 +38,104 @@ pub(super) fn activation_backward(kind: Activation, x: &[f32], g: &[f32]) -> Vec
         .collect()
 }
 
-/// The four window values of pooled output (b, oy, ox, ch) of input d.
-fn window(d: &Nhwc, x: &[f32], b: usize, oy: usize, ox: usize, ch: usize) -> [f32; 4] {
-    let base = ((b * d.h + 2 * oy) * d.w + 2 * ox) * d.c + ch;
-    let row = d.w * d.c;
-    [x[base], x[base + d.c], x[base + row], x[base + row + d.c]]
+// Pooling and upsampling work on whole pixels: NHWC keeps a pixel's channels contiguous, so each
+// step is a loop over one channel slice, which the compiler vectorises, and rows go to threads.
+
+/// Where the four pixels of pooling window `ox` start in a pair of rows of `row` floats.
+fn window_offsets(row: usize, ox: usize, c: usize) -> [usize; 4] {
+    [
+        2 * ox * c,
+        (2 * ox + 1) * c,
+        row + 2 * ox * c,
+        row + (2 * ox + 1) * c,
+    ]
+}
+
+/// The channel slices of pooling window `ox` in a pair of rows.
+fn window(rows: &[f32], row: usize, ox: usize, c: usize) -> [&[f32]; 4] {
+    window_offsets(row, ox, c).map(|o| &rows[o..o + c])
+}
+
+/// The first of the four window slices (row-major order) holding the largest value, per channel:
+/// the window element a max pool passes on, as the shader picks it.
+fn argmax4(v: [&[f32]; 4], ch: usize) -> usize {
+    (1..4).fold(0, |best, k| if v[k][ch] > v[best][ch] { k } else { best })
 }
 
 pub(super) fn max_pool(d: &Nhwc, x: &[f32]) -> Vec<f32> {
-    let (oh, ow) = (d.h / 2, d.w / 2);
-    generate(d.b * oh * ow * d.c, |i| {
-        let (ox, oy, b, ch) = nhwc(i, ow, oh, d.c);
-        window(d, x, b, oy, ox, ch)
-            .into_iter()
-            .fold(f32::NEG_INFINITY, f32::max)
-    })
+    let (oh, ow, c) = (d.h / 2, d.w / 2, d.c);
+    let mut out = vec![0f32; d.b * oh * ow * c];
+    out.par_chunks_mut(ow * c)
+        .enumerate()
+        .for_each(|(row, out_row)| {
+            let (b, oy) = (row / oh, row % oh);
+            let x_rows = &x[(b * d.h + 2 * oy) * d.w * c..][..2 * d.w * c];
+            for (ox, o) in out_row.chunks_exact_mut(c).enumerate() {
+                let v = window(x_rows, d.w * c, ox, c);
+                for ch in 0..c {
+                    o[ch] = v.iter().map(|s| s[ch]).fold(f32::NEG_INFINITY, f32::max);
+                }
+            }
+        });
+    out
 }
 
 pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
-    let (oh, ow) = (d.h / 2, d.w / 2);
-    generate(d.b * d.h * d.w * d.c, |i| {
-        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
-        let v = window(d, x, b, yy / 2, xx / 2, ch);
-        let best = (1..4).fold(0, |best, k| if v[k] > v[best] { k } else { best });
-        if best == (yy % 2) * 2 + xx % 2 {
-            g[((b * oh + yy / 2) * ow + xx / 2) * d.c + ch]
-        } else {
-            0.0
-        }
-    })
+    let (oh, ow, c) = (d.h / 2, d.w / 2, d.c);
+    let row = d.w * c;
+    let mut out = vec![0f32; d.b * d.h * row];
+    // One chunk per pair of input rows, the rows of one pooled output row.
+    out.par_chunks_mut(2 * row)
+        .enumerate()
+        .for_each(|(pair, out_rows)| {
+            let (b, oy) = (pair / oh, pair % oh);
+            let x_rows = &x[(b * d.h + 2 * oy) * row..][..2 * row];
+            let g_row = &g[(b * oh + oy) * ow * c..][..ow * c];
+            for ox in 0..ow {
+                let v = window(x_rows, row, ox, c);
+                for ch in 0..c {
+                    out_rows[window_offsets(row, ox, c)[argmax4(v, ch)] + ch] = g_row[ox * c + ch];
+                }
+            }
+        });
+    out
 }
 
 pub(super) fn upsample(d: &Nhwc, x: &[f32]) -> Vec<f32> {
-    generate(d.b * 4 * d.h * d.w * d.c, |i| {
-        let (xx, yy, b, ch) = nhwc(i, 2 * d.w, 2 * d.h, d.c);
-        x[((b * d.h + yy / 2) * d.w + xx / 2) * d.c + ch]
-    })
+    let c = d.c;
+    let out_row = 2 * d.w * c;
+    let mut out = vec![0f32; d.b * 2 * d.h * out_row];
+    out.par_chunks_mut(out_row)
+        .enumerate()
+        .for_each(|(row, o)| {
+            let (b, yy) = (row / (2 * d.h), row % (2 * d.h));
+            let src = &x[(b * d.h + yy / 2) * d.w * c..][..d.w * c];
+            for (xx, pixel) in o.chunks_exact_mut(c).enumerate() {
+                pixel.copy_from_slice(&src[(xx / 2) * c..][..c]);
+            }
+        });
+    out
 }
 
 /// d: the upsampling input's size; g is (B, 2H, 2W, C).
 pub(super) fn upsample_backward(d: &Nhwc, g: &[f32]) -> Vec<f32> {
-    generate(d.b * d.h * d.w * d.c, |i| {
-        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
-        let w2 = 2 * d.w;
-        let base = ((b * 2 * d.h + 2 * yy) * w2 + 2 * xx) * d.c + ch;
-        let row = w2 * d.c;
-        g[base] + g[base + d.c] + g[base + row] + g[base + row + d.c]
-    })
+    let c = d.c;
+    let g_row = 2 * d.w * c;
+    let mut out = vec![0f32; d.b * d.h * d.w * c];
+    out.par_chunks_mut(d.w * c)
+        .enumerate()
+        .for_each(|(row, o)| {
+            let (b, y) = (row / d.h, row % d.h);
+            let top = &g[(b * 2 * d.h + 2 * y) * g_row..][..g_row];
+            let bottom = &g[(b * 2 * d.h + 2 * y + 1) * g_row..][..g_row];
+            for (xx, pixel) in o.chunks_exact_mut(c).enumerate() {
+                let (l, r) = (2 * xx * c, (2 * xx + 1) * c);
+                for ch in 0..c {
+                    pixel[ch] = top[l + ch] + top[r + ch] + bottom[l + ch] + bottom[r + ch];
+                }
+            }
+        });
+    out
 }
 
 pub(super) fn slice_channels(d: &Nhwc, x: &[f32], start: usize, count: usize) -> Vec<f32> {
