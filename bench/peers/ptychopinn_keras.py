@@ -46,7 +46,7 @@ def translate(images, shifts):
     transforms = tf.stack(
         [ones, zeros, -shifts[:, 0], zeros, ones, -shifts[:, 1], zeros, zeros], axis=1
     )
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    out = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
@@ -54,6 +54,8 @@ def translate(images, shifts):
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
+    out.set_shape(images.shape)
+    return out
 
 
 def pad_to(x, p):

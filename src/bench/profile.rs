@@ -190,6 +190,16 @@ pub struct ProfileTable {
     pub host_ms: f64,
 }
 
+/// A group's running totals: part, calls, seconds, FLOP, bytes.
+#[derive(Default)]
+struct Totals {
+    part: &'static str,
+    calls: f64,
+    seconds: f64,
+    flops: f64,
+    bytes: f64,
+}
+
 /// What one profiled run recorded.
 pub struct Profile {
     calls: Vec<Call>,
@@ -217,8 +227,7 @@ impl Profile {
                 format!("{geometry}: {}", found.join(", "))
             }
         };
-        let mut groups: BTreeMap<(u8, String), (&'static str, f64, f64, f64, f64)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(u8, String), Totals> = BTreeMap::new();
         for c in &self.calls {
             let (order, part, what) = match c.op {
                 "conv forward" => (0, c.op, names(&c.geometry)),
@@ -226,28 +235,25 @@ impl Profile {
                 "conv kernel grad" => (2, c.op, names(&c.geometry)),
                 op => (3, "other", family(op).to_string()),
             };
-            let g = groups
-                .entry((order, what))
-                .or_insert((part, 0.0, 0.0, 0.0, 0.0));
-            g.1 += 1.0;
-            g.2 += c.seconds;
-            g.3 += c.flops;
-            g.4 += c.bytes;
+            let t = groups.entry((order, what)).or_default();
+            t.part = part;
+            t.calls += 1.0;
+            t.seconds += c.seconds;
+            t.flops += c.flops;
+            t.bytes += c.bytes;
         }
         let per = repeats.max(1) as f64;
         let mut rows: Vec<ProfileRow> = groups
             .into_iter()
-            .map(
-                |((_, what), (part, calls, secs, flops, bytes))| ProfileRow {
-                    part,
-                    what,
-                    calls: calls / per,
-                    ms: 1e3 * secs / per,
-                    share: secs / seconds,
-                    gflops_per_s: (flops > 0.0).then(|| flops / secs / 1e9),
-                    gb_per_s: (flops == 0.0 && bytes > 0.0).then(|| bytes / secs / 1e9),
-                },
-            )
+            .map(|((_, what), t)| ProfileRow {
+                part: t.part,
+                what,
+                calls: t.calls / per,
+                ms: 1e3 * t.seconds / per,
+                share: t.seconds / seconds,
+                gflops_per_s: (t.flops > 0.0).then(|| t.flops / t.seconds / 1e9),
+                gb_per_s: (t.flops == 0.0 && t.bytes > 0.0).then(|| t.bytes / t.seconds / 1e9),
+            })
             .collect();
         rows.sort_by(|a, b| {
             (a.part == "other")
