@@ -3,6 +3,7 @@
 //! software devices say little.
 
 pub mod fft;
+pub mod infer;
 pub mod io;
 pub mod physics;
 pub mod profile;

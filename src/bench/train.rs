@@ -178,12 +178,11 @@ fn throughput(
 
 /// A synthetic batch: diffraction-like patterns normalised as §3.4, plus-shaped groups at gridsize 2,
 /// targets s·X (the PINN) or smooth labels (the baseline).
-fn batch<B: Backend>(
-    b: &B,
-    model: &ModelConfig,
-    size: usize,
-    s: f32,
-) -> Result<Batch<B::Storage>, BenchError> {
+/// Synthetic diffraction for `groups` samples of `model`: a centred Gaussian and noise, normalised so
+/// that mean Σ X² = (N/2)² as the reference's data (B, C, N, N), and each channel's offset from its
+/// group centroid, (0, ±4) and (±4, 0) at gridsize 2 (B·C). `bench/peers/keras_speed.py` feeds its
+/// peer the same.
+pub fn synthetic_diffraction(model: &ModelConfig, groups: usize) -> (Vec<f32>, Vec<[f32; 2]>) {
     let n = model.n;
     let c = match model.kind {
         ModelKind::Pinn => model.channels(),
@@ -191,23 +190,36 @@ fn batch<B: Backend>(
     };
     let mut rng = SplitMix64::new(11);
     let half = n as f32 / 2.0;
-    let mut x: Vec<f32> = (0..size * c * n * n)
+    let mut x: Vec<f32> = (0..groups * c * n * n)
         .map(|i| {
             let (r, col) = ((i / n) % n, i % n);
             let d2 = ((r as f32 - half).powi(2) + (col as f32 - half).powi(2)) / (n as f32);
             (-d2).exp() + 0.05 * (1.0 + rng.next_symmetric_f32())
         })
         .collect();
-    let energy: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / (size * c) as f64;
+    let energy: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / (groups * c) as f64;
     let alpha = ((half as f64).powi(2) / energy).sqrt() as f32;
     x.iter_mut().for_each(|v| *v *= alpha);
+    let ring: [[f32; 2]; 4] = [[0.0, 4.0], [0.0, -4.0], [4.0, 0.0], [-4.0, 0.0]];
+    let offsets = (0..groups * c)
+        .map(|k| if c == 1 { [0.0, 0.0] } else { ring[k % 4] })
+        .collect();
+    (x, offsets)
+}
+
+fn batch<B: Backend>(
+    b: &B,
+    model: &ModelConfig,
+    size: usize,
+    s: f32,
+) -> Result<Batch<B::Storage>, BenchError> {
+    let n = model.n;
+    let (x, offsets) = synthetic_diffraction(model, size);
+    let c = x.len() / (size * n * n);
     let shape = [size, c, n, n];
     let targets = match model.kind {
         ModelKind::Pinn => {
-            let offsets: [[f32; 2]; 4] = [[0.0, 4.0], [0.0, -4.0], [4.0, 0.0], [-4.0, 0.0]];
-            let relative: Vec<f32> = (0..size * c)
-                .flat_map(|k| if c == 1 { [0.0, 0.0] } else { offsets[k % 4] })
-                .collect();
+            let relative: Vec<f32> = offsets.iter().flatten().copied().collect();
             let amplitude: Vec<f32> = x.iter().map(|v| s * v).collect();
             Targets::Physics {
                 relative: b.upload_f32(&[size * c, 2], &relative)?,

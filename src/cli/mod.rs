@@ -159,6 +159,33 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The PINN's diffraction_to_obj over a synthetic scan in batches (the reference's predict):
+    /// patterns/s, and with --profile every backend call timed.
+    Infer {
+        /// Patch size N: 64, 128 or 256.
+        #[arg(long, default_value_t = 64)]
+        n: usize,
+        #[arg(long, default_value_t = 1)]
+        gridsize: usize,
+        #[arg(long, default_value_t = 2)]
+        n_filters_scale: usize,
+        #[arg(long)]
+        probe_big: bool,
+        /// Groups in the scan (the study's test split has 607 patterns).
+        #[arg(long, default_value_t = 607)]
+        groups: usize,
+        /// Groups per batch (Keras's predict default).
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Also time every backend call of one more pass.
+        #[arg(long)]
+        profile: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Training steps, every convolution of the network timed alone against the FLOP counts of the
     /// layer table, and the adapter's FP32 FMA peak measured in the same run.
     Train {
@@ -386,6 +413,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 quick,
             };
             let report = with_backend!(device.open()?, backend => crate::bench::physics::run(&backend, &config))?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", report.to_text());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Infer {
+                    n,
+                    gridsize,
+                    n_filters_scale,
+                    probe_big,
+                    groups,
+                    batch_size,
+                    profile,
+                    json,
+                    device,
+                },
+        } => {
+            let config = crate::bench::infer::InferBenchConfig {
+                model: crate::model::ModelConfig {
+                    n_filters_scale,
+                    probe_big,
+                    ..crate::model::ModelConfig::pinn(n, gridsize)
+                },
+                groups,
+                batch_size,
+                profile,
+            };
+            let report = with_backend!(device.open()?, backend => crate::bench::infer::run(&backend, &config))?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
