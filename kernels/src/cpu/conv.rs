@@ -4,9 +4,12 @@
 //! of the output gradient with the kernel flipped in space and transposed in channels. Every sum runs
 //! in a fixed order, so results do not depend on the thread count.
 //!
-//! The tiles are written as fixed-size array loops that LLVM vectorises; on x86-64 with AVX2 the same
-//! code is compiled a second time with that feature enabled and chosen at run time, because the
-//! default target (SSE2, 4 lanes) has too few registers to hold a tile.
+//! The portable tiles are fixed-size array loops that LLVM vectorises. On x86-64 the tiles are also
+//! written with AVX2 and with AVX-512 intrinsics and chosen at run time: AVX-512 (32 registers of 16
+//! floats: 8 pixels × 32 channels, or 8 × 32 channels of the kernel gradient) for outputs of 32
+//! channels or more where the CPU has it, else AVX2 (4 × 16). The default target (SSE2, 4 lanes) has
+//! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
+//! summed image by image, each image's tiles computed while it is in cache.
 
 use rayon::prelude::*;
 
@@ -17,8 +20,12 @@ const TAPS: usize = KERNEL_SIZE * KERNEL_SIZE;
 const PIXELS: usize = 4;
 /// Output channels per register tile (two AVX2 vectors).
 const LANES: usize = 16;
-/// Input channels per register tile of the kernel gradient.
+/// The AVX-512 tile: output pixels along a row, and output channels (two 16-float vectors).
+const PIXELS_512: usize = 8;
+const LANES_512: usize = 32;
+/// Input channels per register tile of the kernel gradient (AVX2, AVX-512).
 const CIN_TILE: usize = 4;
+const CIN_TILE_512: usize = 8;
 /// From this many pixels per image on, the kernel gradient is summed image by image (measured on
 /// the PtychoPINN layers: faster from 32 x 32 up, slower below).
 const PER_IMAGE_PIXELS: usize = 1024;
@@ -41,7 +48,7 @@ impl Bordered {
     fn new(g: &ConvGeometry, src: &[f32], c: usize, channel_multiple: usize) -> Self {
         let (h, w, cp) = (
             g.h + 2,
-            round_up(g.w, PIXELS) + 2,
+            round_up(g.w, PIXELS_512) + 2,
             round_up(c, channel_multiple),
         );
         let mut data = vec![0f32; g.batch * h * w * cp];
@@ -75,9 +82,9 @@ struct Packed {
 
 /// `flip` gives the input gradient's kernel: tap 8 − t and channels transposed, so it maps the
 /// forward's cout channels to its cin.
-fn packed_kernel(kernel: &[f32], cin: usize, cout: usize, flip: bool) -> Packed {
+fn packed_kernel(kernel: &[f32], cin: usize, cout: usize, flip: bool, lanes: usize) -> Packed {
     let (rows, cols) = if flip { (cout, cin) } else { (cin, cout) };
-    let padded = round_up(cols, LANES);
+    let padded = round_up(cols, lanes);
     let mut packed = vec![0f32; TAPS * rows * padded];
     for tap in 0..TAPS {
         for i in 0..cin {
@@ -195,6 +202,83 @@ fn conv_row_avx2(
     }
 }
 
+/// conv_row with AVX-512: 8 pixels × 32 channels in 16 of the 32 vector registers, so each kernel
+/// vector loaded serves 8 multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn conv_row_avx512(
+    src: &Bordered,
+    kernel: &Packed,
+    bias: Option<&[f32]>,
+    (b, y): (usize, usize),
+    out_row: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let Packed {
+        rows, cols, padded, ..
+    } = *kernel;
+    let width = out_row.len() / cols;
+    for x0 in (0..width).step_by(PIXELS_512) {
+        for c0 in (0..padded).step_by(LANES_512) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; PIXELS_512];
+            for tap in 0..TAPS {
+                let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
+                let base = src.pixel(b, y + ky, x0 + kx);
+                let pixels = &src.data[base..base + (PIXELS_512 - 1) * src.c + rows];
+                let taps = &kernel.data[tap * rows * padded..(tap + 1) * rows * padded];
+                for r in 0..rows {
+                    let k = &taps[r * padded + c0..r * padded + c0 + LANES_512];
+                    // SAFETY: k holds LANES_512 floats and pixels p·c + r < pixels.len() for
+                    // p < PIXELS_512 (the bordered rows are padded to a multiple of PIXELS_512).
+                    unsafe {
+                        let k0 = _mm512_loadu_ps(k.as_ptr());
+                        let k1 = _mm512_loadu_ps(k.as_ptr().add(16));
+                        for (p, acc_p) in acc.iter_mut().enumerate() {
+                            let v = _mm512_set1_ps(*pixels.get_unchecked(p * src.c + r));
+                            acc_p[0] = _mm512_fmadd_ps(v, k0, acc_p[0]);
+                            acc_p[1] = _mm512_fmadd_ps(v, k1, acc_p[1]);
+                        }
+                    }
+                }
+            }
+            for (p, acc_p) in acc.iter().enumerate().take(width.saturating_sub(x0)) {
+                let mut lanes = [0f32; LANES_512];
+                // SAFETY: lanes holds 2 × 16 floats.
+                unsafe {
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc_p[0]);
+                    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), acc_p[1]);
+                }
+                let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
+                for (c, a) in lanes.iter().enumerate().take(cols.saturating_sub(c0)) {
+                    o[c0 + c] = a + bias.map_or(0.0, |bias| bias[c0 + c]);
+                }
+            }
+        }
+    }
+}
+
+/// The vector path a convolution takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+/// AVX-512 where the CPU has it and the output has at least 32 channels (fewer would leave most
+/// lanes idle), else AVX2 where the CPU has it.
+fn path_for(cols: usize) -> Path {
+    #[cfg(target_arch = "x86_64")]
+    if cols >= LANES_512 && std::is_x86_feature_detected!("avx512f") {
+        return Path::Avx512;
+    }
+    if has_avx2() {
+        Path::Avx2
+    } else {
+        Path::Portable
+    }
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -206,13 +290,13 @@ fn has_avx2() -> bool {
     }
 }
 
-/// out (B, H, W, cols) from the bordered source and a packed kernel.
+/// out (B, H, W, cols) from the bordered source and a kernel packed for `path`.
 fn convolve(
     g: &ConvGeometry,
     src: &Bordered,
     kernel: &Packed,
     bias: Option<&[f32]>,
-    avx2: bool,
+    path: Path,
 ) -> Vec<f32> {
     let cols = kernel.cols;
     let mut out = vec![0f32; g.pixels() * cols];
@@ -220,38 +304,46 @@ fn convolve(
         .enumerate()
         .for_each(|(row, out_row)| {
             let row = (row / g.h, row % g.h);
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU was just checked for AVX2 and FMA.
-                unsafe { conv_row_avx2(src, kernel, bias, row, out_row) };
-                return;
+            match path {
+                // SAFETY: path_for checked the CPU for these features.
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx512 => unsafe { conv_row_avx512(src, kernel, bias, row, out_row) },
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2 => unsafe { conv_row_avx2(src, kernel, bias, row, out_row) },
+                _ => conv_row(src, kernel, bias, row, out_row),
             }
-            let _ = avx2;
-            conv_row(src, kernel, bias, row, out_row)
         });
     out
 }
 
-/// out (B, H, W, Cout) = bias + Σ in ⋆ kernel.
-pub(super) fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
-    forward_with(g, x, kernel, bias, has_avx2())
+fn lanes_of(path: Path) -> usize {
+    if path == Path::Avx512 {
+        LANES_512
+    } else {
+        LANES
+    }
 }
 
-fn forward_with(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32], avx2: bool) -> Vec<f32> {
+/// out (B, H, W, Cout) = bias + Σ in ⋆ kernel.
+pub(super) fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
+    forward_with(g, x, kernel, bias, path_for(g.cout))
+}
+
+fn forward_with(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32], path: Path) -> Vec<f32> {
     let src = Bordered::new(g, x, g.cin, 1);
-    let packed = packed_kernel(kernel, g.cin, g.cout, false);
-    convolve(g, &src, &packed, Some(bias), avx2)
+    let packed = packed_kernel(kernel, g.cin, g.cout, false, lanes_of(path));
+    convolve(g, &src, &packed, Some(bias), path)
 }
 
 /// ∂L/∂in (B, H, W, Cin) from ∂L/∂out (B, H, W, Cout).
 pub(super) fn backward_input(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32]) -> Vec<f32> {
-    backward_input_with(g, grad_out, kernel, has_avx2())
+    backward_input_with(g, grad_out, kernel, path_for(g.cin))
 }
 
-fn backward_input_with(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32], avx2: bool) -> Vec<f32> {
+fn backward_input_with(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32], path: Path) -> Vec<f32> {
     let src = Bordered::new(g, grad_out, g.cout, 1);
-    let packed = packed_kernel(kernel, g.cin, g.cout, true);
-    convolve(g, &src, &packed, None, avx2)
+    let packed = packed_kernel(kernel, g.cin, g.cout, true, lanes_of(path));
+    convolve(g, &src, &packed, None, path)
 }
 
 type KernelGradTile = [[[f32; LANES]; CIN_TILE]; TAPS];
@@ -337,47 +429,114 @@ fn kernel_grad_tile_avx2(
     total
 }
 
+type KernelGradTile512 = [[[f32; LANES_512]; CIN_TILE_512]; TAPS];
+
+/// kernel_grad_tile with AVX-512: CIN_TILE_512 input × 32 output channels in 16 vector registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn kernel_grad_tile_avx512(
+    g: &ConvGeometry,
+    x: &Bordered,
+    grad_out: &[f32],
+    cout_padded: usize,
+    (ci0, co0): (usize, usize),
+    images: std::ops::Range<usize>,
+) -> KernelGradTile512 {
+    use std::arch::x86_64::*;
+    let mut total = [[[0f32; LANES_512]; CIN_TILE_512]; TAPS];
+    for row in images.start * g.h..images.end * g.h {
+        let (b, y) = (row / g.h, row % g.h);
+        let go_row = &grad_out[row * g.w * cout_padded..(row + 1) * g.w * cout_padded];
+        for (tap, total_tap) in total.iter_mut().enumerate() {
+            let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
+            let base = x.pixel(b, y + ky, kx) + ci0;
+            let x_row = &x.data[base..base + (g.w - 1) * x.c + CIN_TILE_512];
+            let mut acc = [[_mm512_setzero_ps(); 2]; CIN_TILE_512];
+            for xx in 0..g.w {
+                let go = &go_row[xx * cout_padded + co0..xx * cout_padded + co0 + LANES_512];
+                // SAFETY: go holds LANES_512 floats; xx·c + i < x_row.len() for i < CIN_TILE_512.
+                unsafe {
+                    let g0 = _mm512_loadu_ps(go.as_ptr());
+                    let g1 = _mm512_loadu_ps(go.as_ptr().add(16));
+                    for (i, acc_i) in acc.iter_mut().enumerate() {
+                        let v = _mm512_set1_ps(*x_row.get_unchecked(xx * x.c + i));
+                        acc_i[0] = _mm512_fmadd_ps(v, g0, acc_i[0]);
+                        acc_i[1] = _mm512_fmadd_ps(v, g1, acc_i[1]);
+                    }
+                }
+            }
+            for (t, a) in total_tap.iter_mut().zip(&acc) {
+                let mut lanes = [0f32; LANES_512];
+                // SAFETY: lanes holds 2 × 16 floats.
+                unsafe {
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), a[0]);
+                    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), a[1]);
+                }
+                t.iter_mut().zip(&lanes).for_each(|(tv, av)| *tv += av);
+            }
+        }
+    }
+    total
+}
+
 /// (∂L/∂kernel (3, 3, Cin, Cout), ∂L/∂bias (Cout)).
 pub(super) fn backward_params(
     g: &ConvGeometry,
     x: &[f32],
     grad_out: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    backward_params_with(g, x, grad_out, has_avx2())
+    backward_params_with(g, x, grad_out, true)
 }
 
 fn backward_params_with(
     g: &ConvGeometry,
     x: &[f32],
     grad_out: &[f32],
-    avx2: bool,
+    vector: bool,
 ) -> (Vec<f32>, Vec<f32>) {
     let (cin, cout) = (g.cin, g.cout);
-    let src = Bordered::new(g, x, cin, CIN_TILE);
-    let cout_padded = round_up(cout, LANES);
+    // The tile: input × output channels (the AVX-512 one where the CPU has it and cout is wide).
+    let wide = vector && path_for(cout) == Path::Avx512;
+    let (cin_tile, lanes) = if wide {
+        (CIN_TILE_512, LANES_512)
+    } else {
+        (CIN_TILE, LANES)
+    };
+    let src = Bordered::new(g, x, cin, cin_tile);
+    let cout_padded = round_up(cout, lanes);
     let mut go = vec![0f32; g.pixels() * cout_padded];
     go.par_chunks_mut(cout_padded)
         .zip(grad_out.par_chunks(cout))
         .for_each(|(to, from)| to[..cout].copy_from_slice(from));
 
     let tiles: Vec<(usize, usize)> = (0..src.c)
-        .step_by(CIN_TILE)
-        .flat_map(|ci0| (0..cout_padded).step_by(LANES).map(move |co0| (ci0, co0)))
+        .step_by(cin_tile)
+        .flat_map(|ci0| (0..cout_padded).step_by(lanes).map(move |co0| (ci0, co0)))
         .collect();
-    let tile_of = |tile: (usize, usize), images: std::ops::Range<usize>| {
+    // A tile's gradient, flat as (tap, input channel of the tile, output lane).
+    let tile_of = |tile: (usize, usize), images: std::ops::Range<usize>| -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
+        if wide {
+            // SAFETY: path_for checked the CPU for AVX-512.
+            let t = unsafe { kernel_grad_tile_avx512(g, &src, &go, cout_padded, tile, images) };
+            return t.as_flattened().as_flattened().to_vec();
+        } else if vector && has_avx2() {
             // SAFETY: the CPU was checked for AVX2 and FMA.
-            return unsafe { kernel_grad_tile_avx2(g, &src, &go, cout_padded, tile, images) };
+            let t = unsafe { kernel_grad_tile_avx2(g, &src, &go, cout_padded, tile, images) };
+            return t.as_flattened().as_flattened().to_vec();
         }
-        let _ = avx2;
-        kernel_grad_tile(g, &src, &go, cout_padded, tile, images)
+        let t = kernel_grad_tile(g, &src, &go, cout_padded, tile, images);
+        t.as_flattened().as_flattened().to_vec()
     };
-    let scatter = |gk: &mut [f32], (ci0, co0): (usize, usize), tile: &KernelGradTile| {
-        for (tap, tile_tap) in tile.iter().enumerate() {
-            for (i, row) in tile_tap.iter().enumerate().take(cin.saturating_sub(ci0)) {
+    let scatter = |gk: &mut [f32], (ci0, co0): (usize, usize), tile: &[f32]| {
+        for (tap, tile_tap) in tile.chunks_exact(cin_tile * lanes).enumerate() {
+            for (i, row) in tile_tap
+                .chunks_exact(lanes)
+                .enumerate()
+                .take(cin.saturating_sub(ci0))
+            {
                 let at = (tap * cin + ci0 + i) * cout + co0;
-                let n = cout.saturating_sub(co0).min(LANES);
+                let n = cout.saturating_sub(co0).min(lanes);
                 gk[at..at + n].copy_from_slice(&row[..n]);
             }
         }
@@ -402,7 +561,7 @@ fn backward_params_with(
         }
     } else {
         // Small images: each tile over the whole batch, tiles on the threads.
-        let grads: Vec<KernelGradTile> = tiles
+        let grads: Vec<Vec<f32>> = tiles
             .par_iter()
             .map(|&tile| tile_of(tile, 0..g.batch))
             .collect();
@@ -422,43 +581,52 @@ mod tests {
     use super::*;
     use crate::rng::SplitMix64;
 
-    /// The portable tiles and the AVX2 tiles give the same sums up to rounding (the AVX2 path fuses
-    /// multiply and add). Sizes cross the pixel and lane tiles.
+    /// The portable tiles and the AVX2 and AVX-512 tiles (those this CPU has) give the same sums up
+    /// to rounding (the vector paths fuse multiply and add). Sizes cross the pixel and lane tiles of
+    /// every path, and the kernel gradient is taken both image by image and over the whole batch.
     #[test]
-    fn portable_and_avx2_paths_agree() {
-        if !has_avx2() {
-            eprintln!("skipped: this CPU has no AVX2/FMA path to compare");
+    fn portable_and_vector_paths_agree() {
+        let mut paths = vec![];
+        if has_avx2() {
+            paths.push(Path::Avx2);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            paths.push(Path::Avx512);
+        }
+        if paths.is_empty() {
+            eprintln!("skipped: this CPU has no vector path to compare");
             return;
         }
-        let g = ConvGeometry {
-            batch: 2,
-            h: 5,
-            w: 7,
-            cin: 6,
-            cout: 19,
-        };
-        let mut rng = SplitMix64::new(3);
-        let x = rng.real_vec(g.pixels() * g.cin);
-        let k = rng.real_vec(TAPS * g.cin * g.cout);
-        let bias = rng.real_vec(g.cout);
-        let go = rng.real_vec(g.pixels() * g.cout);
         let close = |a: &[f32], b: &[f32]| {
             assert_eq!(a.len(), b.len());
             for (u, v) in a.iter().zip(b) {
                 assert!((u - v).abs() <= 1e-5 * (1.0 + u.abs()), "{u} vs {v}");
             }
         };
-        close(
-            &forward_with(&g, &x, &k, &bias, false),
-            &forward_with(&g, &x, &k, &bias, true),
-        );
-        close(
-            &backward_input_with(&g, &go, &k, false),
-            &backward_input_with(&g, &go, &k, true),
-        );
-        let (k0, b0) = backward_params_with(&g, &x, &go, false);
-        let (k1, b1) = backward_params_with(&g, &x, &go, true);
-        close(&k0, &k1);
-        close(&b0, &b1);
+        for (h, w, cin, cout) in [(5, 7, 6, 19), (3, 11, 5, 37), (32, 33, 3, 5)] {
+            let g = ConvGeometry {
+                batch: 2,
+                h,
+                w,
+                cin,
+                cout,
+            };
+            let mut rng = SplitMix64::new(3);
+            let x = rng.real_vec(g.pixels() * g.cin);
+            let k = rng.real_vec(TAPS * g.cin * g.cout);
+            let bias = rng.real_vec(g.cout);
+            let go = rng.real_vec(g.pixels() * g.cout);
+            let forward = forward_with(&g, &x, &k, &bias, Path::Portable);
+            let input = backward_input_with(&g, &go, &k, Path::Portable);
+            let (k0, b0) = backward_params_with(&g, &x, &go, false);
+            for &path in &paths {
+                close(&forward, &forward_with(&g, &x, &k, &bias, path));
+                close(&input, &backward_input_with(&g, &go, &k, path));
+            }
+            let (k1, b1) = backward_params_with(&g, &x, &go, true);
+            close(&k0, &k1);
+            close(&b0, &b1);
+        }
     }
 }
