@@ -107,7 +107,8 @@ fn packed_kernel(kernel: &[f32], cin: usize, cout: usize, flip: bool, lanes: usi
     }
 }
 
-/// One output row (b, y) of a convolution: out (W, cols) = bias + Σ_tap Σ_r src · kernel.
+/// Output channels `channels` (whole register tiles) of one output row (b, y) of a convolution:
+/// out (W, cols) = bias + Σ_tap Σ_r src · kernel.
 #[inline(always)]
 fn conv_row(
     src: &Bordered,
@@ -115,13 +116,14 @@ fn conv_row(
     bias: Option<&[f32]>,
     (b, y): (usize, usize),
     out_row: &mut [f32],
+    channels: std::ops::Range<usize>,
 ) {
     let Packed {
         rows, cols, padded, ..
     } = *kernel;
     let width = out_row.len() / cols;
     for x0 in (0..width).step_by(PIXELS) {
-        for c0 in (0..padded).step_by(LANES) {
+        for c0 in channels.clone().step_by(LANES) {
             let mut acc = [[0f32; LANES]; PIXELS];
             for tap in 0..TAPS {
                 let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
@@ -158,6 +160,7 @@ fn conv_row_avx2(
     bias: Option<&[f32]>,
     (b, y): (usize, usize),
     out_row: &mut [f32],
+    channels: std::ops::Range<usize>,
 ) {
     use std::arch::x86_64::*;
     let Packed {
@@ -165,7 +168,7 @@ fn conv_row_avx2(
     } = *kernel;
     let width = out_row.len() / cols;
     for x0 in (0..width).step_by(PIXELS) {
-        for c0 in (0..padded).step_by(LANES) {
+        for c0 in channels.clone().step_by(LANES) {
             let mut acc = [[_mm256_setzero_ps(); 2]; PIXELS];
             for tap in 0..TAPS {
                 let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
@@ -212,6 +215,7 @@ fn conv_row_avx512(
     bias: Option<&[f32]>,
     (b, y): (usize, usize),
     out_row: &mut [f32],
+    channels: std::ops::Range<usize>,
 ) {
     use std::arch::x86_64::*;
     let Packed {
@@ -219,7 +223,7 @@ fn conv_row_avx512(
     } = *kernel;
     let width = out_row.len() / cols;
     for x0 in (0..width).step_by(PIXELS_512) {
-        for c0 in (0..padded).step_by(LANES_512) {
+        for c0 in channels.clone().step_by(LANES_512) {
             let mut acc = [[_mm512_setzero_ps(); 2]; PIXELS_512];
             for tap in 0..TAPS {
                 let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
@@ -300,17 +304,37 @@ fn convolve(
 ) -> Vec<f32> {
     let cols = kernel.cols;
     let mut out = vec![0f32; g.pixels() * cols];
-    out.par_chunks_mut(g.w * cols)
+    // Where the kernel outweighs an image (the deep layers), a task is a whole image, so that each
+    // slice of the kernel (one register tile's channels) is read once per image rather than once per
+    // row; elsewhere a task is a row, whose source rows stay in cache across the slices.
+    let image_floats = src.h * src.w * src.c;
+    let rows_per_task = if kernel.data.len() > image_floats && g.batch >= 4 {
+        g.h
+    } else {
+        1
+    };
+    let lanes = lanes_of(path);
+    out.par_chunks_mut(rows_per_task * g.w * cols)
         .enumerate()
-        .for_each(|(row, out_row)| {
-            let row = (row / g.h, row % g.h);
-            match path {
-                // SAFETY: path_for checked the CPU for these features.
-                #[cfg(target_arch = "x86_64")]
-                Path::Avx512 => unsafe { conv_row_avx512(src, kernel, bias, row, out_row) },
-                #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => unsafe { conv_row_avx2(src, kernel, bias, row, out_row) },
-                _ => conv_row(src, kernel, bias, row, out_row),
+        .for_each(|(task, out_rows)| {
+            for c0 in (0..kernel.padded).step_by(lanes) {
+                for (k, out_row) in out_rows.chunks_mut(g.w * cols).enumerate() {
+                    let row = task * rows_per_task + k;
+                    let row = (row / g.h, row % g.h);
+                    let channels = c0..c0 + lanes;
+                    match path {
+                        // SAFETY: path_for checked the CPU for these features.
+                        #[cfg(target_arch = "x86_64")]
+                        Path::Avx512 => unsafe {
+                            conv_row_avx512(src, kernel, bias, row, out_row, channels)
+                        },
+                        #[cfg(target_arch = "x86_64")]
+                        Path::Avx2 => unsafe {
+                            conv_row_avx2(src, kernel, bias, row, out_row, channels)
+                        },
+                        _ => conv_row(src, kernel, bias, row, out_row, channels),
+                    }
+                }
             }
         });
     out
