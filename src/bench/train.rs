@@ -207,7 +207,8 @@ pub fn synthetic_diffraction(model: &ModelConfig, groups: usize) -> (Vec<f32>, V
     (x, offsets)
 }
 
-fn batch<B: Backend>(
+/// A training batch of [`synthetic_diffraction`], with its targets at intensity scale `s`.
+pub fn batch<B: Backend>(
     b: &B,
     model: &ModelConfig,
     size: usize,
