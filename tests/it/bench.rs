@@ -21,9 +21,10 @@ fn profiled_steps_compute_what_plain_steps_do<B: Backend>(b: &B) {
     };
     let weights = glorot_init(&model, 3).unwrap();
     let probe = normalize(&default_probe(64, 0.0), 64, DEFAULT_PROBE_SCALE).unwrap();
-    let trainer = || Trainer::pinn(b, &model, &weights, &probe, 100.0, AdamConfig::default());
+    let trainer =
+        || Trainer::pinn(b, &model, &weights, &probe, 100.0, AdamConfig::default()).unwrap();
     let data = batch(b, &model, 2, 100.0).unwrap();
-    let (mut plain, mut profiled_trainer) = (trainer().unwrap(), trainer().unwrap());
+    let (mut plain, mut profiled_trainer) = (trainer(), trainer());
     let want: Vec<f64> = (0..2)
         .map(|_| plain.train_step(b, &data).unwrap())
         .collect();
