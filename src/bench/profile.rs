@@ -525,6 +525,19 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         })
     }
 
+    fn conv2d_relu(
+        &self,
+        x: &Tensor<Self::Storage>,
+        kernel: &Tensor<Self::Storage>,
+        bias: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>> {
+        let (geometry, flops) = conv_geometry(x.shape(), kernel.shape());
+        let in_bytes = x.size_bytes() + kernel.size_bytes() + bias.size_bytes();
+        self.timed("conv forward", geometry, flops, in_bytes, || {
+            self.inner.conv2d_relu(x, kernel, bias)
+        })
+    }
+
     fn conv2d_backward_input(
         &self,
         grad_out: &Tensor<Self::Storage>,

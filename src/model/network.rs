@@ -4,6 +4,7 @@
 //! encoder's into both decoders). Every layer's input index is below its own, so reverse list order is
 //! a reverse topological order.
 
+use ptycho_kernels::ops::layers::Activation;
 use ptycho_kernels::rng::SplitMix64;
 use ptycho_kernels::{Backend, KernelError, Tensor};
 
@@ -45,7 +46,8 @@ pub struct Network<S> {
     param_index: Vec<Option<usize>>,
 }
 
-/// What the forward pass keeps: every layer's output and each convolution's pre-activation.
+/// What the forward pass keeps: every layer's output and each convolution's pre-activation (except
+/// under ReLU, whose backward pass reads the output).
 pub struct Activations<S> {
     outputs: Vec<Tensor<S>>,
     pre_activation: Vec<Option<Tensor<S>>>,
@@ -150,10 +152,15 @@ impl<S> Network<S> {
             let (out, pre) = match &layer.op {
                 Op::Conv { activation, .. } => {
                     let p = self.param_index[i].expect("a convolution has parameters");
-                    let z = b.conv2d(src, &self.params[p], &self.params[p + 1])?;
+                    let (kernel, bias) = (&self.params[p], &self.params[p + 1]);
                     match activation {
-                        Some(a) => (b.activation(*a, &z)?, Some(z)),
-                        None => (z, None),
+                        // ReLU's gradient needs only the sign, which its output keeps.
+                        Some(Activation::Relu) => (b.conv2d_relu(src, kernel, bias)?, None),
+                        Some(a) => {
+                            let z = b.conv2d(src, kernel, bias)?;
+                            (b.activation(*a, &z)?, Some(z))
+                        }
+                        None => (b.conv2d(src, kernel, bias)?, None),
                     }
                 }
                 Op::MaxPool => (b.max_pool2(src)?, None),
@@ -224,6 +231,10 @@ impl<S> Network<S> {
                     let p = self.param_index[i].expect("a convolution has parameters");
                     let g = match (activation, &acts.pre_activation[i]) {
                         (Some(a), Some(z)) => b.activation_backward(*a, z, &g)?,
+                        // relu(z) > 0 exactly where z > 0.
+                        (Some(Activation::Relu), None) => {
+                            b.activation_backward(Activation::Relu, &acts.outputs[i], &g)?
+                        }
                         _ => g,
                     };
                     let (gk, gb) = b.conv2d_backward_params(src, &g)?;

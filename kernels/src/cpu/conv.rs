@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use crate::ops::conv::{ConvGeometry, KERNEL_SIZE};
+use crate::ops::layers::Activation;
 
 const TAPS: usize = KERNEL_SIZE * KERNEL_SIZE;
 /// Output pixels along a row per register tile.
@@ -29,6 +30,25 @@ const CIN_TILE_512: usize = 8;
 /// From this many pixels per image on, the kernel gradient is summed image by image (measured on
 /// the PtychoPINN layers: faster from 32 x 32 up, slower below).
 const PER_IMAGE_PIXELS: usize = 1024;
+
+/// What is done to each output sum as it is stored: the bias added, then ReLU when fused.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: Option<&'a [f32]>,
+    relu: bool,
+}
+
+impl Epilogue<'_> {
+    #[inline(always)]
+    fn apply(self, channel: usize, sum: f32) -> f32 {
+        let v = sum + self.bias.map_or(0.0, |bias| bias[channel]);
+        if self.relu {
+            Activation::Relu.apply(v)
+        } else {
+            v
+        }
+    }
+}
 
 fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
@@ -113,7 +133,7 @@ fn packed_kernel(kernel: &[f32], cin: usize, cout: usize, flip: bool, lanes: usi
 fn conv_row(
     src: &Bordered,
     kernel: &Packed,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     (b, y): (usize, usize),
     out_row: &mut [f32],
     channels: std::ops::Range<usize>,
@@ -144,7 +164,7 @@ fn conv_row(
             for (p, acc_p) in acc.iter().enumerate().take(width - x0) {
                 let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
                 for (c, a) in acc_p.iter().enumerate().take(cols.saturating_sub(c0)) {
-                    o[c0 + c] = a + bias.map_or(0.0, |bias| bias[c0 + c]);
+                    o[c0 + c] = epilogue.apply(c0 + c, *a);
                 }
             }
         }
@@ -157,7 +177,7 @@ fn conv_row(
 fn conv_row_avx2(
     src: &Bordered,
     kernel: &Packed,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     (b, y): (usize, usize),
     out_row: &mut [f32],
     channels: std::ops::Range<usize>,
@@ -198,7 +218,7 @@ fn conv_row_avx2(
                 }
                 let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
                 for (c, a) in lanes.iter().enumerate().take(cols.saturating_sub(c0)) {
-                    o[c0 + c] = a + bias.map_or(0.0, |bias| bias[c0 + c]);
+                    o[c0 + c] = epilogue.apply(c0 + c, *a);
                 }
             }
         }
@@ -212,7 +232,7 @@ fn conv_row_avx2(
 fn conv_row_avx512(
     src: &Bordered,
     kernel: &Packed,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     (b, y): (usize, usize),
     out_row: &mut [f32],
     channels: std::ops::Range<usize>,
@@ -254,7 +274,7 @@ fn conv_row_avx512(
                 }
                 let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
                 for (c, a) in lanes.iter().enumerate().take(cols.saturating_sub(c0)) {
-                    o[c0 + c] = a + bias.map_or(0.0, |bias| bias[c0 + c]);
+                    o[c0 + c] = epilogue.apply(c0 + c, *a);
                 }
             }
         }
@@ -289,20 +309,26 @@ fn dot_chunks(a: &[f32], b: &[f32]) -> f32 {
 fn narrow_row(
     src: &Bordered,
     kt: &[f32],
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     (b, y): (usize, usize),
     out_row: &mut [f32],
     cols: usize,
 ) {
     for (x, out) in out_row.chunks_exact_mut(cols).enumerate() {
         for (col, o) in out.iter_mut().enumerate() {
-            let mut sum = bias.map_or(0.0, |bias| bias[col]);
+            // The bias first: the ring's finite-difference test (tests/it/train.rs) is sensitive to
+            // this rounding order.
+            let mut sum = epilogue.bias.map_or(0.0, |bias| bias[col]);
             for tap in 0..TAPS {
                 let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
                 let pixel = &src.data[src.pixel(b, y + ky, x + kx)..][..src.c];
                 sum += dot_chunks(pixel, &kt[(col * TAPS + tap) * src.c..][..src.c]);
             }
-            *o = sum;
+            *o = if epilogue.relu {
+                Activation::Relu.apply(sum)
+            } else {
+                sum
+            };
         }
     }
 }
@@ -312,12 +338,12 @@ fn narrow_row(
 fn narrow_row_avx2(
     src: &Bordered,
     kt: &[f32],
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     row: (usize, usize),
     out_row: &mut [f32],
     cols: usize,
 ) {
-    narrow_row(src, kt, bias, row, out_row, cols)
+    narrow_row(src, kt, epilogue, row, out_row, cols)
 }
 
 /// A convolution with few output channels. `flip` as in [`packed_kernel`]: the input gradient.
@@ -325,7 +351,7 @@ fn narrow_convolve(
     g: &ConvGeometry,
     source: &[f32],
     kernel: &[f32],
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     flip: bool,
 ) -> Vec<f32> {
     let (rows, cols) = if flip {
@@ -355,10 +381,10 @@ fn narrow_convolve(
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU was checked for AVX2 and FMA.
-                return unsafe { narrow_row_avx2(&src, &kt, bias, row, out_row, cols) };
+                return unsafe { narrow_row_avx2(&src, &kt, epilogue, row, out_row, cols) };
             }
             let _ = avx2;
-            narrow_row(&src, &kt, bias, row, out_row, cols)
+            narrow_row(&src, &kt, epilogue, row, out_row, cols)
         });
     out
 }
@@ -494,7 +520,7 @@ fn convolve(
     g: &ConvGeometry,
     src: &Bordered,
     kernel: &Packed,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     path: Path,
 ) -> Vec<f32> {
     let cols = kernel.cols;
@@ -521,13 +547,13 @@ fn convolve(
                         // SAFETY: path_for checked the CPU for these features.
                         #[cfg(target_arch = "x86_64")]
                         Path::Avx512 => unsafe {
-                            conv_row_avx512(src, kernel, bias, row, out_row, channels)
+                            conv_row_avx512(src, kernel, epilogue, row, out_row, channels)
                         },
                         #[cfg(target_arch = "x86_64")]
                         Path::Avx2 => unsafe {
-                            conv_row_avx2(src, kernel, bias, row, out_row, channels)
+                            conv_row_avx2(src, kernel, epilogue, row, out_row, channels)
                         },
-                        _ => conv_row(src, kernel, bias, row, out_row, channels),
+                        _ => conv_row(src, kernel, epilogue, row, out_row, channels),
                     }
                 }
             }
@@ -543,18 +569,35 @@ fn lanes_of(path: Path) -> usize {
     }
 }
 
-/// out (B, H, W, Cout) = bias + Σ in ⋆ kernel.
-pub(super) fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
-    forward_with(g, x, kernel, bias, path_for(g.cout))
+/// out (B, H, W, Cout) = bias + Σ in ⋆ kernel, then ReLU when `relu` (fused into the store).
+pub(super) fn forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    forward_with(g, x, kernel, bias, relu, path_for(g.cout))
 }
 
-fn forward_with(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32], path: Path) -> Vec<f32> {
+fn forward_with(
+    g: &ConvGeometry,
+    x: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    relu: bool,
+    path: Path,
+) -> Vec<f32> {
+    let epilogue = Epilogue {
+        bias: Some(bias),
+        relu,
+    };
     if path == Path::Narrow {
-        return narrow_convolve(g, x, kernel, Some(bias), false);
+        return narrow_convolve(g, x, kernel, epilogue, false);
     }
     let src = Bordered::new(g, x, g.cin, 1);
     let packed = packed_kernel(kernel, g.cin, g.cout, false, lanes_of(path));
-    convolve(g, &src, &packed, Some(bias), path)
+    convolve(g, &src, &packed, epilogue, path)
 }
 
 /// ∂L/∂in (B, H, W, Cin) from ∂L/∂out (B, H, W, Cout).
@@ -563,12 +606,16 @@ pub(super) fn backward_input(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32])
 }
 
 fn backward_input_with(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32], path: Path) -> Vec<f32> {
+    let epilogue = Epilogue {
+        bias: None,
+        relu: false,
+    };
     if path == Path::Narrow {
-        return narrow_convolve(g, grad_out, kernel, None, true);
+        return narrow_convolve(g, grad_out, kernel, epilogue, true);
     }
     let src = Bordered::new(g, grad_out, g.cout, 1);
     let packed = packed_kernel(kernel, g.cin, g.cout, true, lanes_of(path));
-    convolve(g, &src, &packed, None, path)
+    convolve(g, &src, &packed, epilogue, path)
 }
 
 type KernelGradTile = [[[f32; LANES]; CIN_TILE]; TAPS];
@@ -856,11 +903,15 @@ mod tests {
             let k = rng.real_vec(TAPS * g.cin * g.cout);
             let bias = rng.real_vec(g.cout);
             let go = rng.real_vec(g.pixels() * g.cout);
-            let forward = forward_with(&g, &x, &k, &bias, Path::Portable);
+            let forward = forward_with(&g, &x, &k, &bias, false, Path::Portable);
+            let fused = forward_with(&g, &x, &k, &bias, true, Path::Portable);
+            let relu: Vec<f32> = forward.iter().map(|&v| Activation::Relu.apply(v)).collect();
+            assert_eq!(fused, relu, "the fused ReLU is the ReLU of the output");
             let input = backward_input_with(&g, &go, &k, Path::Portable);
             let (k0, b0) = backward_params_with(&g, &x, &go, false);
             for &path in &paths {
-                close(&forward, &forward_with(&g, &x, &k, &bias, path));
+                close(&forward, &forward_with(&g, &x, &k, &bias, false, path));
+                close(&relu, &forward_with(&g, &x, &k, &bias, true, path));
                 close(&input, &backward_input_with(&g, &go, &k, path));
             }
             let (k1, b1) = backward_params_with(&g, &x, &go, true);

@@ -1,5 +1,6 @@
 //! CPU twin of shaders/layers.wgsl: the same index arithmetic, one output element at a time, except
-//! pooling and upsampling, which go a pixel's channel slice at a time.
+//! pooling, upsampling, channel slices and spatial padding, which copy a pixel's channel slice (or a
+//! whole row) at a time.
 
 use rayon::prelude::*;
 
@@ -139,43 +140,54 @@ pub(super) fn upsample_backward(d: &Nhwc, g: &[f32]) -> Vec<f32> {
 }
 
 pub(super) fn slice_channels(d: &Nhwc, x: &[f32], start: usize, count: usize) -> Vec<f32> {
-    generate(d.b * d.h * d.w * count, |i| {
-        x[(i / count) * d.c + start + i % count]
-    })
+    let mut out = vec![0f32; d.b * d.h * d.w * count];
+    out.par_chunks_mut(d.w * count)
+        .zip(x.par_chunks(d.w * d.c))
+        .for_each(|(o, row)| {
+            for (to, from) in o.chunks_exact_mut(count).zip(row.chunks_exact(d.c)) {
+                to.copy_from_slice(&from[start..start + count]);
+            }
+        });
+    out
 }
 
 /// d: the sliced tensor (C channels); g has `count` channels.
 pub(super) fn slice_channels_backward(d: &Nhwc, g: &[f32], start: usize, count: usize) -> Vec<f32> {
-    generate(d.b * d.h * d.w * d.c, |i| {
-        let j = i % d.c;
-        if (start..start + count).contains(&j) {
-            g[(i / d.c) * count + j - start]
-        } else {
-            0.0
-        }
-    })
+    let mut out = vec![0f32; d.b * d.h * d.w * d.c];
+    out.par_chunks_mut(d.w * d.c)
+        .zip(g.par_chunks(d.w * count))
+        .for_each(|(o, row)| {
+            for (to, from) in o.chunks_exact_mut(d.c).zip(row.chunks_exact(count)) {
+                to[start..start + count].copy_from_slice(from);
+            }
+        });
+    out
 }
 
 pub(super) fn pad_spatial(d: &Nhwc, x: &[f32], pad: usize) -> Vec<f32> {
     let (oh, ow) = (d.h + 2 * pad, d.w + 2 * pad);
-    generate(d.b * oh * ow * d.c, |i| {
-        let (xx, yy, b, ch) = nhwc(i, ow, oh, d.c);
-        let (xx, yy) = (xx as isize - pad as isize, yy as isize - pad as isize);
-        if xx < 0 || yy < 0 || xx >= d.w as isize || yy >= d.h as isize {
-            0.0
-        } else {
-            x[((b * d.h + yy as usize) * d.w + xx as usize) * d.c + ch]
+    let row = d.w * d.c;
+    let mut out = vec![0f32; d.b * oh * ow * d.c];
+    out.par_chunks_mut(ow * d.c).enumerate().for_each(|(r, o)| {
+        let (b, yy) = (r / oh, r % oh);
+        if (pad..pad + d.h).contains(&yy) {
+            let from = &x[(b * d.h + yy - pad) * row..][..row];
+            o[pad * d.c..pad * d.c + row].copy_from_slice(from);
         }
-    })
+    });
+    out
 }
 
 /// d: the output size; x is (B, H + 2 pad, W + 2 pad, C).
 pub(super) fn crop_spatial(d: &Nhwc, x: &[f32], pad: usize) -> Vec<f32> {
     let (ih, iw) = (d.h + 2 * pad, d.w + 2 * pad);
-    generate(d.b * d.h * d.w * d.c, |i| {
-        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
-        x[((b * ih + yy + pad) * iw + xx + pad) * d.c + ch]
-    })
+    let row = d.w * d.c;
+    let mut out = vec![0f32; d.b * d.h * row];
+    out.par_chunks_mut(row).enumerate().for_each(|(r, o)| {
+        let (b, y) = (r / d.h, r % d.h);
+        o.copy_from_slice(&x[((b * ih + y + pad) * iw + pad) * d.c..][..row]);
+    });
+    out
 }
 
 /// amp, phase (B, H, W, C) -> (B, C, H, W) complex.

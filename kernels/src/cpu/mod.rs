@@ -320,7 +320,22 @@ impl Backend for CpuBackend {
         Ok(Tensor::new(
             vec![g.batch, g.h, g.w, g.cout],
             Dtype::F32,
-            conv::forward(&g, &x.storage, &kernel.storage, &bias.storage),
+            conv::forward(&g, &x.storage, &kernel.storage, &bias.storage, false),
+        ))
+    }
+
+    fn conv2d_relu(
+        &self,
+        x: &CpuTensor,
+        kernel: &CpuTensor,
+        bias: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        let g = ConvGeometry::of("conv2d_relu", x, kernel)?;
+        g.check_bias("conv2d_relu", bias)?;
+        Ok(Tensor::new(
+            vec![g.batch, g.h, g.w, g.cout],
+            Dtype::F32,
+            conv::forward(&g, &x.storage, &kernel.storage, &bias.storage, true),
         ))
     }
 

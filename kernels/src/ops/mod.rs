@@ -191,6 +191,16 @@ pub trait Backend: Send + Sync {
     ) -> Result<Tensor<Self::Storage>>;
 
     /// ∂L/∂x (B, H, W, Cin) of [`Backend::conv2d`] from ∂L/∂out (B, H, W, Cout).
+    /// relu(conv2d(x, kernel, bias)): the same values, fused into one pass where the backend can.
+    fn conv2d_relu(
+        &self,
+        x: &Tensor<Self::Storage>,
+        kernel: &Tensor<Self::Storage>,
+        bias: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>> {
+        self.activation(layers::Activation::Relu, &self.conv2d(x, kernel, bias)?)
+    }
+
     fn conv2d_backward_input(
         &self,
         grad_out: &Tensor<Self::Storage>,
