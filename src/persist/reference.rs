@@ -40,8 +40,8 @@ use crate::io::atomic::write_atomic;
 use crate::io::npz::NpzFile;
 use crate::io::pickle::{self, Value as Py};
 use crate::model::{
-    architecture, check_n, decoder_filters, encoder_filters, AmpActivation, Layer, ModelConfig,
-    ModelKind, Op,
+    architecture, check_n, decoder_filters, encoder_filters, AmpActivation, Architecture, Layer,
+    ModelConfig, ModelKind, Op,
 };
 use crate::physics::forward::{MAX_POSITION_JITTER, OFFSET};
 
@@ -155,6 +155,10 @@ impl Graph {
 
     fn layer(&self, name: &str) -> Option<&KerasLayer> {
         self.index.get(name).map(|&i| &self.layers[i])
+    }
+
+    fn convolutions(&self) -> Vec<&KerasLayer> {
+        self.layers.iter().filter(|l| l.class == "Conv2D").collect()
     }
 
     /// `name` and every layer it depends on.
@@ -410,6 +414,314 @@ fn probe_from_npz(path: &Path, n: usize) -> Result<Vec<Complex32>, PersistError>
     Ok(probe)
 }
 
+/// What the Keras graph says of the model.
+struct GraphModel {
+    n: usize,
+    gridsize: usize,
+    n_filters_scale: usize,
+    probe_big: bool,
+}
+
+/// The layers feeding the amplitude and the phase inputs of the CombineComplexLayer.
+struct Parts {
+    amp: BTreeSet<String>,
+    phase: BTreeSet<String>,
+}
+
+impl Parts {
+    /// The part of our network a layer belongs to: "encoder" (both heads read it), "amplitude",
+    /// "phase", or "none".
+    fn of(&self, name: &str) -> &'static str {
+        match (self.amp.contains(name), self.phase.contains(name)) {
+            (true, true) => "encoder",
+            (true, false) => "amplitude",
+            (false, true) => "phase",
+            (false, false) => "none",
+        }
+    }
+}
+
+/// The model the graph describes: N and C from the input layer, the heads from the
+/// CombineComplexLayer's inputs, n_filters_scale from the first convolution, probe.big from the
+/// amplitude head's convolutions.
+fn model_of(graph: &Graph, config: &Json) -> Result<(GraphModel, Parts), String> {
+    let input = config["config"]["input_layers"][0][0]
+        .as_str()
+        .and_then(|n| graph.layer(n))
+        .ok_or("config.json names no input layer")?;
+    let input_shape: Vec<u64> = input.config["batch_shape"]
+        .as_array()
+        .or_else(|| input.config["batch_input_shape"].as_array())
+        .map(|s| s.iter().filter_map(Json::as_u64).collect())
+        .unwrap_or_default();
+    let [n, n2, c] = input_shape[..] else {
+        return Err(format!(
+            "input layer '{}' has shape {:?}, expected (N, N, C)",
+            input.name, input.config["batch_shape"]
+        ));
+    };
+    let (n, c) = (n as usize, c as usize);
+    let gridsize = match c {
+        1 => 1,
+        4 => 2,
+        _ => 0,
+    };
+    if n2 as usize != n || gridsize == 0 {
+        return Err(format!(
+            "input layer '{}' is {n} x {n2} x {c}: expected N x N x C with C = 1 or 4",
+            input.name
+        ));
+    }
+    let combine: Vec<&KerasLayer> = graph
+        .layers
+        .iter()
+        .filter(|l| l.class == "CombineComplexLayer")
+        .collect();
+    let [combine] = combine[..] else {
+        return Err(format!(
+            "expected one CombineComplexLayer joining amplitude and phase, found {}",
+            combine.len()
+        ));
+    };
+    let [amp_out, phase_out] = &combine.inputs[..] else {
+        return Err(format!(
+            "CombineComplexLayer '{}' reads {:?}, expected amplitude and phase",
+            combine.name, combine.inputs
+        ));
+    };
+    let (amp, phase) = (graph.ancestors(amp_out), graph.ancestors(phase_out));
+    let convs = graph.convolutions();
+    let parts = Parts { amp, phase };
+    let first = convs
+        .iter()
+        .find(|l| graph.conv_parents(&l.name).is_empty() && parts.of(&l.name) == "encoder")
+        .ok_or("no first encoder convolution")?;
+    let filters0 = first.config["filters"].as_u64().unwrap_or(0) as usize;
+    check_n(n).map_err(|e| e.to_string())?;
+    let ladder0 = encoder_filters(n)[0];
+    if filters0 == 0 || !filters0.is_multiple_of(ladder0) {
+        return Err(format!(
+            "first convolution '{}' has {filters0} filters, not a multiple of {ladder0}: not the \
+             reference's CNN",
+            first.name
+        ));
+    }
+    let n_filters_scale = filters0 / ladder0;
+    let amp_convs = convs
+        .iter()
+        .filter(|l| parts.of(&l.name) == "amplitude")
+        .count();
+    let plain = 2 * decoder_filters(n).len() + 1;
+    let probe_big = match amp_convs {
+        k if k == plain => false,
+        k if k == plain + 3 => true,
+        k => {
+            return Err(format!(
+                "the amplitude head has {k} convolutions; the reference's CNN has {plain} \
+                 ({} with probe.big)",
+                plain + 3
+            ))
+        }
+    };
+
+    Ok((
+        GraphModel {
+            n,
+            gridsize,
+            n_filters_scale,
+            probe_big,
+        },
+        parts,
+    ))
+}
+
+/// The head activation, after checking that params.dill agrees with the graph and describes what
+/// our network does.
+fn check_params(params: &Py, found: &GraphModel) -> Result<AmpActivation, String> {
+    let number = |keys: &[&str]| param(params, keys).and_then(Py::number);
+    let flag = |keys: &[&str]| param(params, keys).and_then(Py::as_bool);
+    for (keys, found) in [
+        (&["N"][..], found.n as f64),
+        (&["gridsize"][..], found.gridsize as f64),
+        (&["n_filters_scale"][..], found.n_filters_scale as f64),
+    ] {
+        if let Some(v) = number(keys) {
+            if v != found {
+                return Err(format!(
+                    "{} = {v}, but the network in model.keras has {found}",
+                    keys[0]
+                ));
+            }
+        }
+    }
+    if let Some(v) = flag(&["probe.big", "probe_big"]) {
+        if v != found.probe_big {
+            return Err(format!(
+                "probe.big = {v}, but the network in model.keras {} the ring branch",
+                if found.probe_big { "has" } else { "lacks" }
+            ));
+        }
+    }
+    for (keys, what) in [
+        (
+            &["object.big", "object_big"][..],
+            "object.big = False (one patch per group, no merge)",
+        ),
+        (
+            &["pad_object"][..],
+            "pad_object = False (heads without the zero-padded centre)",
+        ),
+    ] {
+        if flag(keys) == Some(false) {
+            return Err(format!("{what} is not supported"));
+        }
+    }
+    for (key, ours) in [
+        ("offset", OFFSET),
+        ("max_position_jitter", MAX_POSITION_JITTER),
+    ] {
+        if let Some(v) = number(&[key]) {
+            if v != ours as f64 {
+                return Err(format!(
+                    "{key} = {v}: our canvas is sized by {key} = {ours}"
+                ));
+            }
+        }
+    }
+    Ok(
+        match param(params, &["amp_activation"]).map(|v| v.as_str()) {
+            None | Some(Some("sigmoid")) => AmpActivation::Sigmoid,
+            Some(Some("swish")) => AmpActivation::Swish,
+            Some(Some("softplus")) => AmpActivation::Softplus,
+            Some(Some("relu")) => AmpActivation::Relu,
+            Some(other) => {
+                return Err(format!(
+                    "amp_activation {other:?}: expected sigmoid, swish, softplus or relu"
+                ))
+            }
+        },
+    )
+}
+
+/// Our convolutions, each found in the graph after its predecessor, with their weights; every
+/// weighted group of the file must be used.
+fn match_convolutions(
+    graph: &Graph,
+    weights: &Weights,
+    parts: &Parts,
+    arch: &Architecture,
+) -> Result<(Vec<NamedTensor>, Vec<LayerMatch>), String> {
+    let convs = graph.convolutions();
+    let mut matched: HashMap<usize, String> = HashMap::new();
+    let mut tensors = Vec::new();
+    let mut layers = Vec::new();
+    let mut used = BTreeSet::new();
+    for (i, layer) in arch.layers.iter().enumerate() {
+        let (
+            Some(shape),
+            Op::Conv {
+                activation_name, ..
+            },
+        ) = (layer.kernel_shape(), &layer.op)
+        else {
+            continue;
+        };
+        let part = layer.name.split('/').next().unwrap_or_default();
+        let parent: BTreeSet<String> = our_conv_parent(&arch.layers, i)
+            .map(|p| BTreeSet::from([matched[&p].clone()]))
+            .unwrap_or_default();
+        let candidates: Vec<&&KerasLayer> = convs
+            .iter()
+            .filter(|l| {
+                !used.contains(&l.name)
+                    && parts.of(&l.name) == part
+                    && graph.conv_parents(&l.name) == parent
+            })
+            .collect();
+        let fitting: Vec<&&KerasLayer> = candidates
+            .iter()
+            .copied()
+            .filter(|l| conv_shape(l) == Some(shape))
+            .collect();
+        let keras =
+            match fitting[..] {
+                [one] => one,
+                [] => {
+                    let seen: Vec<String> = candidates
+                        .iter()
+                        .map(|l| format!("'{}' {:?}", l.name, conv_shape(l)))
+                        .collect();
+                    return Err(format!(
+                    "no Conv2D fits our layer '{}' (kernel {shape:?}, after {}); candidates: {}",
+                    layer.name,
+                    parent.iter().next().map_or("the input", |s| s.as_str()),
+                    if seen.is_empty() { "none".into() } else { seen.join(", ") }
+                ));
+                }
+                _ => {
+                    return Err(format!(
+                        "several Conv2D layers fit our layer '{}': {:?}",
+                        layer.name,
+                        fitting.iter().map(|l| &l.name).collect::<Vec<_>>()
+                    ))
+                }
+            };
+        let keras_activation = if *activation_name == "relu" {
+            "relu"
+        } else {
+            "linear"
+        };
+        if let Some(problem) = conv_settings_problem(keras, keras_activation) {
+            return Err(format!(
+                "Conv2D '{}' (our '{}'): {problem}",
+                keras.name, layer.name
+            ));
+        }
+        let group = weights.groups.get(&keras.name).ok_or_else(|| {
+            format!(
+                "model.weights.h5 holds no variables for Conv2D '{}'",
+                keras.name
+            )
+        })?;
+        let kernel = weights.tensor(&format!("{group}/0"), &shape)?;
+        let bias = weights.tensor(&format!("{group}/1"), &[shape[3]])?;
+        tensors.push(NamedTensor::new(
+            format!("{}/kernel", layer.name),
+            &shape,
+            kernel,
+        ));
+        tensors.push(NamedTensor::new(
+            format!("{}/bias", layer.name),
+            &[shape[3]],
+            bias,
+        ));
+        used.insert(keras.name.clone());
+        matched.insert(i, keras.name.clone());
+        layers.push(LayerMatch {
+            ours: layer.name.clone(),
+            keras_layer: keras.name.clone(),
+            weights_group: group.trim_end_matches("/vars").to_string(),
+            kernel_shape: shape,
+        });
+    }
+    let claimed: BTreeSet<&String> = used.iter().filter_map(|n| weights.groups.get(n)).collect();
+    if let Some(extra) = weights.weighted.iter().find(|g| !claimed.contains(g)) {
+        let owner = weights
+            .groups
+            .iter()
+            .find(|(_, g)| g == &extra)
+            .and_then(|(name, _)| graph.layer(name))
+            .map_or(String::new(), |l| {
+                format!(" (layer '{}', {})", l.name, l.class)
+            });
+        return Err(format!(
+            "model.weights.h5 holds weights in {extra}{owner}, which our network has no place for"
+        ));
+    }
+
+    Ok((tensors, layers))
+}
+
 /// Convert the reference bundle at `path`. The probe comes from params.dill, or from `probe_npz` when
 /// given (its `probeGuess` or `probe`), which then takes precedence.
 pub fn import(path: &Path, probe_npz: Option<&Path>) -> Result<Imported, PersistError> {
@@ -457,159 +769,14 @@ pub fn import(path: &Path, probe_npz: Option<&Path>) -> Result<Imported, Persist
     }
     let params_err = |m: String| err(path, format!("{MODEL}/params.dill: {m}"));
 
-    // The model the graph describes.
-    let input = config["config"]["input_layers"][0][0]
-        .as_str()
-        .and_then(|n| graph.layer(n))
-        .ok_or_else(|| inner_err("config.json names no input layer".into()))?;
-    let input_shape: Vec<u64> = input.config["batch_shape"]
-        .as_array()
-        .or_else(|| input.config["batch_input_shape"].as_array())
-        .map(|s| s.iter().filter_map(Json::as_u64).collect())
-        .unwrap_or_default();
-    let [n, n2, c] = input_shape[..] else {
-        return Err(inner_err(format!(
-            "input layer '{}' has shape {:?}, expected (N, N, C)",
-            input.name, input.config["batch_shape"]
-        )));
-    };
-    let (n, c) = (n as usize, c as usize);
-    let gridsize = match c {
-        1 => 1,
-        4 => 2,
-        _ => 0,
-    };
-    if n2 as usize != n || gridsize == 0 {
-        return Err(inner_err(format!(
-            "input layer '{}' is {n} x {n2} x {c}: expected N x N x C with C = 1 or 4",
-            input.name
-        )));
-    }
-    let combine: Vec<&KerasLayer> = graph
-        .layers
-        .iter()
-        .filter(|l| l.class == "CombineComplexLayer")
-        .collect();
-    let [combine] = combine[..] else {
-        return Err(inner_err(format!(
-            "expected one CombineComplexLayer joining amplitude and phase, found {}",
-            combine.len()
-        )));
-    };
-    let [amp_out, phase_out] = &combine.inputs[..] else {
-        return Err(inner_err(format!(
-            "CombineComplexLayer '{}' reads {:?}, expected amplitude and phase",
-            combine.name, combine.inputs
-        )));
-    };
-    let (amp, phase) = (graph.ancestors(amp_out), graph.ancestors(phase_out));
-    let convs: Vec<&KerasLayer> = graph
-        .layers
-        .iter()
-        .filter(|l| l.class == "Conv2D")
-        .collect();
-    let part_of = |name: &str| -> &'static str {
-        match (amp.contains(name), phase.contains(name)) {
-            (true, true) => "encoder",
-            (true, false) => "amplitude",
-            (false, true) => "phase",
-            (false, false) => "none",
-        }
-    };
-    let first = convs
-        .iter()
-        .find(|l| graph.conv_parents(&l.name).is_empty() && part_of(&l.name) == "encoder")
-        .ok_or_else(|| inner_err("no first encoder convolution".into()))?;
-    let filters0 = first.config["filters"].as_u64().unwrap_or(0) as usize;
-    check_n(n).map_err(|e| inner_err(e.to_string()))?;
-    let ladder0 = encoder_filters(n)[0];
-    if filters0 == 0 || !filters0.is_multiple_of(ladder0) {
-        return Err(inner_err(format!(
-            "first convolution '{}' has {filters0} filters, not a multiple of {ladder0}: not the \
-             reference's CNN",
-            first.name
-        )));
-    }
-    let n_filters_scale = filters0 / ladder0;
-    let amp_convs = convs
-        .iter()
-        .filter(|l| part_of(&l.name) == "amplitude")
-        .count();
-    let plain = 2 * decoder_filters(n).len() + 1;
-    let probe_big = match amp_convs {
-        k if k == plain => false,
-        k if k == plain + 3 => true,
-        k => {
-            return Err(inner_err(format!(
-                "the amplitude head has {k} convolutions; the reference's CNN has {plain} \
-                 ({} with probe.big)",
-                plain + 3
-            )))
-        }
-    };
-
-    // params.dill must agree with the graph and describe what our network does.
-    let number = |keys: &[&str]| param(&params, keys).and_then(Py::number);
-    let flag = |keys: &[&str]| param(&params, keys).and_then(Py::as_bool);
-    for (keys, found) in [
-        (&["N"][..], n as f64),
-        (&["gridsize"][..], gridsize as f64),
-        (&["n_filters_scale"][..], n_filters_scale as f64),
-    ] {
-        if let Some(v) = number(keys) {
-            if v != found {
-                return Err(params_err(format!(
-                    "{} = {v}, but the network in model.keras has {found}",
-                    keys[0]
-                )));
-            }
-        }
-    }
-    if let Some(v) = flag(&["probe.big", "probe_big"]) {
-        if v != probe_big {
-            return Err(params_err(format!(
-                "probe.big = {v}, but the network in model.keras {} the ring branch",
-                if probe_big { "has" } else { "lacks" }
-            )));
-        }
-    }
-    for (keys, what) in [
-        (
-            &["object.big", "object_big"][..],
-            "object.big = False (one patch per group, no merge)",
-        ),
-        (
-            &["pad_object"][..],
-            "pad_object = False (heads without the zero-padded centre)",
-        ),
-    ] {
-        if flag(keys) == Some(false) {
-            return Err(params_err(format!("{what} is not supported")));
-        }
-    }
-    for (key, ours) in [
-        ("offset", OFFSET),
-        ("max_position_jitter", MAX_POSITION_JITTER),
-    ] {
-        if let Some(v) = number(&[key]) {
-            if v != ours as f64 {
-                return Err(params_err(format!(
-                    "{key} = {v}: our canvas is sized by {key} = {ours}"
-                )));
-            }
-        }
-    }
-    let amp_activation = match param(&params, &["amp_activation"]).map(|v| v.as_str()) {
-        None | Some(Some("sigmoid")) => AmpActivation::Sigmoid,
-        Some(Some("swish")) => AmpActivation::Swish,
-        Some(Some("softplus")) => AmpActivation::Softplus,
-        Some(Some("relu")) => AmpActivation::Relu,
-        Some(other) => {
-            return Err(params_err(format!(
-                "amp_activation {other:?}: expected sigmoid, swish, softplus or relu"
-            )))
-        }
-    };
+    let (found, parts) = model_of(&graph, &config).map_err(&inner_err)?;
+    let amp_activation = check_params(&params, &found).map_err(&params_err)?;
+    let GraphModel {
+        n,
+        gridsize,
+        n_filters_scale,
+        probe_big,
+    } = found;
     let model = ModelConfig {
         kind: ModelKind::Pinn,
         n,
@@ -619,118 +786,10 @@ pub fn import(path: &Path, probe_npz: Option<&Path>) -> Result<Imported, Persist
         amp_activation,
     };
     let arch = architecture(&model).map_err(|e| inner_err(e.to_string()))?;
-
-    // Our convolutions, each found in the graph after its predecessor.
-    let mut matched: HashMap<usize, String> = HashMap::new();
-    let mut tensors = Vec::new();
-    let mut layers = Vec::new();
-    let mut used = BTreeSet::new();
-    for (i, layer) in arch.layers.iter().enumerate() {
-        let (
-            Some(shape),
-            Op::Conv {
-                activation_name, ..
-            },
-        ) = (layer.kernel_shape(), &layer.op)
-        else {
-            continue;
-        };
-        let part = layer.name.split('/').next().unwrap_or_default();
-        let parent: BTreeSet<String> = our_conv_parent(&arch.layers, i)
-            .map(|p| BTreeSet::from([matched[&p].clone()]))
-            .unwrap_or_default();
-        let candidates: Vec<&&KerasLayer> = convs
-            .iter()
-            .filter(|l| {
-                !used.contains(&l.name)
-                    && part_of(&l.name) == part
-                    && graph.conv_parents(&l.name) == parent
-            })
-            .collect();
-        let fitting: Vec<&&KerasLayer> = candidates
-            .iter()
-            .copied()
-            .filter(|l| conv_shape(l) == Some(shape))
-            .collect();
-        let keras =
-            match fitting[..] {
-                [one] => one,
-                [] => {
-                    let seen: Vec<String> = candidates
-                        .iter()
-                        .map(|l| format!("'{}' {:?}", l.name, conv_shape(l)))
-                        .collect();
-                    return Err(inner_err(format!(
-                    "no Conv2D fits our layer '{}' (kernel {shape:?}, after {}); candidates: {}",
-                    layer.name,
-                    parent.iter().next().map_or("the input", |s| s.as_str()),
-                    if seen.is_empty() { "none".into() } else { seen.join(", ") }
-                )));
-                }
-                _ => {
-                    return Err(inner_err(format!(
-                        "several Conv2D layers fit our layer '{}': {:?}",
-                        layer.name,
-                        fitting.iter().map(|l| &l.name).collect::<Vec<_>>()
-                    )))
-                }
-            };
-        let keras_activation = if *activation_name == "relu" {
-            "relu"
-        } else {
-            "linear"
-        };
-        if let Some(problem) = conv_settings_problem(keras, keras_activation) {
-            return Err(inner_err(format!(
-                "Conv2D '{}' (our '{}'): {problem}",
-                keras.name, layer.name
-            )));
-        }
-        let group = weights.groups.get(&keras.name).ok_or_else(|| {
-            inner_err(format!(
-                "model.weights.h5 holds no variables for Conv2D '{}'",
-                keras.name
-            ))
-        })?;
-        let kernel = weights
-            .tensor(&format!("{group}/0"), &shape)
-            .map_err(&inner_err)?;
-        let bias = weights
-            .tensor(&format!("{group}/1"), &[shape[3]])
-            .map_err(&inner_err)?;
-        tensors.push(NamedTensor::new(
-            format!("{}/kernel", layer.name),
-            &shape,
-            kernel,
-        ));
-        tensors.push(NamedTensor::new(
-            format!("{}/bias", layer.name),
-            &[shape[3]],
-            bias,
-        ));
-        used.insert(keras.name.clone());
-        matched.insert(i, keras.name.clone());
-        layers.push(LayerMatch {
-            ours: layer.name.clone(),
-            keras_layer: keras.name.clone(),
-            weights_group: group.trim_end_matches("/vars").to_string(),
-            kernel_shape: shape,
-        });
-    }
-    let claimed: BTreeSet<&String> = used.iter().filter_map(|n| weights.groups.get(n)).collect();
-    if let Some(extra) = weights.weighted.iter().find(|g| !claimed.contains(g)) {
-        let owner = weights
-            .groups
-            .iter()
-            .find(|(_, g)| g == &extra)
-            .and_then(|(name, _)| graph.layer(name))
-            .map_or(String::new(), |l| {
-                format!(" (layer '{}', {})", l.name, l.class)
-            });
-        return Err(inner_err(format!(
-            "model.weights.h5 holds weights in {extra}{owner}, which our network has no place for"
-        )));
-    }
+    let (tensors, layers) =
+        match_convolutions(&graph, &weights, &parts, &arch).map_err(&inner_err)?;
+    let number = |keys: &[&str]| param(&params, keys).and_then(Py::number);
+    let flag = |keys: &[&str]| param(&params, keys).and_then(Py::as_bool);
 
     let intensity_scale = match read_entry(&mut outer, &format!("{MODEL}/model.h5"), &outer_err) {
         Ok(bytes) => H5File::from_bytes(bytes)
