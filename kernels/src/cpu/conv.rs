@@ -16,14 +16,17 @@ use rayon::prelude::*;
 use crate::ops::conv::{ConvGeometry, KERNEL_SIZE};
 use crate::ops::layers::Activation;
 
-const TAPS: usize = KERNEL_SIZE * KERNEL_SIZE;
+#[cfg(target_arch = "x86_64")]
+use super::winograd;
+
+pub(super) const TAPS: usize = KERNEL_SIZE * KERNEL_SIZE;
 /// Output pixels along a row per register tile.
 const PIXELS: usize = 4;
 /// Output channels per register tile (two AVX2 vectors).
 const LANES: usize = 16;
 /// The AVX-512 tile: output pixels along a row, and output channels (two 16-float vectors).
 const PIXELS_512: usize = 8;
-const LANES_512: usize = 32;
+pub(super) const LANES_512: usize = 32;
 /// Input channels per register tile of the kernel gradient (AVX2, AVX-512).
 const CIN_TILE: usize = 4;
 const CIN_TILE_512: usize = 8;
@@ -33,14 +36,14 @@ const PER_IMAGE_PIXELS: usize = 1024;
 
 /// What is done to each output sum as it is stored: the bias added, then ReLU when fused.
 #[derive(Clone, Copy)]
-struct Epilogue<'a> {
-    bias: Option<&'a [f32]>,
-    relu: bool,
+pub(super) struct Epilogue<'a> {
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) relu: bool,
 }
 
 impl Epilogue<'_> {
     #[inline(always)]
-    fn apply(self, channel: usize, sum: f32) -> f32 {
+    pub(super) fn apply(self, channel: usize, sum: f32) -> f32 {
         let v = sum + self.bias.map_or(0.0, |bias| bias[channel]);
         if self.relu {
             Activation::Relu.apply(v)
@@ -57,11 +60,11 @@ fn round_up(n: usize, m: usize) -> usize {
 /// (B, H, W, C) copied into (B, H + 2, Wp + 2, Cp) with zeros around, Wp = W rounded up to PIXELS
 /// and Cp = C rounded up to `channel_multiple`: tap (ky, kx) of output pixel (y, x) reads padded
 /// pixel (y + ky, x + kx).
-struct Bordered {
-    data: Vec<f32>,
+pub(super) struct Bordered {
+    pub(super) data: Vec<f32>,
     h: usize,
     w: usize,
-    c: usize,
+    pub(super) c: usize,
 }
 
 impl Bordered {
@@ -86,18 +89,18 @@ impl Bordered {
         Self { data, h, w, c: cp }
     }
 
-    fn pixel(&self, b: usize, y: usize, x: usize) -> usize {
+    pub(super) fn pixel(&self, b: usize, y: usize, x: usize) -> usize {
         ((b * self.h + y) * self.w + x) * self.c
     }
 }
 
 /// A kernel laid out (tap, rows, padded): rows source channels, padded = output channels rounded up
 /// to LANES, zeros in the extra ones.
-struct Packed {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-    padded: usize,
+pub(super) struct Packed {
+    pub(super) data: Vec<f32>,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) padded: usize,
 }
 
 /// `flip` gives the input gradient's kernel: tap 8 − t and channels transposed, so it maps the
@@ -561,6 +564,29 @@ fn convolve(
     out
 }
 
+/// Winograd where it applies on the AVX-512 path ([`winograd::applies`]) and the values cannot
+/// overflow in it ([`winograd::safe`]), else the direct tiles; `source` has `channels` channels.
+fn convolve_by_path(
+    g: &ConvGeometry,
+    source: &[f32],
+    channels: usize,
+    kernel: &Packed,
+    epilogue: Epilogue,
+    path: Path,
+) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Avx512
+        && winograd::applies(g, kernel.rows, kernel.cols)
+        && winograd::safe(&kernel.data)
+        && winograd::safe(source)
+    {
+        let src = Bordered::new(g, source, channels, winograd::CHUNK);
+        return winograd::convolve(g, &src, kernel, epilogue);
+    }
+    let src = Bordered::new(g, source, channels, 1);
+    convolve(g, &src, kernel, epilogue, path)
+}
+
 fn lanes_of(path: Path) -> usize {
     if path == Path::Avx512 {
         LANES_512
@@ -595,9 +621,8 @@ fn forward_with(
     if path == Path::Narrow {
         return narrow_convolve(g, x, kernel, epilogue, false);
     }
-    let src = Bordered::new(g, x, g.cin, 1);
     let packed = packed_kernel(kernel, g.cin, g.cout, false, lanes_of(path));
-    convolve(g, &src, &packed, epilogue, path)
+    convolve_by_path(g, x, g.cin, &packed, epilogue, path)
 }
 
 /// ∂L/∂in (B, H, W, Cin) from ∂L/∂out (B, H, W, Cout).
@@ -613,9 +638,8 @@ fn backward_input_with(g: &ConvGeometry, grad_out: &[f32], kernel: &[f32], path:
     if path == Path::Narrow {
         return narrow_convolve(g, grad_out, kernel, epilogue, true);
     }
-    let src = Bordered::new(g, grad_out, g.cout, 1);
     let packed = packed_kernel(kernel, g.cin, g.cout, true, lanes_of(path));
-    convolve(g, &src, &packed, epilogue, path)
+    convolve_by_path(g, grad_out, g.cout, &packed, epilogue, path)
 }
 
 type KernelGradTile = [[[f32; LANES]; CIN_TILE]; TAPS];
@@ -867,7 +891,8 @@ mod tests {
     /// The portable tiles, the narrow path and the AVX2 and AVX-512 tiles (those this CPU has) give
     /// the same sums up to rounding (in other orders, and the vector paths fuse multiply and add).
     /// Sizes cross the pixel and lane tiles of every path; the kernel gradient is taken image by
-    /// image, over the whole batch and by the narrow path; one case runs whole images per task.
+    /// image, over the whole batch and by the narrow path; one case runs whole images per task, and
+    /// one takes the Winograd path on AVX-512.
     #[test]
     fn portable_and_vector_paths_agree() {
         let mut paths = vec![Path::Narrow];
@@ -890,6 +915,7 @@ mod tests {
             (2, 32, 33, 3, 5),
             (4, 3, 5, 40, 37),
             (2, 4, 6, 21, 1),
+            (3, 16, 18, 40, 37),
         ] {
             let g = ConvGeometry {
                 batch,
@@ -918,5 +944,23 @@ mod tests {
             close(&k0, &k1);
             close(&b0, &b1);
         }
+    }
+
+    /// Values the Winograd transforms could overflow on take the direct path, so an overflow gives
+    /// the direct sums' ±inf (which the non-finite checks downstream catch) rather than NaN (which a
+    /// ReLU would turn into 0).
+    #[test]
+    fn overflowing_values_take_the_direct_path() {
+        let g = ConvGeometry {
+            batch: 1,
+            h: 16,
+            w: 16,
+            cin: 32,
+            cout: 32,
+        };
+        let x = vec![1e38f32; g.pixels() * g.cin];
+        let k = vec![1.0f32; TAPS * g.cin * g.cout];
+        let out = forward(&g, &x, &k, &vec![0.0; g.cout], false);
+        assert!(out.iter().all(|v| *v == f32::INFINITY));
     }
 }

@@ -10,6 +10,8 @@ mod loss;
 mod peak;
 mod ptycho;
 mod translate;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

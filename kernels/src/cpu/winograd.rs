@@ -1,0 +1,243 @@
+//! Winograd F(2×2, 3×3) for the CPU convolutions of small images with many channels (the deep
+//! layers): each 2 × 2 block of outputs comes from a 4 × 4 block of the bordered source with 16
+//! products per channel pair instead of 36, as 16 matrix products (one per transformed position ξ)
+//! of the source's transformed tiles by the transformed kernel:
+//!
+//!   V = Bᵀ d B (source tile), U = G g Gᵀ (kernel), M_ξ = V_ξ · U_ξ, Y = Aᵀ M A (output tile),
+//!
+//! with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
+//! Aᵀ = [1 1 1 0; 0 1 −1 −1]. The coefficients are exact in binary; only the order of the sums
+//! differs from the direct convolution. The transforms work on CHUNK channels at a time (vectors);
+//! the products use the direct convolution's AVX-512 register tile (8 tiles × 32 output channels).
+//! A thread takes one image, whose transformed tiles stay in cache, in buffers it reuses.
+
+use rayon::prelude::*;
+
+use super::conv::{Bordered, Epilogue, Packed, LANES_512, TAPS};
+use crate::ops::conv::ConvGeometry;
+
+/// Tiles per register block of the products.
+const TILE_BLOCK: usize = 8;
+/// Channels per step of the transforms.
+pub(super) const CHUNK: usize = 16;
+
+/// Whether the Winograd path serves this convolution: even sizes from 16 × 16 to 64 × 64 pixels, and
+/// at least 32 source and output channels, so that the products, not the transforms, dominate
+/// (measured on the PtychoPINN layers: 8 × 8 images are as fast or faster direct).
+pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
+    let pixels = g.h * g.w;
+    g.h.is_multiple_of(2)
+        && g.w.is_multiple_of(2)
+        && (256..=4096).contains(&pixels)
+        && rows >= 32
+        && cols >= 32
+}
+
+/// Magnitudes up to which the transforms and products cannot overflow: with |source|, |kernel| ≤ 2^50,
+/// transformed values stay below 2^52, products below 2^104 and their sums (at most 2^14 terms) below
+/// 2^118, under f32's 2^128.
+const SAFE_MAGNITUDE: f32 = (1u64 << 50) as f32;
+
+/// Whether every value is finite and small enough for [`SAFE_MAGNITUDE`]. Beyond it the direct
+/// convolution runs instead: the transforms subtract, so where the direct sums overflow to ±inf
+/// Winograd can give NaN, which a following ReLU would turn into 0, hiding a diverged model.
+pub(super) fn safe(values: &[f32]) -> bool {
+    values
+        .par_chunks(1 << 14)
+        .all(|chunk| chunk.iter().all(|v| v.abs() <= SAFE_MAGNITUDE))
+}
+
+/// U = G g Gᵀ for every (source, output) channel pair of a packed kernel: (16, rows_padded, padded),
+/// zero for the source channels beyond the kernel's rows.
+fn transform_kernel(kernel: &Packed, rows_padded: usize) -> Vec<f32> {
+    let Packed {
+        rows,
+        padded,
+        ref data,
+        ..
+    } = *kernel;
+    let mut u = vec![0f32; 16 * rows_padded * padded];
+    for r in 0..rows {
+        for c in 0..padded {
+            let k = |tap: usize| data[(tap * rows + r) * padded + c];
+            // t = G g (4 × 3), then U = t Gᵀ (4 × 4).
+            let t: [[f32; 3]; 4] = [
+                [k(0), k(1), k(2)],
+                std::array::from_fn(|j| 0.5 * (k(j) + k(3 + j) + k(6 + j))),
+                std::array::from_fn(|j| 0.5 * (k(j) - k(3 + j) + k(6 + j))),
+                [k(6), k(7), k(8)],
+            ];
+            for (i, ti) in t.iter().enumerate() {
+                let row = [
+                    ti[0],
+                    0.5 * (ti[0] + ti[1] + ti[2]),
+                    0.5 * (ti[0] - ti[1] + ti[2]),
+                    ti[2],
+                ];
+                for (j, v) in row.into_iter().enumerate() {
+                    u[((4 * i + j) * rows_padded + r) * padded + c] = v;
+                }
+            }
+        }
+    }
+    u
+}
+
+type Chunk = [f32; CHUNK];
+
+/// The four values z0..z3 times Bᵀ: (z0 − z2, z1 + z2, z2 − z1, z1 − z3).
+#[inline(always)]
+fn b_transpose(z: [Chunk; 4]) -> [Chunk; 4] {
+    let op = |f: &dyn Fn(usize) -> f32| -> Chunk { std::array::from_fn(f) };
+    [
+        op(&|k| z[0][k] - z[2][k]),
+        op(&|k| z[1][k] + z[2][k]),
+        op(&|k| z[2][k] - z[1][k]),
+        op(&|k| z[1][k] - z[3][k]),
+    ]
+}
+
+/// The four values z0..z3 times Aᵀ: (z0 + z1 + z2, z1 − z2 − z3).
+#[inline(always)]
+fn a_transpose(z: [Chunk; 4]) -> [Chunk; 2] {
+    [
+        std::array::from_fn(|k| z[0][k] + z[1][k] + z[2][k]),
+        std::array::from_fn(|k| z[1][k] - z[2][k] - z[3][k]),
+    ]
+}
+
+/// V = Bᵀ d B of every 4 × 4 source tile of image `b` into `v`: (16, tiles, src.c).
+#[inline(always)]
+fn transform_source(g: &ConvGeometry, src: &Bordered, b: usize, tiles: usize, v: &mut [f32]) {
+    let rows = src.c;
+    let tw = g.w / 2;
+    for t in 0..(g.h / 2) * tw {
+        let (ty, tx) = (t / tw, t % tw);
+        for r0 in (0..rows).step_by(CHUNK) {
+            let d = |i: usize, j: usize| -> Chunk {
+                let at = src.pixel(b, 2 * ty + i, 2 * tx + j) + r0;
+                src.data[at..at + CHUNK].try_into().expect("CHUNK floats")
+            };
+            // Columns first: u_j = Bᵀ d_{·j}; then each row of u times B.
+            let u: [[Chunk; 4]; 4] =
+                std::array::from_fn(|j| b_transpose([0, 1, 2, 3].map(|i| d(i, j))));
+            for i in 0..4 {
+                let row = b_transpose([u[0][i], u[1][i], u[2][i], u[3][i]]);
+                for (j, value) in row.iter().enumerate() {
+                    let at = ((4 * i + j) * tiles + t) * rows + r0;
+                    v[at..at + CHUNK].copy_from_slice(value);
+                }
+            }
+        }
+    }
+}
+
+/// M_ξ = V_ξ · U_ξ for every position ξ into `m`: (16, tiles, padded).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn products(v: &[f32], u: &[f32], m: &mut [f32], tiles: usize, rows: usize, padded: usize) {
+    use std::arch::x86_64::*;
+    for xi in 0..16 {
+        let vx = &v[xi * tiles * rows..(xi + 1) * tiles * rows];
+        let ux = &u[xi * rows * padded..(xi + 1) * rows * padded];
+        for c0 in (0..padded).step_by(LANES_512) {
+            for t0 in (0..tiles).step_by(TILE_BLOCK) {
+                let mut acc = [[_mm512_setzero_ps(); 2]; TILE_BLOCK];
+                for r in 0..rows {
+                    let k = &ux[r * padded + c0..r * padded + c0 + LANES_512];
+                    // SAFETY: k holds LANES_512 floats; (t0 + p)·rows + r < vx.len() for
+                    // p < TILE_BLOCK, since tiles is a multiple of TILE_BLOCK.
+                    unsafe {
+                        let k0 = _mm512_loadu_ps(k.as_ptr());
+                        let k1 = _mm512_loadu_ps(k.as_ptr().add(16));
+                        for (p, acc_p) in acc.iter_mut().enumerate() {
+                            let x = _mm512_set1_ps(*vx.get_unchecked((t0 + p) * rows + r));
+                            acc_p[0] = _mm512_fmadd_ps(x, k0, acc_p[0]);
+                            acc_p[1] = _mm512_fmadd_ps(x, k1, acc_p[1]);
+                        }
+                    }
+                }
+                for (p, acc_p) in acc.iter().enumerate() {
+                    let at = (xi * tiles + t0 + p) * padded + c0;
+                    let out = &mut m[at..at + LANES_512];
+                    // SAFETY: out holds 2 × 16 floats.
+                    unsafe {
+                        _mm512_storeu_ps(out.as_mut_ptr(), acc_p[0]);
+                        _mm512_storeu_ps(out.as_mut_ptr().add(16), acc_p[1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Y = Aᵀ M A of every tile of one image, written through the epilogue.
+#[inline(always)]
+fn transform_output(
+    g: &ConvGeometry,
+    m: &[f32],
+    tiles: usize,
+    (cols, padded): (usize, usize),
+    epilogue: Epilogue,
+    image: &mut [f32],
+) {
+    let tw = g.w / 2;
+    for t in 0..(g.h / 2) * tw {
+        let (ty, tx) = (t / tw, t % tw);
+        for c0 in (0..padded).step_by(CHUNK) {
+            let e = |i: usize, j: usize| -> Chunk {
+                let at = ((4 * i + j) * tiles + t) * padded + c0;
+                m[at..at + CHUNK].try_into().expect("CHUNK floats")
+            };
+            // w = Aᵀ M column by column, then each row of w times A.
+            let w: [[Chunk; 2]; 4] =
+                std::array::from_fn(|j| a_transpose([0, 1, 2, 3].map(|i| e(i, j))));
+            for i in 0..2 {
+                let y = a_transpose([w[0][i], w[1][i], w[2][i], w[3][i]]);
+                for (j, value) in y.iter().enumerate() {
+                    let pixel = ((2 * ty + i) * g.w + 2 * tx + j) * cols;
+                    for (k, v) in value.iter().enumerate().take(cols.saturating_sub(c0)) {
+                        image[pixel + c0 + k] = epilogue.apply(c0 + k, *v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// out (B, H, W, cols) of a convolution whose kernel is packed for the AVX-512 tile and whose source
+/// is bordered with channels padded to CHUNK; the caller has checked [`applies`] and that the CPU has
+/// AVX-512.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn convolve(
+    g: &ConvGeometry,
+    src: &Bordered,
+    kernel: &Packed,
+    epilogue: Epilogue,
+) -> Vec<f32> {
+    let Packed { cols, padded, .. } = *kernel;
+    let rows = src.c;
+    let u = transform_kernel(kernel, rows);
+    let tiles = ((g.h / 2) * (g.w / 2)).div_ceil(TILE_BLOCK) * TILE_BLOCK;
+    let mut out = vec![0f32; g.pixels() * cols];
+    out.par_chunks_mut(g.h * g.w * cols)
+        .enumerate()
+        .for_each_init(
+            || {
+                (
+                    vec![0f32; 16 * tiles * rows],
+                    vec![0f32; 16 * tiles * padded],
+                )
+            },
+            |(v, m), (b, image)| {
+                transform_source(g, src, b, tiles, v);
+                // SAFETY: the caller checked the CPU for AVX-512.
+                unsafe { products(v, &u, m, tiles, rows, padded) };
+                transform_output(g, m, tiles, (cols, padded), epilogue, image);
+            },
+        );
+    out
+}
+
+/// The kernel is 3 × 3, as the transform assumes.
+const _: () = assert!(TAPS == 9);
