@@ -122,7 +122,7 @@ fn transform_source(g: &ConvGeometry, src: &Bordered, b: usize, tiles: usize, v:
             let u: [[Chunk; 4]; 4] =
                 std::array::from_fn(|j| b_transpose([0, 1, 2, 3].map(|i| d(i, j))));
             for i in 0..4 {
-                let row = b_transpose([u[0][i], u[1][i], u[2][i], u[3][i]]);
+                let row = b_transpose(u.map(|column| column[i]));
                 for (j, value) in row.iter().enumerate() {
                     let at = ((4 * i + j) * tiles + t) * rows + r0;
                     v[at..at + CHUNK].copy_from_slice(value);
@@ -193,7 +193,7 @@ fn transform_output(
             let w: [[Chunk; 2]; 4] =
                 std::array::from_fn(|j| a_transpose([0, 1, 2, 3].map(|i| e(i, j))));
             for i in 0..2 {
-                let y = a_transpose([w[0][i], w[1][i], w[2][i], w[3][i]]);
+                let y = a_transpose(w.map(|column| column[i]));
                 for (j, value) in y.iter().enumerate() {
                     let pixel = ((2 * ty + i) * g.w + 2 * tx + j) * cols;
                     for (k, v) in value.iter().enumerate().take(cols.saturating_sub(c0)) {
