@@ -10,7 +10,7 @@
 //! channels or more where the CPU has it, else AVX2 (4 × 16). The default target (SSE2, 4 lanes) has
 //! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
 //! summed image by image, each image's tiles computed while it is in cache. On the AVX-512 path the
-//! forward pass and the input gradient of images of 16 x 16 to 64 x 64 pixels with 32 or more
+//! forward pass and the input gradient of images of 16 x 16 to 32 x 32 pixels with 32 or more
 //! channels use Winograd F(2×2, 3×3) (`winograd.rs`), 2.25× fewer multiplications. A fused ReLU
 //! (`conv2d_relu`) is applied as each output is stored.
 

@@ -21,14 +21,14 @@ const TILE_BLOCK: usize = 8;
 /// Channels per step of the transforms.
 pub(super) const CHUNK: usize = 16;
 
-/// Whether the Winograd path serves this convolution: even sizes from 16 × 16 to 64 × 64 pixels, and
+/// Whether the Winograd path serves this convolution: even sizes from 16 × 16 to 32 × 32 pixels, and
 /// at least 32 source and output channels, so that the products, not the transforms, dominate
-/// (measured on the PtychoPINN layers: 8 × 8 images are as fast or faster direct).
+/// (measured on the PtychoPINN layers: 8 × 8 and 64 × 64 images are as fast or faster direct).
 pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
     let pixels = g.h * g.w;
     g.h.is_multiple_of(2)
         && g.w.is_multiple_of(2)
-        && (256..=4096).contains(&pixels)
+        && (256..=1024).contains(&pixels)
         && rows >= 32
         && cols >= 32
 }
