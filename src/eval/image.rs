@@ -124,7 +124,7 @@ pub fn fftshift<T: Copy>(img: &Image<T>) -> Image<T> {
     Image::new(img.h, img.w, data)
 }
 
-/// numpy.fft.fftfreq(n)[k]: cycles per sample of bin k.
+/// `numpy.fft.fftfreq(n)[k]`: cycles per sample of bin k.
 pub fn fftfreq(k: usize, n: usize) -> f64 {
     let k = if k < n.div_ceil(2) {
         k as f64

@@ -193,7 +193,7 @@ pub fn synthetic_object(size: usize, seed: u64) -> ComplexImage {
     }
 }
 
-/// The N x N patch centred on (x, y): patch[r][c] = O(y − N/2 + r, x − N/2 + c), bilinear, each corner
+/// The N x N patch centred on (x, y): `patch[r][c] = O(y − N/2 + r, x − N/2 + c)`, bilinear, each corner
 /// zero outside the object (the reference pads by N/2, translates by −(x, y) and crops the top-left).
 pub fn extract_patch(object: &ComplexImage, x: f64, y: f64, n: usize, out: &mut [Complex32]) {
     let half = (n / 2) as f64;

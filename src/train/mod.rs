@@ -184,7 +184,7 @@ impl<S> Trainer<S> {
         self.adam = adam;
     }
 
-    /// Adam's moments ("m/<tensor>", "v/<tensor>") and the step count ("step"), for resuming.
+    /// Adam's moments (`m/<tensor>`, `v/<tensor>`) and the step count ("step"), for resuming.
     pub fn optimizer_state<B: Backend<Storage = S>>(
         &self,
         b: &B,

@@ -42,7 +42,7 @@ pub enum ConvKernels {
     Lanes,
 }
 
-/// A read-back in flight (see [`Backend::start_read_f32`]); None for an empty tensor.
+/// A read-back in flight (see [`Backend::start_read_f32`](crate::Backend::start_read_f32)); None for an empty tensor.
 pub struct PendingRead(Option<InFlight>);
 
 struct InFlight {

@@ -1,7 +1,7 @@
 //! 3 x 3 convolution, stride 1, 'same' zero padding, with bias (physics-and-model.md §6.1): the shape
 //! rules both backends share. Layout NHWC, kernel (kh, kw, cin, cout) as Keras stores it, so reference
 //! weights map one to one. Cross-correlation:
-//!   out[b, y, x, o] = bias[o] + Σ_{ky, kx, i} in[b, y + ky − 1, x + kx − 1, i] · k[ky, kx, i, o]
+//!   `out[b, y, x, o] = bias[o] + Σ_{ky, kx, i} in[b, y + ky − 1, x + kx − 1, i] · k[ky, kx, i, o]`
 //! Backward: the input gradient is a convolution of the output gradient with the kernel flipped in
 //! space and transposed in channels; the kernel gradient is Σ over pixels of in ⊗ grad_out; the bias
 //! gradient is Σ over pixels of grad_out.
