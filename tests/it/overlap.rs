@@ -1,10 +1,9 @@
 //! Overlap views (study phase D): the disc-overlap function, both generations' selection rules, the
 //! acceptance cases of study-pipeline.md §9 items 7–12, and the command line on simulated data.
 
-use crate::common;
+use crate::common::{self, ptycho_ok};
 
 use std::path::Path;
-use std::process::Command;
 
 use ptycho_wgpu::data::contract::ScanFile;
 use ptycho_wgpu::data::subset::write_rows;
@@ -317,18 +316,7 @@ fn spacing_direct_greedy_and_failure() {
 fn command_line_on_simulated_data() {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let run = ptycho_ok;
     let s = sim.to_str().unwrap();
     // A raster: random positions rarely satisfy the spacing views (ACCEPTANCE-001).
     run(&[

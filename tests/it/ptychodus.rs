@@ -2,14 +2,13 @@
 //! own readers on files we write, and a dataset's round trip through them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ptycho_wgpu::interop::convert::{export_data, import_ptychodus, Geometry};
 use ptycho_wgpu::interop::ptychodus::{object_pixel_m, read_diffraction, read_product};
 use ptycho_wgpu::io::npz::NpzFile;
 use serde_json::Value;
 
-use crate::common::{python_has, run_python};
+use crate::common::{ptycho_err, ptycho_ok, python_has, run_python};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,27 +83,23 @@ fn a_truncated_product_is_refused_naming_the_file() {
 
 /// A small simulated dataset: `ptycho simulate` into `dir/sim`.
 fn simulate(dir: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args(["simulate", "--output"])
-        .arg(dir.join("sim"))
-        .args([
-            "--n",
-            "64",
-            "--n-images",
-            "40",
-            "--object-size",
-            "128",
-            "--doses",
-            "1e4",
-        ])
-        .args(["--no-split", "--device", "cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let sim = dir.join("sim");
+    ptycho_ok(&[
+        "simulate",
+        "--output",
+        sim.to_str().unwrap(),
+        "--n",
+        "64",
+        "--n-images",
+        "40",
+        "--object-size",
+        "128",
+        "--doses",
+        "1e4",
+        "--no-split",
+        "--device",
+        "cpu",
+    ]);
     dir.join("sim/dose_10000/patched.npz")
 }
 
@@ -260,15 +255,9 @@ print(json.dumps({
 fn the_commands_import_export_and_refuse_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let imported = dir.path().join("imported.npz");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ptycho"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let fixtures = fixture("");
     let batch = batch_layout(dir.path());
-    let out = run(&[
+    let import = [
         "data",
         "import",
         "--from",
@@ -276,29 +265,11 @@ fn the_commands_import_export_and_refuse_to_overwrite() {
         batch.to_str().unwrap(),
         "--output",
         imported.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let again = run(&[
-        "data",
-        "import",
-        "--from",
-        "ptychodus",
-        batch.to_str().unwrap(),
-        "--output",
-        imported.to_str().unwrap(),
-    ]);
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists; pass --overwrite"));
-    let inspect = run(&["data", "inspect", imported.to_str().unwrap()]);
-    assert!(
-        String::from_utf8_lossy(&inspect.stdout).contains("contract: OK"),
-        "{}",
-        String::from_utf8_lossy(&inspect.stdout)
-    );
+    ];
+    ptycho_ok(&import);
+    assert!(ptycho_err(&import).contains("exists; pass --overwrite"));
+    let inspect = ptycho_ok(&["data", "inspect", imported.to_str().unwrap()]);
+    assert!(inspect.contains("contract: OK"), "{inspect}");
     // Positions: ptychodus's metres about the centre become pixels (x_px = x_m/pixel + W/2).
     let npz = NpzFile::open(&imported).unwrap();
     let p = read_product(&fixtures.join("example_product.h5")).unwrap();
@@ -307,7 +278,7 @@ fn the_commands_import_export_and_refuse_to_overwrite() {
 
     // Exporting the imported data needs its count scale: recorded by the import (1).
     let product = dir.path().join("product.h5");
-    let out = run(&[
+    ptycho_ok(&[
         "export",
         "--format",
         "ptychodus",
@@ -318,11 +289,6 @@ fn the_commands_import_export_and_refuse_to_overwrite() {
         "--output",
         product.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let written = read_product(&product).unwrap();
     assert_eq!(written.object.data, p.object.data);
     assert_eq!(written.position_x_m.len(), 607);
@@ -333,23 +299,17 @@ fn reconstruct_runs_in_ptychodus_batch_layout_and_writes_its_product() {
     let dir = tempfile::tempdir().unwrap();
     let batch = batch_layout(dir.path());
     let out = dir.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args(["reconstruct", "--ptychodus", batch.to_str().unwrap()])
-        .args([
-            "--output-dir",
-            out.to_str().unwrap(),
-            "--epochs",
-            "3",
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ptycho_ok(&[
+        "reconstruct",
+        "--ptychodus",
+        batch.to_str().unwrap(),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+    ]);
     let input = read_product(&batch.join("product.h5")).unwrap();
     let written = read_product(&out.join("product.h5")).unwrap();
     assert_eq!(
@@ -378,16 +338,7 @@ fn reconstruct_and_infer_export_products_ptychodus_reads() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulate(dir.path());
     let ptycho = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-            .args(args)
-            .args(["--device", "cpu"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ptycho_ok(&[args, &["--device", "cpu"]].concat());
     };
     let (recon, model, stitched) = (
         dir.path().join("recon"),

@@ -1,27 +1,12 @@
 //! `ptycho train` end to end on a tiny simulated dataset (CPU backend): history.json, a verified
 //! bundle whose tensors fit the architecture, and the same loss history for the same seed.
 
-use crate::common;
+use crate::common::{self, ptycho_err, ptycho_ok};
 
 use std::path::Path;
-use std::process::Command;
 
 use ptycho_wgpu::model::{parameters, ModelConfig};
 use ptycho_wgpu::persist::bundle;
-
-/// Run `ptycho`, which must succeed; its standard output.
-fn ptycho(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `ptycho simulate` of N = 64 patterns from a 160² object on the CPU backend into `sim`.
 fn simulate(sim: &Path, images: &str, dose: &str, extra: &[&str]) {
@@ -41,11 +26,11 @@ fn simulate(sim: &Path, images: &str, dose: &str, extra: &[&str]) {
         "cpu",
     ];
     args.extend_from_slice(extra);
-    ptycho(&args);
+    ptycho_ok(&args);
 }
 
 fn train(data: &Path, out: &Path) -> serde_json::Value {
-    ptycho(&[
+    ptycho_ok(&[
         "train",
         "--train-data",
         data.to_str().unwrap(),
@@ -108,7 +93,7 @@ fn train_writes_history_and_a_verified_bundle() {
     // Without --n-groups every pattern is a sample: 40 groups, floor(40 · 0.95) = 38 of them train,
     // 5 batches of 8 in the one epoch.
     let all = dir.path().join("all");
-    ptycho(&[
+    ptycho_ok(&[
         "train",
         "--train-data",
         data.to_str().unwrap(),
@@ -168,7 +153,7 @@ fn resumed_training_matches_uninterrupted_training() {
             args.push(dir.path().join(r).to_str().unwrap().into());
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        ptycho(&refs);
+        ptycho_ok(&refs);
         out
     };
     let whole = run("whole", "4", None);
@@ -200,15 +185,6 @@ fn resumed_training_matches_uninterrupted_training() {
     let b = bundle::load(&resumed, None).unwrap();
     assert_eq!(a.weights, b.weights, "the same weights after four epochs");
     assert_eq!(a.optimizer, b.optimizer);
-}
-
-fn ptycho_fails(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ptycho"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The baseline at gridsize 2 (groups flattened to patterns) and the PINN with the probe-big ring,
@@ -248,7 +224,7 @@ fn baseline_and_probe_big_train_and_infer() {
             "cpu",
         ];
         args.extend_from_slice(extra);
-        ptycho(&args);
+        ptycho_ok(&args);
         let history: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
         assert!(history["test_loss"].as_f64().unwrap().is_finite(), "{name}");
@@ -275,7 +251,7 @@ fn baseline_and_probe_big_train_and_infer() {
                 "cpu",
             ];
             args.extend_from_slice(extra);
-            ptycho(&args)
+            ptycho_ok(&args)
         };
         let said = infer(&recon, &[]);
         assert!(recon.join("reconstruction.npz").exists(), "{name}");
@@ -304,7 +280,7 @@ fn baseline_and_probe_big_train_and_infer() {
     );
     if common::python_has("numpy") {
         common::run_python(dir.path(), &script);
-        let err = ptycho_fails(&[
+        let err = ptycho_err(&[
             "train",
             "--train-data",
             bare.to_str().unwrap(),
