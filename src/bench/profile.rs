@@ -305,9 +305,61 @@ impl ProfileTable {
     }
 }
 
+/// Backend methods forwarded to the inner backend and timed by the bytes they move:
+/// `name(arguments) -> output [the tensor arguments]`.
+macro_rules! timed_by_bytes {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty [$($tensor:ident),*];)*) => {
+        $(fn $name(&self, $($arg: $ty),*) -> Result<$out> {
+            self.plain(stringify!($name), &[$($tensor),*], || self.inner.$name($($arg),*))
+        })*
+    };
+}
+
 impl<B: Backend> Backend for Profiled<'_, B> {
     type Storage = B::Storage;
     type PendingRead = B::PendingRead;
+
+    timed_by_bytes! {
+        download_c64(t: &Tensor<Self::Storage>) -> Vec<Complex32> [t];
+        download_f32(t: &Tensor<Self::Storage>) -> Vec<f32> [t];
+        fft2(x: &Tensor<Self::Storage>, direction: fft::FftDirection, shift: fft::FftShift) -> Tensor<Self::Storage> [x];
+        mul(a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a, b];
+        mul_conj(a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a, b];
+        add(a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a, b];
+        scale(a: &Tensor<Self::Storage>, s: f32) -> Tensor<Self::Storage> [a];
+        modulus_grad(a: &Tensor<Self::Storage>, g: &Tensor<Self::Storage>, s: f32) -> Tensor<Self::Storage> [a, g];
+        div_real(a: &Tensor<Self::Storage>, d: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a, d];
+        offset(a: &Tensor<Self::Storage>, s: f32) -> Tensor<Self::Storage> [a];
+        abs(a: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a];
+        abs2(a: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a];
+        translate(x: &Tensor<Self::Storage>, shifts: &Tensor<Self::Storage>, direction: translate::TranslateDirection) -> Tensor<Self::Storage> [x, shifts];
+        extract_patches(object: &Tensor<Self::Storage>, origins: &Tensor<Self::Storage>, n: usize) -> Tensor<Self::Storage> [object, origins];
+        scatter_patches(patches: &Tensor<Self::Storage>, origins: &Tensor<Self::Storage>, table: &ptycho::PatchTable<Self::Storage>) -> Tensor<Self::Storage> [patches, origins];
+        pattern_dot(a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a, b];
+        modulus_project(spectrum: &Tensor<Self::Storage>, amplitude: &Tensor<Self::Storage>) -> ConvParamGrads<Self::Storage> [spectrum, amplitude];
+        recenter(x: &Tensor<Self::Storage>, out_h: usize, out_w: usize) -> Tensor<Self::Storage> [x];
+        sum_channels(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        repeat_channels(x: &Tensor<Self::Storage>, channels: usize) -> Tensor<Self::Storage> [x];
+        loss_terms(kind: loss::LossKind, pred: &Tensor<Self::Storage>, target: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [pred, target];
+        loss_grad(kind: loss::LossKind, pred: &Tensor<Self::Storage>, target: &Tensor<Self::Storage>, scale: f32) -> Tensor<Self::Storage> [pred, target];
+        sum(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        activation(kind: layers::Activation, x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        activation_backward(kind: layers::Activation, x: &Tensor<Self::Storage>, grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x, grad_out];
+        max_pool2(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        max_pool2_backward(x: &Tensor<Self::Storage>, grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x, grad_out];
+        upsample2(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        upsample2_backward(grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [grad_out];
+        slice_channels(x: &Tensor<Self::Storage>, start: usize, count: usize) -> Tensor<Self::Storage> [x];
+        slice_channels_backward(grad_out: &Tensor<Self::Storage>, start: usize, channels: usize) -> Tensor<Self::Storage> [grad_out];
+        pad_spatial(x: &Tensor<Self::Storage>, pad: usize) -> Tensor<Self::Storage> [x];
+        crop_spatial(x: &Tensor<Self::Storage>, pad: usize) -> Tensor<Self::Storage> [x];
+        combine_complex(amp: &Tensor<Self::Storage>, phase: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [amp, phase];
+        combine_complex_backward(amp: &Tensor<Self::Storage>, phase: &Tensor<Self::Storage>, grad: &Tensor<Self::Storage>) -> ConvParamGrads<Self::Storage> [amp, phase, grad];
+        to_channels_last(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        to_channels_first(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
+        add_real(a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a, b];
+        copy(a: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [a];
+    }
 
     fn kind(&self) -> BackendKind {
         self.inner.kind()
@@ -329,187 +381,12 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         })
     }
 
-    fn download_c64(&self, t: &Tensor<Self::Storage>) -> Result<Vec<Complex32>> {
-        self.plain("download_c64", &[t], || self.inner.download_c64(t))
-    }
-
-    fn download_f32(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>> {
-        self.plain("download_f32", &[t], || self.inner.download_f32(t))
-    }
-
     fn start_read_f32(&self, t: &Tensor<Self::Storage>) -> Result<Self::PendingRead> {
         self.inner.start_read_f32(t)
     }
 
     fn finish_read_f32(&self, pending: Self::PendingRead) -> Result<Vec<f32>> {
         self.inner.finish_read_f32(pending)
-    }
-
-    fn fft2(
-        &self,
-        x: &Tensor<Self::Storage>,
-        direction: fft::FftDirection,
-        shift: fft::FftShift,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("fft2", &[x], || self.inner.fft2(x, direction, shift))
-    }
-
-    fn mul(
-        &self,
-        a: &Tensor<Self::Storage>,
-        b: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("mul", &[a, b], || self.inner.mul(a, b))
-    }
-
-    fn mul_conj(
-        &self,
-        a: &Tensor<Self::Storage>,
-        b: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("mul_conj", &[a, b], || self.inner.mul_conj(a, b))
-    }
-
-    fn add(
-        &self,
-        a: &Tensor<Self::Storage>,
-        b: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("add", &[a, b], || self.inner.add(a, b))
-    }
-
-    fn scale(&self, a: &Tensor<Self::Storage>, s: f32) -> Result<Tensor<Self::Storage>> {
-        self.plain("scale", &[a], || self.inner.scale(a, s))
-    }
-
-    fn modulus_grad(
-        &self,
-        a: &Tensor<Self::Storage>,
-        g: &Tensor<Self::Storage>,
-        s: f32,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("modulus_grad", &[a, g], || self.inner.modulus_grad(a, g, s))
-    }
-
-    fn div_real(
-        &self,
-        a: &Tensor<Self::Storage>,
-        d: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("div_real", &[a, d], || self.inner.div_real(a, d))
-    }
-
-    fn offset(&self, a: &Tensor<Self::Storage>, s: f32) -> Result<Tensor<Self::Storage>> {
-        self.plain("offset", &[a], || self.inner.offset(a, s))
-    }
-
-    fn abs(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("abs", &[a], || self.inner.abs(a))
-    }
-
-    fn abs2(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("abs2", &[a], || self.inner.abs2(a))
-    }
-
-    fn translate(
-        &self,
-        x: &Tensor<Self::Storage>,
-        shifts: &Tensor<Self::Storage>,
-        direction: translate::TranslateDirection,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("translate", &[x, shifts], || {
-            self.inner.translate(x, shifts, direction)
-        })
-    }
-
-    fn extract_patches(
-        &self,
-        object: &Tensor<Self::Storage>,
-        origins: &Tensor<Self::Storage>,
-        n: usize,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("extract_patches", &[object, origins], || {
-            self.inner.extract_patches(object, origins, n)
-        })
-    }
-
-    fn scatter_patches(
-        &self,
-        patches: &Tensor<Self::Storage>,
-        origins: &Tensor<Self::Storage>,
-        table: &ptycho::PatchTable<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("scatter_patches", &[patches, origins], || {
-            self.inner.scatter_patches(patches, origins, table)
-        })
-    }
-
-    fn pattern_dot(
-        &self,
-        a: &Tensor<Self::Storage>,
-        b: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("pattern_dot", &[a, b], || self.inner.pattern_dot(a, b))
-    }
-
-    fn modulus_project(
-        &self,
-        spectrum: &Tensor<Self::Storage>,
-        amplitude: &Tensor<Self::Storage>,
-    ) -> Result<ConvParamGrads<Self::Storage>> {
-        self.plain("modulus_project", &[spectrum, amplitude], || {
-            self.inner.modulus_project(spectrum, amplitude)
-        })
-    }
-
-    fn recenter(
-        &self,
-        x: &Tensor<Self::Storage>,
-        out_h: usize,
-        out_w: usize,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("recenter", &[x], || self.inner.recenter(x, out_h, out_w))
-    }
-
-    fn sum_channels(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("sum_channels", &[x], || self.inner.sum_channels(x))
-    }
-
-    fn repeat_channels(
-        &self,
-        x: &Tensor<Self::Storage>,
-        channels: usize,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("repeat_channels", &[x], || {
-            self.inner.repeat_channels(x, channels)
-        })
-    }
-
-    fn loss_terms(
-        &self,
-        kind: loss::LossKind,
-        pred: &Tensor<Self::Storage>,
-        target: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("loss_terms", &[pred, target], || {
-            self.inner.loss_terms(kind, pred, target)
-        })
-    }
-
-    fn loss_grad(
-        &self,
-        kind: loss::LossKind,
-        pred: &Tensor<Self::Storage>,
-        target: &Tensor<Self::Storage>,
-        scale: f32,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("loss_grad", &[pred, target], || {
-            self.inner.loss_grad(kind, pred, target, scale)
-        })
-    }
-
-    fn sum(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("sum", &[x], || self.inner.sum(x))
     }
 
     fn conv2d(
@@ -563,122 +440,6 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         })
     }
 
-    fn activation(
-        &self,
-        kind: layers::Activation,
-        x: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("activation", &[x], || self.inner.activation(kind, x))
-    }
-
-    fn activation_backward(
-        &self,
-        kind: layers::Activation,
-        x: &Tensor<Self::Storage>,
-        grad_out: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("activation_backward", &[x, grad_out], || {
-            self.inner.activation_backward(kind, x, grad_out)
-        })
-    }
-
-    fn max_pool2(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("max_pool2", &[x], || self.inner.max_pool2(x))
-    }
-
-    fn max_pool2_backward(
-        &self,
-        x: &Tensor<Self::Storage>,
-        grad_out: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("max_pool2_backward", &[x, grad_out], || {
-            self.inner.max_pool2_backward(x, grad_out)
-        })
-    }
-
-    fn upsample2(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("upsample2", &[x], || self.inner.upsample2(x))
-    }
-
-    fn upsample2_backward(
-        &self,
-        grad_out: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("upsample2_backward", &[grad_out], || {
-            self.inner.upsample2_backward(grad_out)
-        })
-    }
-
-    fn slice_channels(
-        &self,
-        x: &Tensor<Self::Storage>,
-        start: usize,
-        count: usize,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("slice_channels", &[x], || {
-            self.inner.slice_channels(x, start, count)
-        })
-    }
-
-    fn slice_channels_backward(
-        &self,
-        grad_out: &Tensor<Self::Storage>,
-        start: usize,
-        channels: usize,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("slice_channels_backward", &[grad_out], || {
-            self.inner
-                .slice_channels_backward(grad_out, start, channels)
-        })
-    }
-
-    fn pad_spatial(&self, x: &Tensor<Self::Storage>, pad: usize) -> Result<Tensor<Self::Storage>> {
-        self.plain("pad_spatial", &[x], || self.inner.pad_spatial(x, pad))
-    }
-
-    fn crop_spatial(&self, x: &Tensor<Self::Storage>, pad: usize) -> Result<Tensor<Self::Storage>> {
-        self.plain("crop_spatial", &[x], || self.inner.crop_spatial(x, pad))
-    }
-
-    fn combine_complex(
-        &self,
-        amp: &Tensor<Self::Storage>,
-        phase: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("combine_complex", &[amp, phase], || {
-            self.inner.combine_complex(amp, phase)
-        })
-    }
-
-    fn combine_complex_backward(
-        &self,
-        amp: &Tensor<Self::Storage>,
-        phase: &Tensor<Self::Storage>,
-        grad: &Tensor<Self::Storage>,
-    ) -> Result<ConvParamGrads<Self::Storage>> {
-        self.plain("combine_complex_backward", &[amp, phase, grad], || {
-            self.inner.combine_complex_backward(amp, phase, grad)
-        })
-    }
-
-    fn to_channels_last(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("to_channels_last", &[x], || self.inner.to_channels_last(x))
-    }
-
-    fn to_channels_first(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("to_channels_first", &[x], || {
-            self.inner.to_channels_first(x)
-        })
-    }
-
-    fn add_real(
-        &self,
-        a: &Tensor<Self::Storage>,
-        b: &Tensor<Self::Storage>,
-    ) -> Result<Tensor<Self::Storage>> {
-        self.plain("add_real", &[a, b], || self.inner.add_real(a, b))
-    }
-
     fn fma_chain(&self, lanes: usize, iterations: u32) -> Result<Tensor<Self::Storage>> {
         self.inner.fma_chain(lanes, iterations)
     }
@@ -697,10 +458,6 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         self.timed("adam_update", String::new(), 0.0, in_bytes, || {
             self.inner.adam_update(config, step, param, grad, m, v)
         })
-    }
-
-    fn copy(&self, a: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>> {
-        self.plain("copy", &[a], || self.inner.copy(a))
     }
 
     fn synchronize(&self) -> Result<()> {
