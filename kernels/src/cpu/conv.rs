@@ -177,115 +177,149 @@ fn conv_row(
     }
 }
 
-/// conv_row with AVX2 intrinsics: LLVM does not keep the generic tile in registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn conv_row_avx2(
-    src: &Bordered,
-    kernel: &Packed,
-    epilogue: Epilogue,
-    (b, y): (usize, usize),
-    out_row: &mut [f32],
-    channels: std::ops::Range<usize>,
-) {
-    use std::arch::x86_64::*;
-    let Packed {
-        rows, cols, padded, ..
-    } = *kernel;
-    let width = out_row.len() / cols;
-    for x0 in (0..width).step_by(PIXELS) {
-        for c0 in channels.clone().step_by(LANES) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; PIXELS];
-            for tap in 0..TAPS {
-                let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
-                let base = src.pixel(b, y + ky, x0 + kx);
-                let pixels = &src.data[base..base + (PIXELS - 1) * src.c + rows];
-                let taps = &kernel.data[tap * rows * padded..(tap + 1) * rows * padded];
-                for r in 0..rows {
-                    let k = &taps[r * padded + c0..r * padded + c0 + LANES];
-                    // SAFETY: k holds LANES floats and pixels p·c + r < pixels.len() for p < PIXELS.
-                    unsafe {
-                        let k0 = _mm256_loadu_ps(k.as_ptr());
-                        let k1 = _mm256_loadu_ps(k.as_ptr().add(8));
-                        for (p, acc_p) in acc.iter_mut().enumerate() {
-                            let v = _mm256_broadcast_ss(pixels.get_unchecked(p * src.c + r));
-                            acc_p[0] = _mm256_fmadd_ps(v, k0, acc_p[0]);
-                            acc_p[1] = _mm256_fmadd_ps(v, k1, acc_p[1]);
+/// The register tiles with vector intrinsics, written once and instantiated for AVX2 (two 8-float
+/// registers per tile row) and AVX-512 (two 16-float registers): LLVM does not keep the portable
+/// tiles in registers. `$row` is conv_row's, `$grad` kernel_grad_tile's, with `$pixels` output
+/// pixels and `$cin` input channels per tile and `$width` floats per register.
+macro_rules! vector_tiles {
+    ($feature:literal, $row:ident, $grad:ident, $tile:ident, $pixels:expr, $cin:expr, $width:expr,
+     $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $row(
+            src: &Bordered,
+            kernel: &Packed,
+            epilogue: Epilogue,
+            (b, y): (usize, usize),
+            out_row: &mut [f32],
+            channels: std::ops::Range<usize>,
+        ) {
+            use std::arch::x86_64::*;
+            const LANES: usize = 2 * $width;
+            let Packed {
+                rows, cols, padded, ..
+            } = *kernel;
+            let width = out_row.len() / cols;
+            for x0 in (0..width).step_by($pixels) {
+                for c0 in channels.clone().step_by(LANES) {
+                    let mut acc = [[$zero(); 2]; $pixels];
+                    for tap in 0..TAPS {
+                        let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
+                        let base = src.pixel(b, y + ky, x0 + kx);
+                        let pixels = &src.data[base..base + ($pixels - 1) * src.c + rows];
+                        let taps = &kernel.data[tap * rows * padded..(tap + 1) * rows * padded];
+                        for r in 0..rows {
+                            let k = &taps[r * padded + c0..r * padded + c0 + LANES];
+                            // SAFETY: k holds LANES floats and pixels p·c + r < pixels.len() for
+                            // p < $pixels (the bordered rows are padded to a multiple of it).
+                            unsafe {
+                                let k0 = $load(k.as_ptr());
+                                let k1 = $load(k.as_ptr().add($width));
+                                for (p, acc_p) in acc.iter_mut().enumerate() {
+                                    let v = $splat(*pixels.get_unchecked(p * src.c + r));
+                                    acc_p[0] = $fma(v, k0, acc_p[0]);
+                                    acc_p[1] = $fma(v, k1, acc_p[1]);
+                                }
+                            }
+                        }
+                    }
+                    for (p, acc_p) in acc.iter().enumerate().take(width.saturating_sub(x0)) {
+                        let mut lanes = [0f32; LANES];
+                        // SAFETY: lanes holds 2 × $width floats.
+                        unsafe {
+                            $store(lanes.as_mut_ptr(), acc_p[0]);
+                            $store(lanes.as_mut_ptr().add($width), acc_p[1]);
+                        }
+                        let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
+                        for (c, a) in lanes.iter().enumerate().take(cols.saturating_sub(c0)) {
+                            o[c0 + c] = epilogue.apply(c0 + c, *a);
                         }
                     }
                 }
             }
-            for (p, acc_p) in acc.iter().enumerate().take(width - x0) {
-                let mut lanes = [0f32; LANES];
-                // SAFETY: lanes holds 2 × 8 floats.
-                unsafe {
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc_p[0]);
-                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc_p[1]);
-                }
-                let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
-                for (c, a) in lanes.iter().enumerate().take(cols.saturating_sub(c0)) {
-                    o[c0 + c] = epilogue.apply(c0 + c, *a);
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        type $tile = [[[f32; 2 * $width]; $cin]; TAPS];
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $grad(
+            g: &ConvGeometry,
+            x: &Bordered,
+            grad_out: &[f32],
+            cout_padded: usize,
+            (ci0, co0): (usize, usize),
+            images: std::ops::Range<usize>,
+        ) -> $tile {
+            use std::arch::x86_64::*;
+            const LANES: usize = 2 * $width;
+            let mut total = [[[0f32; LANES]; $cin]; TAPS];
+            for row in images.start * g.h..images.end * g.h {
+                let (b, y) = (row / g.h, row % g.h);
+                let go_row = &grad_out[row * g.w * cout_padded..(row + 1) * g.w * cout_padded];
+                for (tap, total_tap) in total.iter_mut().enumerate() {
+                    let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
+                    let base = x.pixel(b, y + ky, kx) + ci0;
+                    let x_row = &x.data[base..base + (g.w - 1) * x.c + $cin];
+                    let mut acc = [[$zero(); 2]; $cin];
+                    for xx in 0..g.w {
+                        let go = &go_row[xx * cout_padded + co0..xx * cout_padded + co0 + LANES];
+                        // SAFETY: go holds LANES floats; xx·c + i < x_row.len() for i < $cin.
+                        unsafe {
+                            let g0 = $load(go.as_ptr());
+                            let g1 = $load(go.as_ptr().add($width));
+                            for (i, acc_i) in acc.iter_mut().enumerate() {
+                                let v = $splat(*x_row.get_unchecked(xx * x.c + i));
+                                acc_i[0] = $fma(v, g0, acc_i[0]);
+                                acc_i[1] = $fma(v, g1, acc_i[1]);
+                            }
+                        }
+                    }
+                    for (t, a) in total_tap.iter_mut().zip(&acc) {
+                        let mut lanes = [0f32; LANES];
+                        // SAFETY: lanes holds 2 × $width floats.
+                        unsafe {
+                            $store(lanes.as_mut_ptr(), a[0]);
+                            $store(lanes.as_mut_ptr().add($width), a[1]);
+                        }
+                        t.iter_mut().zip(&lanes).for_each(|(tv, av)| *tv += av);
+                    }
                 }
             }
+            total
         }
-    }
+    };
 }
 
-/// conv_row with AVX-512: 8 pixels × 32 channels in 16 of the 32 vector registers, so each kernel
-/// vector loaded serves 8 multiply-adds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn conv_row_avx512(
-    src: &Bordered,
-    kernel: &Packed,
-    epilogue: Epilogue,
-    (b, y): (usize, usize),
-    out_row: &mut [f32],
-    channels: std::ops::Range<usize>,
-) {
-    use std::arch::x86_64::*;
-    let Packed {
-        rows, cols, padded, ..
-    } = *kernel;
-    let width = out_row.len() / cols;
-    for x0 in (0..width).step_by(PIXELS_512) {
-        for c0 in channels.clone().step_by(LANES_512) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; PIXELS_512];
-            for tap in 0..TAPS {
-                let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
-                let base = src.pixel(b, y + ky, x0 + kx);
-                let pixels = &src.data[base..base + (PIXELS_512 - 1) * src.c + rows];
-                let taps = &kernel.data[tap * rows * padded..(tap + 1) * rows * padded];
-                for r in 0..rows {
-                    let k = &taps[r * padded + c0..r * padded + c0 + LANES_512];
-                    // SAFETY: k holds LANES_512 floats and pixels p·c + r < pixels.len() for
-                    // p < PIXELS_512 (the bordered rows are padded to a multiple of PIXELS_512).
-                    unsafe {
-                        let k0 = _mm512_loadu_ps(k.as_ptr());
-                        let k1 = _mm512_loadu_ps(k.as_ptr().add(16));
-                        for (p, acc_p) in acc.iter_mut().enumerate() {
-                            let v = _mm512_set1_ps(*pixels.get_unchecked(p * src.c + r));
-                            acc_p[0] = _mm512_fmadd_ps(v, k0, acc_p[0]);
-                            acc_p[1] = _mm512_fmadd_ps(v, k1, acc_p[1]);
-                        }
-                    }
-                }
-            }
-            for (p, acc_p) in acc.iter().enumerate().take(width.saturating_sub(x0)) {
-                let mut lanes = [0f32; LANES_512];
-                // SAFETY: lanes holds 2 × 16 floats.
-                unsafe {
-                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc_p[0]);
-                    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), acc_p[1]);
-                }
-                let o = &mut out_row[(x0 + p) * cols..(x0 + p + 1) * cols];
-                for (c, a) in lanes.iter().enumerate().take(cols.saturating_sub(c0)) {
-                    o[c0 + c] = epilogue.apply(c0 + c, *a);
-                }
-            }
-        }
-    }
-}
+vector_tiles!(
+    "avx2,fma",
+    conv_row_avx2,
+    kernel_grad_tile_avx2,
+    KernelGradTileAvx2,
+    PIXELS,
+    CIN_TILE,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps
+);
+vector_tiles!(
+    "avx512f",
+    conv_row_avx512,
+    kernel_grad_tile_avx512,
+    KernelGradTile512,
+    PIXELS_512,
+    CIN_TILE_512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps
+);
 
 /// Outputs of fewer channels than this (the heads' 1 or 4) take the narrow path: a register tile of
 /// output channels would leave most of its lanes idle.
@@ -674,104 +708,6 @@ fn kernel_grad_tile(
             }
             for (t, a) in total_tap.iter_mut().zip(&acc) {
                 t.iter_mut().zip(a).for_each(|(tv, av)| *tv += av);
-            }
-        }
-    }
-    total
-}
-
-/// kernel_grad_tile with AVX2 intrinsics, for the same reason as conv_row_avx2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn kernel_grad_tile_avx2(
-    g: &ConvGeometry,
-    x: &Bordered,
-    grad_out: &[f32],
-    cout_padded: usize,
-    (ci0, co0): (usize, usize),
-    images: std::ops::Range<usize>,
-) -> KernelGradTile {
-    use std::arch::x86_64::*;
-    let mut total = [[[0f32; LANES]; CIN_TILE]; TAPS];
-    for row in images.start * g.h..images.end * g.h {
-        let (b, y) = (row / g.h, row % g.h);
-        let go_row = &grad_out[row * g.w * cout_padded..(row + 1) * g.w * cout_padded];
-        for (tap, total_tap) in total.iter_mut().enumerate() {
-            let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
-            let base = x.pixel(b, y + ky, kx) + ci0;
-            let x_row = &x.data[base..base + (g.w - 1) * x.c + CIN_TILE];
-            let mut acc = [[_mm256_setzero_ps(); 2]; CIN_TILE];
-            for xx in 0..g.w {
-                let go = &go_row[xx * cout_padded + co0..xx * cout_padded + co0 + LANES];
-                // SAFETY: go holds LANES floats; xx·c + i < x_row.len() for i < CIN_TILE.
-                unsafe {
-                    let g0 = _mm256_loadu_ps(go.as_ptr());
-                    let g1 = _mm256_loadu_ps(go.as_ptr().add(8));
-                    for (i, acc_i) in acc.iter_mut().enumerate() {
-                        let v = _mm256_broadcast_ss(x_row.get_unchecked(xx * x.c + i));
-                        acc_i[0] = _mm256_fmadd_ps(v, g0, acc_i[0]);
-                        acc_i[1] = _mm256_fmadd_ps(v, g1, acc_i[1]);
-                    }
-                }
-            }
-            for (t, a) in total_tap.iter_mut().zip(&acc) {
-                let mut lanes = [0f32; LANES];
-                // SAFETY: lanes holds 2 × 8 floats.
-                unsafe {
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), a[0]);
-                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), a[1]);
-                }
-                t.iter_mut().zip(&lanes).for_each(|(tv, av)| *tv += av);
-            }
-        }
-    }
-    total
-}
-
-type KernelGradTile512 = [[[f32; LANES_512]; CIN_TILE_512]; TAPS];
-
-/// kernel_grad_tile with AVX-512: CIN_TILE_512 input × 32 output channels in 16 vector registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn kernel_grad_tile_avx512(
-    g: &ConvGeometry,
-    x: &Bordered,
-    grad_out: &[f32],
-    cout_padded: usize,
-    (ci0, co0): (usize, usize),
-    images: std::ops::Range<usize>,
-) -> KernelGradTile512 {
-    use std::arch::x86_64::*;
-    let mut total = [[[0f32; LANES_512]; CIN_TILE_512]; TAPS];
-    for row in images.start * g.h..images.end * g.h {
-        let (b, y) = (row / g.h, row % g.h);
-        let go_row = &grad_out[row * g.w * cout_padded..(row + 1) * g.w * cout_padded];
-        for (tap, total_tap) in total.iter_mut().enumerate() {
-            let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
-            let base = x.pixel(b, y + ky, kx) + ci0;
-            let x_row = &x.data[base..base + (g.w - 1) * x.c + CIN_TILE_512];
-            let mut acc = [[_mm512_setzero_ps(); 2]; CIN_TILE_512];
-            for xx in 0..g.w {
-                let go = &go_row[xx * cout_padded + co0..xx * cout_padded + co0 + LANES_512];
-                // SAFETY: go holds LANES_512 floats; xx·c + i < x_row.len() for i < CIN_TILE_512.
-                unsafe {
-                    let g0 = _mm512_loadu_ps(go.as_ptr());
-                    let g1 = _mm512_loadu_ps(go.as_ptr().add(16));
-                    for (i, acc_i) in acc.iter_mut().enumerate() {
-                        let v = _mm512_set1_ps(*x_row.get_unchecked(xx * x.c + i));
-                        acc_i[0] = _mm512_fmadd_ps(v, g0, acc_i[0]);
-                        acc_i[1] = _mm512_fmadd_ps(v, g1, acc_i[1]);
-                    }
-                }
-            }
-            for (t, a) in total_tap.iter_mut().zip(&acc) {
-                let mut lanes = [0f32; LANES_512];
-                // SAFETY: lanes holds 2 × 16 floats.
-                unsafe {
-                    _mm512_storeu_ps(lanes.as_mut_ptr(), a[0]);
-                    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), a[1]);
-                }
-                t.iter_mut().zip(&lanes).for_each(|(tv, av)| *tv += av);
             }
         }
     }
