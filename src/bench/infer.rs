@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::profile::{ProfileTable, Profiled};
 use super::train::synthetic_diffraction;
 use super::BenchError;
-use crate::infer::predict::diffraction_to_obj;
+use crate::infer::{merged_objects, network_patches, Merge};
 use crate::model::network::{glorot_init, Network};
 use crate::model::{layers, ModelConfig, ModelKind};
 
@@ -48,13 +48,8 @@ fn run_scan<B: Backend>(
     for first in (0..config.groups).step_by(config.batch_size) {
         let count = config.batch_size.min(config.groups - first);
         let (from, to) = (first * c, (first + count) * c);
-        diffraction_to_obj(
-            b,
-            network,
-            model,
-            &x[from * pattern..to * pattern],
-            &offsets[from..to],
-        )?;
+        let patches = network_patches(b, network, &x[from * pattern..to * pattern], count)?;
+        merged_objects(b, &patches, &offsets[from..to], model, Merge::Reference)?;
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ use crate::eval::plot;
 use crate::io::atomic::write_atomic;
 use crate::model::network::Network;
 use crate::model::params::model_config;
-use crate::model::ModelKind;
+use crate::model::{ModelConfig, ModelKind};
 use crate::persist::bundle;
 use crate::persist::output_dir::OutputDir;
 use crate::physics::forward::default_canvas_size;
@@ -142,7 +142,6 @@ pub fn infer<B: Backend>(
     )?;
     let (n, c) = (model.n, groups.c);
     let alpha = dataset.normalization() as f32;
-    let canvas = default_canvas_size(n, model.gridsize);
     let started = Instant::now();
     let mut objects = Vec::with_capacity(groups.len() * n * n);
     let mut pattern = vec![0f32; n * n];
@@ -154,12 +153,7 @@ pub fn infer<B: Backend>(
             x.extend(pattern.iter().map(|v| v * alpha));
         }
         let run = || -> Result<Vec<ptycho_kernels::Complex32>, ptycho_kernels::KernelError> {
-            let xt = b.to_channels_last(&b.upload_f32(&[count, c, n, n], &x)?)?;
-            let acts = network.forward(b, &xt)?;
-            let patches = b.combine_complex(
-                network.output(&acts, "amplitude"),
-                network.output(&acts, "phase"),
-            )?;
+            let patches = network_patches(b, &network, &x, count)?;
             if model.kind == ModelKind::Baseline {
                 return b.download_c64(&patches);
             }
@@ -167,13 +161,13 @@ pub fn infer<B: Backend>(
                 .iter()
                 .map(|r| [r[0] as f32, r[1] as f32])
                 .collect();
-            let rel = relative_tensor(b, &rel)?;
-            let merged = if model.probe_big {
-                merge_separating_ring(b, &patches, &rel, canvas)?
+            // The probe-big ring is merged apart from the centre (see physics::merge).
+            let merge = if model.probe_big {
+                Merge::SeparatingRing
             } else {
-                merge(b, &patches, &rel, canvas)?
+                Merge::Reference
             };
-            b.download_c64(&b.recenter(&merged.canvas, n, n)?)
+            merged_objects(b, &patches, &rel, &model, merge)
         };
         objects.extend(run()?);
         progress(first + count, groups.len());
@@ -204,6 +198,53 @@ pub fn infer<B: Backend>(
         output: config.output_dir.join("reconstruction.npz"),
         phase_sync,
     })
+}
+
+/// How a group's patches are merged into its object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// The reference's merge (physics-and-model.md §5.2), the probe-big ring included in the average.
+    Reference,
+    /// The centre averaged, the ring added apart ([`merge_separating_ring`]).
+    SeparatingRing,
+}
+
+/// The network's complex patches (B, C, N, N) for `x` (B, C, N, N), the amplitudes it reads; C is
+/// the network's input channels.
+pub fn network_patches<B: Backend>(
+    b: &B,
+    network: &Network<B::Storage>,
+    x: &[f32],
+    samples: usize,
+) -> Result<ptycho_kernels::Tensor<B::Storage>, ptycho_kernels::KernelError> {
+    let [n, _, c] = network.architecture().input;
+    let x = b.to_channels_last(&b.upload_f32(&[samples, c, n, n], x)?)?;
+    let acts = network.forward(b, &x)?;
+    b.combine_complex(
+        network.output(&acts, "amplitude"),
+        network.output(&acts, "phase"),
+    )
+}
+
+/// The centre N x N of each group's merged canvas (the reference's `trimmed_obj`), (B, N, N), from
+/// the patches (B, C, N, N) and each patch's offset from its group centroid (B·C) as (x, y).
+pub fn merged_objects<B: Backend>(
+    b: &B,
+    patches: &ptycho_kernels::Tensor<B::Storage>,
+    offsets: &[[f32; 2]],
+    model: &ModelConfig,
+    how: Merge,
+) -> Result<Vec<ptycho_kernels::Complex32>, ptycho_kernels::KernelError> {
+    let n = model.n;
+    let (rel, canvas) = (
+        relative_tensor(b, offsets)?,
+        default_canvas_size(n, model.gridsize),
+    );
+    let merged = match how {
+        Merge::Reference => merge(b, patches, &rel, canvas)?,
+        Merge::SeparatingRing => merge_separating_ring(b, patches, &rel, canvas)?,
+    };
+    b.download_c64(&b.recenter(&merged.canvas, n, n)?)
 }
 
 fn write_outputs(

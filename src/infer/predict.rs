@@ -17,19 +17,17 @@
 
 use std::path::{Path, PathBuf};
 
-use ptycho_kernels::{Backend, Complex32, KernelError};
+use ptycho_kernels::Backend;
 use serde::Serialize;
 
-use super::InferError;
+use super::{merged_objects, network_patches, InferError, Merge};
 use crate::data::checked::CheckedNpz;
 use crate::io::npz::NpzFile;
 use crate::io::npz_writer::NpzWriter;
 use crate::model::network::Network;
 use crate::model::params::model_config;
-use crate::model::{ModelConfig, ModelKind};
+use crate::model::ModelKind;
 use crate::persist::bundle;
-use crate::physics::forward::default_canvas_size;
-use crate::physics::merge::{merge, relative_tensor};
 
 /// Which form the network input came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -137,36 +135,6 @@ fn read_inputs(path: &Path, n: usize, c: usize, scale: f32) -> Result<Inputs, In
     })
 }
 
-/// The reference's `diffraction_to_obj` on `x` (B, C, N, N), the amplitudes the network reads, with
-/// each channel's offset (B·C): the merged and trimmed objects (B, N, N) and the network's patches
-/// (B, C, N, N).
-pub fn diffraction_to_obj<B: Backend>(
-    b: &B,
-    network: &Network<B::Storage>,
-    model: &ModelConfig,
-    x: &[f32],
-    offsets: &[[f32; 2]],
-) -> Result<(Vec<Complex32>, Vec<Complex32>), KernelError> {
-    let (n, c) = (model.n, model.channels());
-    let samples = offsets.len() / c;
-    let x = b.to_channels_last(&b.upload_f32(&[samples, c, n, n], x)?)?;
-    let acts = network.forward(b, &x)?;
-    let patches = b.combine_complex(
-        network.output(&acts, "amplitude"),
-        network.output(&acts, "phase"),
-    )?;
-    let merged = merge(
-        b,
-        &patches,
-        &relative_tensor(b, offsets)?,
-        default_canvas_size(n, model.gridsize),
-    )?;
-    Ok((
-        b.download_c64(&b.recenter(&merged.canvas, n, n)?)?,
-        b.download_c64(&patches)?,
-    ))
-}
-
 pub fn predict<B: Backend>(
     b: &B,
     model_dir: &Path,
@@ -203,7 +171,9 @@ pub fn predict<B: Backend>(
         .map_err(|e| InferError::from(format!("{}: {e}", model_dir.display())))?;
     let (n, c) = (model.n, model.channels());
     let inputs = read_inputs(input, n, c, scale)?;
-    let (trimmed, obj) = diffraction_to_obj(b, &network, &model, &inputs.x, &inputs.offsets)?;
+    let patches = network_patches(b, &network, &inputs.x, inputs.samples)?;
+    let trimmed = merged_objects(b, &patches, &inputs.offsets, &model, Merge::Reference)?;
+    let obj = b.download_c64(&patches)?;
     let mut out = NpzWriter::create(output, false)?;
     out.add_c64("trimmed_obj", &[inputs.samples, n, n], &trimmed)?;
     out.add_c64("obj", &[inputs.samples, c, n, n], &obj)?;
