@@ -47,15 +47,7 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     n, s = 64, 100.0
     c = args.gridsize**2
-    cfg = {
-        "N": n,
-        "gridsize": args.gridsize,
-        "n_filters_scale": args.n_filters_scale,
-        "probe.big": args.probe_big,
-        "object.big": True,
-        "pad_object": True,
-        "amp_activation": "sigmoid",
-    }
+    cfg = peer.config(n, args.gridsize, args.n_filters_scale, args.probe_big)
     yy, xx = np.mgrid[:n, :n] - n / 2
     probe = np.exp(-(xx**2 + yy**2) / (2 * (0.7 * n / 4) ** 2)).astype(np.complex64)
     model = peer.autoencoder(cfg, np.log(s), probe)

@@ -62,15 +62,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     n, gs = args.n, args.gridsize
     c = gs * gs
-    cfg = {
-        "N": n,
-        "gridsize": gs,
-        "n_filters_scale": args.n_filters_scale,
-        "probe.big": args.probe_big,
-        "object.big": True,
-        "pad_object": True,
-        "amp_activation": "sigmoid",
-    }
+    cfg = peer.config(n, gs, args.n_filters_scale, args.probe_big)
     intensity_scale = float(np.sqrt(args.nphotons) / (n / 2))
     model = peer.diffraction_to_obj(cfg, np.log(intensity_scale))
     for layer in model.layers:
@@ -106,15 +98,9 @@ def main():
         obj=combined.astype(np.complex64),
     )
     params = {
-        "N": n,
-        "gridsize": gs,
-        "n_filters_scale": args.n_filters_scale,
-        "probe.big": args.probe_big,
-        "object.big": True,
-        "pad_object": True,
+        **cfg,
         "probe.mask": False,
         "probe_scale": 4.0,
-        "amp_activation": "sigmoid",
         "offset": peer.OFFSET,
         "max_position_jitter": peer.MAX_POSITION_JITTER,
         "nphotons": args.nphotons,

@@ -28,6 +28,19 @@ COUNT_EPSILON = 0.001
 RING_CHANNELS = 4
 
 
+def config(n, gridsize, n_filters_scale, probe_big):
+    """The params.cfg keys the network reads (object.big, pad_object and the sigmoid head on)."""
+    return {
+        "N": n,
+        "gridsize": gridsize,
+        "n_filters_scale": n_filters_scale,
+        "probe.big": probe_big,
+        "object.big": True,
+        "pad_object": True,
+        "amp_activation": "sigmoid",
+    }
+
+
 def canvas_size(n, gridsize):
     return n + (gridsize - 1) * OFFSET + MAX_POSITION_JITTER
 
