@@ -125,6 +125,19 @@ impl<'a, B: Backend> Profiled<'a, B> {
         self.timed(op, String::new(), 0.0, in_bytes, f)
     }
 
+    /// A convolution pass over `activations` (B, H, W, ·) with a kernel of shape `kernel`.
+    fn convolution<T: OutBytes>(
+        &self,
+        op: &'static str,
+        (activations, kernel): (&[usize], &[usize]),
+        inputs: &[&Tensor<B::Storage>],
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let (geometry, flops) = conv_geometry(activations, kernel);
+        let in_bytes = inputs.iter().map(|t| t.size_bytes()).sum();
+        self.timed(op, geometry, flops, in_bytes, f)
+    }
+
     /// The calls so far, and forget them.
     pub fn take(&self) -> Profile {
         Profile {
@@ -395,9 +408,8 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         kernel: &Tensor<Self::Storage>,
         bias: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>> {
-        let (geometry, flops) = conv_geometry(x.shape(), kernel.shape());
-        let in_bytes = x.size_bytes() + kernel.size_bytes() + bias.size_bytes();
-        self.timed("conv forward", geometry, flops, in_bytes, || {
+        let shapes = (x.shape(), kernel.shape());
+        self.convolution("conv forward", shapes, &[x, kernel, bias], || {
             self.inner.conv2d(x, kernel, bias)
         })
     }
@@ -408,9 +420,8 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         kernel: &Tensor<Self::Storage>,
         bias: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>> {
-        let (geometry, flops) = conv_geometry(x.shape(), kernel.shape());
-        let in_bytes = x.size_bytes() + kernel.size_bytes() + bias.size_bytes();
-        self.timed("conv forward", geometry, flops, in_bytes, || {
+        let shapes = (x.shape(), kernel.shape());
+        self.convolution("conv forward", shapes, &[x, kernel, bias], || {
             self.inner.conv2d_relu(x, kernel, bias)
         })
     }
@@ -420,9 +431,8 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         grad_out: &Tensor<Self::Storage>,
         kernel: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>> {
-        let (geometry, flops) = conv_geometry(grad_out.shape(), kernel.shape());
-        let in_bytes = grad_out.size_bytes() + kernel.size_bytes();
-        self.timed("conv input grad", geometry, flops, in_bytes, || {
+        let shapes = (grad_out.shape(), kernel.shape());
+        self.convolution("conv input grad", shapes, &[grad_out, kernel], || {
             self.inner.conv2d_backward_input(grad_out, kernel)
         })
     }
@@ -433,11 +443,12 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         grad_out: &Tensor<Self::Storage>,
     ) -> Result<ConvParamGrads<Self::Storage>> {
         let kernel = [3, 3, x.shape()[3], grad_out.shape()[3]];
-        let (geometry, flops) = conv_geometry(x.shape(), &kernel);
-        let in_bytes = x.size_bytes() + grad_out.size_bytes();
-        self.timed("conv kernel grad", geometry, flops, in_bytes, || {
-            self.inner.conv2d_backward_params(x, grad_out)
-        })
+        self.convolution(
+            "conv kernel grad",
+            (x.shape(), &kernel),
+            &[x, grad_out],
+            || self.inner.conv2d_backward_params(x, grad_out),
+        )
     }
 
     fn fma_chain(&self, lanes: usize, iterations: u32) -> Result<Tensor<Self::Storage>> {
