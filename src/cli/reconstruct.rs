@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{with_backend, DeviceArgs};
 use crate::interop::convert::{batch_geometry, export_product, import_ptychodus, Frame};
+use crate::recon::dm::DmConfig;
 use crate::recon::lsqml::NoiseModel;
 use crate::recon::reconstruct::{Algorithm, InitObject, ReconstructConfig};
 
@@ -85,7 +86,7 @@ pub struct ReconstructArgs {
     /// Take the positions (`xcoords`, `ycoords`, one per pattern, in order) from this NPZ.
     #[arg(long)]
     positions_from: Option<PathBuf>,
-    /// LSQML, ePIE, rPIE: refine the probe as well (from --probe-start-epoch on), keeping its power.
+    /// Refine the probe as well (from --probe-start-epoch on), keeping its power.
     #[arg(long)]
     update_probe: bool,
     #[arg(long, default_value_t = 1)]
@@ -109,6 +110,10 @@ pub struct ReconstructArgs {
     /// DM: RAAR's relaxation β; 1 is the plain difference map.
     #[arg(long, default_value_t = 1.0)]
     beta: f32,
+    /// DM: w of the Fourier step w·Π_F + (1 − w)·identity, the proximal map of the amplitude misfit;
+    /// 1 is the projection of the plain difference map, which fits the noise of measured data.
+    #[arg(long, default_value_t = DmConfig::DEFAULT_FOURIER_WEIGHT)]
+    fourier_weight: f32,
     /// LSQML and DM: δ of the illumination preconditioner, relative to its maximum [default: 0.1
     /// for lsqml (pty-chi's), 0.01 for dm].
     #[arg(long)]
@@ -184,6 +189,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         alpha: args.alpha,
         gamma: args.gamma,
         beta: args.beta,
+        fourier_weight: args.fourier_weight,
         regularization: args.regularization,
         overwrite: args.overwrite,
     };

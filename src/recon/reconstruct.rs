@@ -109,6 +109,9 @@ pub struct ReconstructConfig {
     pub gamma: f32,
     /// DM: RAAR's β (1: the plain difference map).
     pub beta: f32,
+    /// DM: w of the Fourier step w·Π_F + (1 − w)·identity (1: the projection, the plain difference
+    /// map).
+    pub fourier_weight: f32,
     /// LSQML and DM: δ of the preconditioner, relative to its maximum; None: the engine's default.
     pub regularization: Option<f32>,
     pub overwrite: bool,
@@ -133,6 +136,7 @@ impl Default for ReconstructConfig {
             alpha: 0.1,
             gamma: 0.1,
             beta: 1.0,
+            fourier_weight: DmConfig::DEFAULT_FOURIER_WEIGHT,
             regularization: None,
             overwrite: false,
         }
@@ -259,12 +263,6 @@ pub fn reconstruct<B: Backend>(
             config.algorithm.name()
         )));
     }
-    if config.probe_from_epoch.is_some() && config.algorithm == Algorithm::Dm {
-        return Err(ReconError::Scan(
-            "probe refinement is implemented for lsqml, epie and rpie; dm keeps the probe fixed"
-                .into(),
-        ));
-    }
     let inputs = read_inputs(config)?;
     let scan = Scan {
         n: inputs.n,
@@ -338,6 +336,8 @@ pub fn engine<'a, B: Backend + 'a>(
                     .regularization
                     .unwrap_or(DmConfig::DEFAULT_REGULARIZATION),
                 beta: config.beta,
+                fourier_weight: config.fourier_weight,
+                probe_from_epoch: config.probe_from_epoch,
             };
             Box::new(DifferenceMap::new(b, scan, estimate, dm)?)
         }
@@ -437,6 +437,7 @@ fn write_outputs(
         "alpha": config.alpha,
         "gamma": config.gamma,
         "beta": config.beta,
+        "fourier_weight": config.fourier_weight,
         "regularization": config.regularization,
         "input": config.input.display().to_string(),
         "computation_time_s": seconds,

@@ -173,6 +173,29 @@ fn scatter64(
     }
 }
 
+/// F⁻¹(Π(F ψ)) in f64: the far field's modulus replaced by pattern j's measured one.
+fn modulus_projection64(
+    planner: &mut FftPlanner<f64>,
+    p: &Problem,
+    j: usize,
+    psi: &[Complex64],
+) -> Vec<Complex64> {
+    let spectrum = fft2_shifted(planner, psi);
+    let projected: Vec<Complex64> = spectrum
+        .iter()
+        .zip(&p.amplitudes[j * N * N..(j + 1) * N * N])
+        .map(|(s, &a)| {
+            let a = a as f64 * N as f64;
+            if s.norm() > 0.0 {
+                s * (a / s.norm())
+            } else {
+                Complex64::new(a, 0.0)
+            }
+        })
+        .collect();
+    ifft2_shifted(planner, &projected)
+}
+
 /// χ_j = F⁻¹(Π(F ψ_j)) − ψ_j of every pattern, in f64, from the object and probe given.
 fn exit_wave_updates(
     p: &Problem,
@@ -186,20 +209,7 @@ fn exit_wave_updates(
         let h = (N / 2) as f64;
         let o = extract64(object, SIZE, SIZE, x - h, y - h);
         let psi: Vec<Complex64> = o.iter().zip(probe).map(|(a, b)| a * b).collect();
-        let spectrum = fft2_shifted(&mut planner, &psi);
-        let projected: Vec<Complex64> = spectrum
-            .iter()
-            .zip(&p.amplitudes[j * N * N..(j + 1) * N * N])
-            .map(|(s, &a)| {
-                let a = a as f64 * N as f64;
-                if s.norm() > 0.0 {
-                    s * (a / s.norm())
-                } else {
-                    Complex64::new(a, 0.0)
-                }
-            })
-            .collect();
-        let back = ifft2_shifted(&mut planner, &projected);
+        let back = modulus_projection64(&mut planner, p, j, &psi);
         chis.push(back.iter().zip(&psi).map(|(b, s)| b - s).collect());
         patches.push(o);
     }
@@ -404,40 +414,87 @@ fn one_lsqml_epoch_matches_its_f64_transcription() {
     assert!(err < 1e-4, "max |error| {err} (α = {alpha})");
 }
 
-/// One DM epoch from ψ_j = P·S_j(1): O = Σ Sᵀ(P*ψ) / (Σ Sᵀ|P|² + δ·max), reported as the estimate.
+/// Two DM epochs with every parameter away from its plain value (RAAR's β, a Fourier weight, the probe
+/// refined in the second), in batches that split the scan, against the f64 transcription of the
+/// module's formulas.
 #[test]
-fn one_dm_epoch_forms_the_object_of_its_f64_transcription() {
+fn two_dm_epochs_match_their_f64_transcription() {
     let p = problem(12.0);
-    let probe = probe64(&p);
-    let ones = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
-    // ψ_j = P·S_j(1).
-    let waves: Vec<Vec<Complex64>> = p
-        .positions
+    let (beta, w, delta) = (0.9, 0.5, 1e-2);
+    let h = (N / 2) as f64;
+    let mut planner = FftPlanner::<f64>::new();
+    let mut probe = probe64(&p);
+    let power: f64 = probe.iter().map(|v| v.norm_sqr()).sum();
+    let mut object = vec![Complex64::new(1.0, 0.0); SIZE * SIZE];
+    let patches_of = |object: &[Complex64]| -> Vec<Vec<Complex64>> {
+        p.positions
+            .iter()
+            .map(|&[x, y]| extract64(object, SIZE, SIZE, x - h, y - h))
+            .collect()
+    };
+    let mut waves: Vec<Vec<Complex64>> = patches_of(&object)
         .iter()
-        .map(|&[x, y]| {
-            let o = extract64(&ones, SIZE, SIZE, x - 16.0, y - 16.0);
-            o.iter().zip(&probe).map(|(a, q)| a * q).collect()
-        })
+        .map(|o| o.iter().zip(&probe).map(|(a, q)| a * q).collect())
         .collect();
-    let numerator = back_projection(&waves, &probe, &p.positions);
-    let illumination = illumination64(&probe, &p.positions);
-    let delta = 1e-2 * illumination.iter().copied().fold(0.0, f64::max);
-    let want: Vec<Complex64> = numerator
-        .iter()
-        .zip(&illumination)
-        .map(|(n, d)| n / (d + delta))
-        .collect();
+    for epoch in 1..=2 {
+        let illumination = illumination64(&probe, &p.positions);
+        let c = delta * illumination.iter().copied().fold(0.0, f64::max);
+        let numerator = back_projection(&waves, &probe, &p.positions);
+        object = numerator
+            .iter()
+            .zip(&illumination)
+            .zip(&object)
+            .map(|((n, d), o)| (n + o * c) / (d + c))
+            .collect();
+        let patches = patches_of(&object);
+        if epoch == 2 {
+            let mut numerator = vec![Complex64::default(); N * N];
+            let mut weight = vec![0.0; N * N];
+            for (o, psi) in patches.iter().zip(&waves) {
+                for i in 0..N * N {
+                    numerator[i] += o[i].conj() * psi[i];
+                    weight[i] += o[i].norm_sqr();
+                }
+            }
+            let c = delta * weight.iter().copied().fold(0.0, f64::max);
+            for i in 0..N * N {
+                probe[i] = (numerator[i] + probe[i] * c) / (weight[i] + c);
+            }
+            let now: f64 = probe.iter().map(|v| v.norm_sqr()).sum();
+            let scale = (power / now).sqrt();
+            probe.iter_mut().for_each(|v| *v *= scale);
+        }
+        for (j, (o, psi)) in patches.iter().zip(&mut waves).enumerate() {
+            let phi: Vec<Complex64> = o.iter().zip(&probe).map(|(a, q)| a * q).collect();
+            let reflected: Vec<Complex64> = phi
+                .iter()
+                .zip(psi.iter())
+                .map(|(f, s)| 2.0 * f - s)
+                .collect();
+            let projected = modulus_projection64(&mut planner, &p, j, &reflected);
+            for i in 0..N * N {
+                let fourier = w * projected[i] + (1.0 - w) * reflected[i];
+                psi[i] = beta * (psi[i] + fourier - phi[i]) + (1.0 - beta) * phi[i];
+            }
+        }
+    }
     let b = CpuBackend::new();
     let config = DmConfig {
         batch_size: 7,
-        regularization: 1e-2,
-        beta: 1.0,
+        beta: beta as f32,
+        fourier_weight: w as f32,
+        regularization: delta as f32,
+        probe_from_epoch: Some(2),
     };
     let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), config).unwrap();
     engine.epoch(&b).unwrap();
-    let got = engine.estimate(&b).unwrap().object;
-    let err = max_error(&got.data, &want);
-    assert!(err < 1e-4, "max |error| {err}");
+    engine.epoch(&b).unwrap();
+    let got = engine.estimate(&b).unwrap();
+    let err = max_error(&got.object.data, &object);
+    assert!(err < 1e-4, "object: max |error| {err}");
+    let largest = probe.iter().map(|v| v.norm()).fold(0.0, f64::max);
+    let err = max_error(&got.probe.data, &probe) / largest;
+    assert!(err < 1e-4, "probe: max |error| / max |P| {err}");
 }
 
 /// max over the well-covered centre of |O·e^{iθ} − truth|, θ the best global phase.
@@ -545,7 +602,7 @@ fn lsqml_with_the_poisson_model_converges_on_noiseless_data() {
 }
 
 /// Started from a wrong probe (another defocus), probe refinement fits the data better than keeping
-/// it, for LSQML and ePIE, and keeps the probe's power.
+/// it, for LSQML, ePIE and DM, and keeps the probe's power.
 #[test]
 fn probe_refinement_recovers_from_a_wrong_probe() {
     let p = problem(6.0);
@@ -556,8 +613,7 @@ fn probe_refinement_recovers_from_a_wrong_probe() {
         probe: wrong.clone(),
     };
     let power = |image: &ComplexImage| image.data.iter().map(|v| v.norm_sqr() as f64).sum::<f64>();
-    let mut finals = Vec::new();
-    for refine in [None, Some(3)] {
+    let engines = |refine: Option<usize>| -> Vec<Box<dyn Engine<CpuBackend>>> {
         let lsqml = LsqmlConfig {
             batch_size: 24,
             probe_from_epoch: refine,
@@ -570,22 +626,43 @@ fn probe_refinement_recovers_from_a_wrong_probe() {
             probe_from_epoch: refine,
             probe_step: 1.0,
         };
-        let mut l = Lsqml::new(&b, &scan(&p), &start, lsqml).unwrap();
-        let mut e = Pie::new(&b, &scan(&p), &start, pie).unwrap();
-        let (rl, re) = (
-            run(&mut l, &b, 60, |_| {}).unwrap(),
-            run(&mut e, &b, 60, |_| {}).unwrap(),
+        let dm = DmConfig {
+            batch_size: 24,
+            probe_from_epoch: refine,
+            ..DmConfig::default()
+        };
+        vec![
+            Box::new(Lsqml::new(&b, &scan(&p), &start, lsqml).unwrap()),
+            Box::new(Pie::new(&b, &scan(&p), &start, pie).unwrap()),
+            Box::new(DifferenceMap::new(&b, &scan(&p), &start, dm).unwrap()),
+        ]
+    };
+    let final_costs = |refine: Option<usize>| -> Vec<f64> {
+        engines(refine)
+            .into_iter()
+            .map(|mut engine| {
+                let r = run(&mut *engine, &b, 60, |_| {}).unwrap();
+                let kept = power(&r.estimate.probe) / power(&wrong);
+                assert!(
+                    (kept - 1.0).abs() < 1e-3,
+                    "{}: probe power x{kept}",
+                    engine.name()
+                );
+                r.history.last().unwrap().cost
+            })
+            .collect()
+    };
+    let (fixed, refined) = (final_costs(None), final_costs(Some(3)));
+    // Refined fits at least 20x better.
+    for (name, (f, r)) in ["lsqml", "epie", "dm"]
+        .iter()
+        .zip(fixed.iter().zip(&refined))
+    {
+        assert!(
+            *r < 0.05 * f,
+            "{name}: cost {f} with the probe fixed, {r} refined"
         );
-        for (name, r) in [("lsqml", &rl), ("epie", &re)] {
-            let cost = r.history.last().unwrap().cost;
-            let kept = power(&r.estimate.probe) / power(&wrong);
-            assert!((kept - 1.0).abs() < 1e-3, "{name}: probe power x{kept}");
-            finals.push(cost);
-        }
     }
-    // [lsqml fixed, epie fixed, lsqml refined, epie refined]: refined fits at least 20x better.
-    assert!(finals[2] < 0.05 * finals[0], "lsqml: {finals:?}");
-    assert!(finals[3] < 0.05 * finals[1], "epie: {finals:?}");
 }
 
 /// Given positions off by up to 1.5 px (zero mean: a common offset only moves the object), LSQML's
@@ -660,25 +737,26 @@ fn epie_and_dm_on_noiseless_data_find_the_object() {
     let err = error_to_truth(&result.estimate.object, &p.truth);
     assert!(err < 0.05, "ePIE: rms error to the truth {err}");
 
-    let dm = DmConfig {
-        batch_size: 24,
-        regularization: 1e-2,
-        beta: 1.0,
-    };
-    let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), dm).unwrap();
-    let result = run(&mut engine, &b, 200, |_| {}).unwrap();
-    let err = error_to_truth(&result.estimate.object, &p.truth);
-    assert!(err < 0.05, "DM: rms error to the truth {err}");
-
-    let raar = DmConfig {
-        batch_size: 24,
-        regularization: 1e-2,
-        beta: 0.9,
-    };
-    let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), raar).unwrap();
-    let result = run(&mut engine, &b, 200, |_| {}).unwrap();
-    let err = error_to_truth(&result.estimate.object, &p.truth);
-    assert!(err < 0.05, "RAAR: rms error to the truth {err}");
+    for (name, beta, fourier_weight) in [
+        (
+            "DM (the default Fourier weight)",
+            1.0,
+            DmConfig::DEFAULT_FOURIER_WEIGHT,
+        ),
+        ("plain DM", 1.0, 1.0),
+        ("RAAR", 0.9, DmConfig::DEFAULT_FOURIER_WEIGHT),
+    ] {
+        let dm = DmConfig {
+            batch_size: 24,
+            beta,
+            fourier_weight,
+            ..DmConfig::default()
+        };
+        let mut engine = DifferenceMap::new(&b, &scan(&p), &estimate_ones(&p), dm).unwrap();
+        let result = run(&mut engine, &b, 200, |_| {}).unwrap();
+        let err = error_to_truth(&result.estimate.object, &p.truth);
+        assert!(err < 0.05, "{name}: rms error to the truth {err}");
+    }
 }
 
 #[test]
@@ -717,8 +795,9 @@ fn the_gpu_engines_agree_with_the_cpu_engines() {
     };
     let dm = DmConfig {
         batch_size: 16,
-        regularization: 1e-2,
         beta: 0.9,
+        probe_from_epoch: Some(2),
+        ..DmConfig::default()
     };
     let start = estimate_ones(&p);
     type Twins<'a> = (

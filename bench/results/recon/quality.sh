@@ -2,7 +2,8 @@
 # Iterative engines on the data of issue 12: `ptycho simulate --n 64 --n-images 1200 --doses 1e3,1e4,1e5`
 # with the symmetric probe the issue's data had (--probe-curvature 0), test split (607 patterns), object
 # from ones, probe fixed, batch 96, 100 epochs; every reconstruction and the constant object (ones at
-# the same positions) scored with `ptycho compare --align register`.
+# the same positions) scored with `ptycho compare --align register`. Each line: name, amplitude SSIM,
+# phase SSIM, amplitude MAE, phase MAE, patterns/s.
 # Usage: bench/results/recon/quality.sh WORKDIR  (ptycho on PATH, a release build)
 set -euo pipefail
 W=${1:?work folder}
@@ -21,9 +22,18 @@ o = np.ones(z['objectGuess'].shape, np.complex64)
 np.savez(sys.argv[2], object=o, xcoords=z['xcoords'], ycoords=z['ycoords'])
 PY
   echo "dose $d constant $(score const_$d.npz $t cmp_const_$d)"
-  for a in lsqml epie rpie dm; do
-    ptycho reconstruct --input $t --output-dir rec_${a}_$d --algorithm $a --epochs 100 --batch-size 96 --overwrite --device cpu --json > rec_${a}_$d.json
-    rate=$(python3 -c "import json;print('%.0f'%json.load(open('rec_${a}_$d.json'))['patterns_per_s'])")
-    echo "dose $d $a $(score rec_${a}_$d/reconstruction.npz $t cmp_${a}_$d) $rate"
-  done
+  while read -r name args; do
+    ptycho reconstruct --input $t --output-dir rec_${name}_$d $args --epochs 100 --batch-size 96 --overwrite --device cpu --json > rec_${name}_$d.json
+    rate=$(python3 -c "import json;print('%.0f'%json.load(open('rec_${name}_$d.json'))['patterns_per_s'])")
+    echo "dose $d $name $(score rec_${name}_$d/reconstruction.npz $t cmp_${name}_$d) $rate"
+  done <<'RUNS'
+lsqml --algorithm lsqml
+epie --algorithm epie
+rpie --algorithm rpie
+dm --algorithm dm
+dm_plain --algorithm dm --fourier-weight 1
+raar --algorithm dm --beta 0.9
+lsqml_probe --algorithm lsqml --update-probe
+dm_probe --algorithm dm --update-probe
+RUNS
 done
