@@ -10,7 +10,7 @@
 //! channels or more where the CPU has it, else AVX2 (4 × 16). The default target (SSE2, 4 lanes) has
 //! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
 //! summed image by image, each image's tiles computed while it is in cache. On the AVX-512 path the
-//! forward pass and the input gradient of images of 16 x 16 to 32 x 32 pixels with 32 or more
+//! forward pass and the input gradient of images of 16 x 16 to 64 x 64 pixels with 32 or more
 //! channels use Winograd F(2×2, 3×3) (`winograd.rs`), 2.25× fewer multiplications. A fused ReLU
 //! (`conv2d_relu`) is applied as each output is stored.
 
@@ -831,7 +831,7 @@ mod tests {
     /// the same sums up to rounding (in other orders, and the vector paths fuse multiply and add).
     /// Sizes cross the pixel and lane tiles of every path; the kernel gradient is taken image by
     /// image, over the whole batch and by the narrow path; one case runs whole images per task, and
-    /// one takes the Winograd path on AVX-512.
+    /// two take the Winograd path on AVX-512, the second in several strips with a partial last one.
     #[test]
     fn portable_and_vector_paths_agree() {
         let mut paths = vec![Path::Narrow];
@@ -855,6 +855,7 @@ mod tests {
             (4, 3, 5, 40, 37),
             (2, 4, 6, 21, 1),
             (3, 16, 18, 40, 37),
+            (1, 20, 20, 40, 37),
         ] {
             let g = ConvGeometry {
                 batch,

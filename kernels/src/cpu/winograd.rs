@@ -7,9 +7,15 @@
 //!
 //! with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
 //! Aᵀ = [1 1 1 0; 0 1 −1 −1]. The coefficients are exact in binary; only the order of the sums
-//! differs from the direct convolution. The transforms work on CHUNK channels at a time (vectors);
-//! the products use the direct convolution's AVX-512 register tile (8 tiles × 32 output channels).
-//! A thread takes one image, whose transformed tiles stay in cache, in buffers it reuses.
+//! differs from the direct convolution. The transforms work on CHUNK = 16 channels at a time (one
+//! AVX-512 vector); the products use the direct convolution's AVX-512 register tile (8 tiles × 32
+//! output channels). A thread takes one image, a strip of tiles at a time, so that the strip's
+//! transformed tiles and products stay in L2, in buffers it reuses.
+
+use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
@@ -21,14 +27,14 @@ const TILE_BLOCK: usize = 8;
 /// Channels per step of the transforms.
 pub(super) const CHUNK: usize = 16;
 
-/// Whether the Winograd path serves this convolution: even sizes from 16 × 16 to 32 × 32 pixels, and
+/// Whether the Winograd path serves this convolution: even sizes from 16 × 16 to 64 × 64 pixels, and
 /// at least 32 source and output channels, so that the products, not the transforms, dominate
-/// (measured on the PtychoPINN layers: 8 × 8 and 64 × 64 images are as fast or faster direct).
+/// (measured on the PtychoPINN layers: 8 × 8 images, 16 tiles each, are faster direct).
 pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
     let pixels = g.h * g.w;
     g.h.is_multiple_of(2)
         && g.w.is_multiple_of(2)
-        && (256..=1024).contains(&pixels)
+        && (256..=4096).contains(&pixels)
         && rows >= 32
         && cols >= 32
 }
@@ -83,49 +89,61 @@ fn transform_kernel(kernel: &Packed, rows_padded: usize) -> Vec<f32> {
     u
 }
 
-type Chunk = [f32; CHUNK];
-
-/// The four values z0..z3 times Bᵀ: (z0 − z2, z1 + z2, z2 − z1, z1 − z3).
-#[inline(always)]
-fn b_transpose(z: [Chunk; 4]) -> [Chunk; 4] {
-    let op = |f: &dyn Fn(usize) -> f32| -> Chunk { std::array::from_fn(f) };
+/// The four vectors z0..z3 times Bᵀ: (z0 − z2, z1 + z2, z2 − z1, z1 − z3).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn b_transpose(z: [__m512; 4]) -> [__m512; 4] {
     [
-        op(&|k| z[0][k] - z[2][k]),
-        op(&|k| z[1][k] + z[2][k]),
-        op(&|k| z[2][k] - z[1][k]),
-        op(&|k| z[1][k] - z[3][k]),
+        _mm512_sub_ps(z[0], z[2]),
+        _mm512_add_ps(z[1], z[2]),
+        _mm512_sub_ps(z[2], z[1]),
+        _mm512_sub_ps(z[1], z[3]),
     ]
 }
 
-/// The four values z0..z3 times Aᵀ: (z0 + z1 + z2, z1 − z2 − z3).
-#[inline(always)]
-fn a_transpose(z: [Chunk; 4]) -> [Chunk; 2] {
+/// The four vectors z0..z3 times Aᵀ: (z0 + z1 + z2, z1 − z2 − z3).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn a_transpose(z: [__m512; 4]) -> [__m512; 2] {
     [
-        std::array::from_fn(|k| z[0][k] + z[1][k] + z[2][k]),
-        std::array::from_fn(|k| z[1][k] - z[2][k] - z[3][k]),
+        _mm512_add_ps(_mm512_add_ps(z[0], z[1]), z[2]),
+        _mm512_sub_ps(_mm512_sub_ps(z[1], z[2]), z[3]),
     ]
 }
 
-/// V = Bᵀ d B of every 4 × 4 source tile of image `b` into `v`: (16, tiles, src.c).
-#[inline(always)]
-fn transform_source(g: &ConvGeometry, src: &Bordered, b: usize, tiles: usize, v: &mut [f32]) {
+/// V = Bᵀ d B of the 4 × 4 source tiles `strip` of image `b` into `v`: (16, tiles, src.c), tile
+/// `strip.start` first, CHUNK channels (one vector) at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transform_source(
+    g: &ConvGeometry,
+    src: &Bordered,
+    b: usize,
+    strip: Range<usize>,
+    tiles: usize,
+    v: &mut [f32],
+) {
     let rows = src.c;
     let tw = g.w / 2;
-    for t in 0..(g.h / 2) * tw {
+    for (s, t) in strip.enumerate() {
         let (ty, tx) = (t / tw, t % tw);
         for r0 in (0..rows).step_by(CHUNK) {
-            let d = |i: usize, j: usize| -> Chunk {
+            let d = |i: usize, j: usize| -> __m512 {
                 let at = src.pixel(b, 2 * ty + i, 2 * tx + j) + r0;
-                src.data[at..at + CHUNK].try_into().expect("CHUNK floats")
+                let chunk = &src.data[at..at + CHUNK];
+                // SAFETY: chunk holds CHUNK = 16 floats.
+                unsafe { _mm512_loadu_ps(chunk.as_ptr()) }
             };
             // Columns first: u_j = Bᵀ d_{·j}; then each row of u times B.
-            let u: [[Chunk; 4]; 4] =
-                std::array::from_fn(|j| b_transpose([0, 1, 2, 3].map(|i| d(i, j))));
+            let u: [[__m512; 4]; 4] =
+                std::array::from_fn(|j| b_transpose([d(0, j), d(1, j), d(2, j), d(3, j)]));
             for i in 0..4 {
                 let row = b_transpose(u.map(|column| column[i]));
-                for (j, value) in row.iter().enumerate() {
-                    let at = ((4 * i + j) * tiles + t) * rows + r0;
-                    v[at..at + CHUNK].copy_from_slice(value);
+                for (j, value) in row.into_iter().enumerate() {
+                    let at = ((4 * i + j) * tiles + s) * rows + r0;
+                    let out = &mut v[at..at + CHUNK];
+                    // SAFETY: out holds CHUNK = 16 floats.
+                    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), value) };
                 }
             }
         }
@@ -136,7 +154,6 @@ fn transform_source(g: &ConvGeometry, src: &Bordered, b: usize, tiles: usize, v:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn products(v: &[f32], u: &[f32], m: &mut [f32], tiles: usize, rows: usize, padded: usize) {
-    use std::arch::x86_64::*;
     for xi in 0..16 {
         let vx = &v[xi * tiles * rows..(xi + 1) * tiles * rows];
         let ux = &u[xi * rows * padded..(xi + 1) * rows * padded];
@@ -171,34 +188,53 @@ fn products(v: &[f32], u: &[f32], m: &mut [f32], tiles: usize, rows: usize, padd
     }
 }
 
-/// Y = Aᵀ M A of every tile of one image, written through the epilogue.
-#[inline(always)]
+/// Y = Aᵀ M A of the tiles `strip` of one image, written through the epilogue (the bias added, then
+/// ReLU as `f32::max(v, 0)`: NaN becomes 0 in both), CHUNK channels (one vector) at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
 fn transform_output(
     g: &ConvGeometry,
     m: &[f32],
-    tiles: usize,
+    (strip, tiles): (Range<usize>, usize),
     (cols, padded): (usize, usize),
     epilogue: Epilogue,
     image: &mut [f32],
 ) {
     let tw = g.w / 2;
-    for t in 0..(g.h / 2) * tw {
-        let (ty, tx) = (t / tw, t % tw);
-        for c0 in (0..padded).step_by(CHUNK) {
-            let e = |i: usize, j: usize| -> Chunk {
-                let at = ((4 * i + j) * tiles + t) * padded + c0;
-                m[at..at + CHUNK].try_into().expect("CHUNK floats")
+    let zero = _mm512_setzero_ps();
+    for c0 in (0..padded.min(cols.next_multiple_of(CHUNK))).step_by(CHUNK) {
+        // Lanes of real output channels.
+        let lanes = (cols - c0).min(CHUNK);
+        let mask: __mmask16 = if lanes == CHUNK { !0 } else { (1 << lanes) - 1 };
+        let bias = match epilogue.bias {
+            // SAFETY: the masked lanes are the channels c0..c0 + lanes < cols of the bias.
+            Some(bias) => unsafe { _mm512_maskz_loadu_ps(mask, bias[c0..].as_ptr()) },
+            None => zero,
+        };
+        for (s, t) in strip.clone().enumerate() {
+            let (ty, tx) = (t / tw, t % tw);
+            let e = |i: usize, j: usize| -> __m512 {
+                let at = ((4 * i + j) * tiles + s) * padded + c0;
+                let chunk = &m[at..at + CHUNK];
+                // SAFETY: chunk holds CHUNK = 16 floats.
+                unsafe { _mm512_loadu_ps(chunk.as_ptr()) }
             };
             // w = Aᵀ M column by column, then each row of w times A.
-            let w: [[Chunk; 2]; 4] =
-                std::array::from_fn(|j| a_transpose([0, 1, 2, 3].map(|i| e(i, j))));
+            let w: [[__m512; 2]; 4] =
+                std::array::from_fn(|j| a_transpose([e(0, j), e(1, j), e(2, j), e(3, j)]));
             for i in 0..2 {
                 let y = a_transpose(w.map(|column| column[i]));
-                for (j, value) in y.iter().enumerate() {
-                    let pixel = ((2 * ty + i) * g.w + 2 * tx + j) * cols;
-                    for (k, v) in value.iter().enumerate().take(cols.saturating_sub(c0)) {
-                        image[pixel + c0 + k] = epilogue.apply(c0 + k, *v);
-                    }
+                for (j, value) in y.into_iter().enumerate() {
+                    let value = _mm512_add_ps(value, bias);
+                    let value = if epilogue.relu {
+                        _mm512_max_ps(value, zero)
+                    } else {
+                        value
+                    };
+                    let pixel = ((2 * ty + i) * g.w + 2 * tx + j) * cols + c0;
+                    let out = &mut image[pixel..pixel + lanes];
+                    // SAFETY: the masked lanes are the `lanes` floats of out.
+                    unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), mask, value) };
                 }
             }
         }
@@ -218,25 +254,42 @@ pub(super) fn convolve(
     let Packed { cols, padded, .. } = *kernel;
     let rows = src.c;
     let u = transform_kernel(kernel, rows);
-    let tiles = ((g.h / 2) * (g.w / 2)).div_ceil(TILE_BLOCK) * TILE_BLOCK;
+    let image_tiles = (g.h / 2) * (g.w / 2);
+    let strip = strip_tiles(rows, padded).min(image_tiles.div_ceil(TILE_BLOCK) * TILE_BLOCK);
     let mut out = vec![0f32; g.pixels() * cols];
     out.par_chunks_mut(g.h * g.w * cols)
         .enumerate()
         .for_each_init(
             || {
                 (
-                    vec![0f32; 16 * tiles * rows],
-                    vec![0f32; 16 * tiles * padded],
+                    vec![0f32; 16 * strip * rows],
+                    vec![0f32; 16 * strip * padded],
                 )
             },
             |(v, m), (b, image)| {
-                transform_source(g, src, b, tiles, v);
-                // SAFETY: the caller checked the CPU for AVX-512.
-                unsafe { products(v, &u, m, tiles, rows, padded) };
-                transform_output(g, m, tiles, (cols, padded), epilogue, image);
+                for first in (0..image_tiles).step_by(strip) {
+                    let tiles = first..(first + strip).min(image_tiles);
+                    // Tiles padded to the register block; the padding's products are not read.
+                    let stride = tiles.len().div_ceil(TILE_BLOCK) * TILE_BLOCK;
+                    // SAFETY: the caller checked the CPU for AVX-512.
+                    unsafe {
+                        transform_source(g, src, b, tiles.clone(), stride, v);
+                        products(v, &u, m, stride, rows, padded);
+                        transform_output(g, m, (tiles, stride), (cols, padded), epilogue, image);
+                    }
+                }
             },
         );
     out
+}
+
+/// Tiles per strip of an image: a multiple of the register block whose transformed source and
+/// products (16 floats per tile and channel each) fit in half of a 1 MiB L2 cache, so the products
+/// read them from L2 rather than memory.
+fn strip_tiles(rows: usize, padded: usize) -> usize {
+    const BUDGET: usize = 512 * 1024;
+    let per_tile = 16 * (rows + padded) * std::mem::size_of::<f32>();
+    (BUDGET / per_tile / TILE_BLOCK).max(1) * TILE_BLOCK
 }
 
 /// The kernel is 3 × 3, as the transform assumes.
