@@ -11,7 +11,8 @@
 //! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
 //! summed image by image, each image's tiles computed while it is in cache. On the AVX-512 path the
 //! forward pass and the input gradient of images of 16 x 16 to 64 x 64 pixels with 32 or more
-//! channels use Winograd F(2×2, 3×3) (`winograd.rs`), 2.25× fewer multiplications. A fused ReLU
+//! channels use Winograd F(2×2, 3×3), and their kernel gradient its transpose F(3×3, 2×2)
+//! (`winograd.rs`), 2.25× fewer multiplications. A fused ReLU
 //! (`conv2d_relu`) is applied as each output is stored.
 
 use rayon::prelude::*;
@@ -747,6 +748,14 @@ fn backward_params_with(
     }
     // The tile: input × output channels (the AVX-512 one where the CPU has it and cout is wide).
     let wide = vector && path_for(cout) == Path::Avx512;
+    #[cfg(target_arch = "x86_64")]
+    if wide && winograd::applies(g, cin, cout) && winograd::safe(x) && winograd::safe(grad_out) {
+        let src = Bordered::new(g, x, cin, winograd::CHUNK);
+        return (
+            winograd::kernel_gradient(g, &src, grad_out, (cin, cout)),
+            bias_grad(grad_out, cout),
+        );
+    }
     let (cin_tile, lanes) = if wide {
         (CIN_TILE_512, LANES_512)
     } else {
@@ -829,9 +838,12 @@ mod tests {
 
     /// The portable tiles, the narrow path and the AVX2 and AVX-512 tiles (those this CPU has) give
     /// the same sums up to rounding (in other orders, and the vector paths fuse multiply and add).
-    /// Sizes cross the pixel and lane tiles of every path; the kernel gradient is taken image by
-    /// image, over the whole batch and by the narrow path; one case runs whole images per task, and
-    /// two take the Winograd path on AVX-512, the second in several strips with a partial last one.
+    /// Rounding error grows with the magnitudes summed, not with the result, so each difference is
+    /// bounded by 4 ε · Σ|terms|, the same convolution of the absolute values; a wrong index or tap
+    /// gives differences of the order of the terms themselves. Sizes cross the pixel and lane tiles
+    /// of every path; the kernel gradient is taken image by image, over the whole batch and by the
+    /// narrow path; one case runs whole images per task, and two take the Winograd paths on AVX-512
+    /// (forward, input and kernel gradients), the second in several strips with a partial last one.
     #[test]
     fn portable_and_vector_paths_agree() {
         let mut paths = vec![Path::Narrow];
@@ -842,12 +854,16 @@ mod tests {
         if std::is_x86_feature_detected!("avx512f") {
             paths.push(Path::Avx512);
         }
-        let close = |a: &[f32], b: &[f32]| {
+        let close = |a: &[f32], b: &[f32], magnitude: &[f32]| {
             assert_eq!(a.len(), b.len());
-            for (u, v) in a.iter().zip(b) {
-                assert!((u - v).abs() <= 1e-5 * (1.0 + u.abs()), "{u} vs {v}");
+            for ((u, v), m) in a.iter().zip(b).zip(magnitude) {
+                assert!(
+                    (u - v).abs() <= 4.0 * f32::EPSILON * m,
+                    "{u} vs {v} (Σ|terms| {m})"
+                );
             }
         };
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
         for (batch, h, w, cin, cout) in [
             (2, 5, 7, 6, 19),
             (2, 3, 11, 5, 37),
@@ -875,14 +891,22 @@ mod tests {
             assert_eq!(fused, relu, "the fused ReLU is the ReLU of the output");
             let input = backward_input_with(&g, &go, &k, Path::Portable);
             let (k0, b0) = backward_params_with(&g, &x, &go, false);
+            let forward_magnitude =
+                forward_with(&g, &abs(&x), &abs(&k), &abs(&bias), false, Path::Portable);
+            let input_magnitude = backward_input_with(&g, &abs(&go), &abs(&k), Path::Portable);
+            let (kernel_magnitude, bias_magnitude) =
+                backward_params_with(&g, &abs(&x), &abs(&go), false);
             for &path in &paths {
-                close(&forward, &forward_with(&g, &x, &k, &bias, false, path));
-                close(&relu, &forward_with(&g, &x, &k, &bias, true, path));
-                close(&input, &backward_input_with(&g, &go, &k, path));
+                let forward_path = forward_with(&g, &x, &k, &bias, false, path);
+                close(&forward, &forward_path, &forward_magnitude);
+                let relu_path = forward_with(&g, &x, &k, &bias, true, path);
+                close(&relu, &relu_path, &forward_magnitude);
+                let input_path = backward_input_with(&g, &go, &k, path);
+                close(&input, &input_path, &input_magnitude);
             }
             let (k1, b1) = backward_params_with(&g, &x, &go, true);
-            close(&k0, &k1);
-            close(&b0, &b1);
+            close(&k0, &k1, &kernel_magnitude);
+            close(&b0, &b1, &bias_magnitude);
         }
     }
 
