@@ -57,12 +57,6 @@ fn window(rows: &[f32], row: usize, ox: usize, c: usize) -> [&[f32]; 4] {
     window_offsets(row, ox, c).map(|o| &rows[o..o + c])
 }
 
-/// The first of the four window slices (row-major order) holding the largest value, per channel:
-/// the window element a max pool passes on, as the shader picks it.
-fn argmax4(v: [&[f32]; 4], ch: usize) -> usize {
-    (1..4).fold(0, |best, k| if v[k][ch] > v[best][ch] { k } else { best })
-}
-
 pub(super) fn max_pool(d: &Nhwc, x: &[f32]) -> Vec<f32> {
     let (oh, ow, c) = (d.h / 2, d.w / 2, d.c);
     let mut out = vec![0f32; d.b * oh * ow * c];
@@ -72,15 +66,20 @@ pub(super) fn max_pool(d: &Nhwc, x: &[f32]) -> Vec<f32> {
             let (b, oy) = (row / oh, row % oh);
             let x_rows = &x[(b * d.h + 2 * oy) * d.w * c..][..2 * d.w * c];
             for (ox, o) in out_row.chunks_exact_mut(c).enumerate() {
-                let v = window(x_rows, d.w * c, ox, c);
-                for ch in 0..c {
-                    o[ch] = v.iter().map(|s| s[ch]).fold(f32::NEG_INFINITY, f32::max);
+                let [v0, v1, v2, v3] = window(x_rows, d.w * c, ox, c);
+                // Zipped slices, so the loop has no bounds checks and vectorises.
+                for ((o, (a, b)), (c, d)) in
+                    o.iter_mut().zip(v0.iter().zip(v1)).zip(v2.iter().zip(v3))
+                {
+                    *o = f32::NEG_INFINITY.max(*a).max(*b).max(*c).max(*d);
                 }
             }
         });
     out
 }
 
+/// The gradient goes to the first of the four window pixels (row-major order) holding the largest
+/// value, per channel, as the shader picks it; the others get 0.
 pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
     let (oh, ow, c) = (d.h / 2, d.w / 2, d.c);
     let row = d.w * c;
@@ -92,10 +91,34 @@ pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
             let (b, oy) = (pair / oh, pair % oh);
             let x_rows = &x[(b * d.h + 2 * oy) * row..][..2 * row];
             let g_row = &g[(b * oh + oy) * ow * c..][..ow * c];
-            for ox in 0..ow {
-                let v = window(x_rows, row, ox, c);
-                for ch in 0..c {
-                    out_rows[window_offsets(row, ox, c)[argmax4(v, ch)] + ch] = g_row[ox * c + ch];
+            let (top, bottom) = out_rows.split_at_mut(row);
+            for (ox, grad) in g_row.chunks_exact(c).enumerate() {
+                let [v0, v1, v2, v3] = window(x_rows, row, ox, c);
+                let (o0, o1) = top[2 * ox * c..(2 * ox + 2) * c].split_at_mut(c);
+                let (o2, o3) = bottom[2 * ox * c..(2 * ox + 2) * c].split_at_mut(c);
+                let values = v0.iter().zip(v1).zip(v2.iter().zip(v3));
+                let outs = o0
+                    .iter_mut()
+                    .zip(o1.iter_mut())
+                    .zip(o2.iter_mut().zip(o3.iter_mut()));
+                for ((((a, b), (c, d)), ((o0, o1), (o2, o3))), &gv) in values.zip(outs).zip(grad) {
+                    let mut best = *a;
+                    let mut k = 0;
+                    if *b > best {
+                        best = *b;
+                        k = 1;
+                    }
+                    if *c > best {
+                        best = *c;
+                        k = 2;
+                    }
+                    if *d > best {
+                        k = 3;
+                    }
+                    *o0 = if k == 0 { gv } else { 0.0 };
+                    *o1 = if k == 1 { gv } else { 0.0 };
+                    *o2 = if k == 2 { gv } else { 0.0 };
+                    *o3 = if k == 3 { gv } else { 0.0 };
                 }
             }
         });
@@ -131,8 +154,15 @@ pub(super) fn upsample_backward(d: &Nhwc, g: &[f32]) -> Vec<f32> {
             let bottom = &g[(b * 2 * d.h + 2 * y + 1) * g_row..][..g_row];
             for (xx, pixel) in o.chunks_exact_mut(c).enumerate() {
                 let (l, r) = (2 * xx * c, (2 * xx + 1) * c);
-                for ch in 0..c {
-                    pixel[ch] = top[l + ch] + top[r + ch] + bottom[l + ch] + bottom[r + ch];
+                let (tl, tr) = (&top[l..l + c], &top[r..r + c]);
+                let (bl, br) = (&bottom[l..l + c], &bottom[r..r + c]);
+                // Zipped slices, so the loop has no bounds checks and vectorises.
+                for ((p, (a, b)), (c, d)) in pixel
+                    .iter_mut()
+                    .zip(tl.iter().zip(tr))
+                    .zip(bl.iter().zip(br))
+                {
+                    *p = a + b + c + d;
                 }
             }
         });
