@@ -328,11 +328,10 @@ const NARROW_COLS: usize = 8;
 /// Source channels are padded to this for the narrow path's dot products.
 const NARROW_CHUNK: usize = 16;
 
-/// Σ a·b over equal lengths that are a multiple of NARROW_CHUNK, in NARROW_CHUNK partial sums (a
-/// fixed order, which the compiler vectorises).
+/// acc[k] += Σ_j a[j·NARROW_CHUNK + k]·b[j·NARROW_CHUNK + k] over equal lengths that are a multiple
+/// of NARROW_CHUNK.
 #[inline(always)]
-fn dot_chunks(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; NARROW_CHUNK];
+fn accumulate_chunks(acc: &mut [f32; NARROW_CHUNK], a: &[f32], b: &[f32]) {
     for (ca, cb) in a
         .chunks_exact(NARROW_CHUNK)
         .zip(b.chunks_exact(NARROW_CHUNK))
@@ -341,7 +340,6 @@ fn dot_chunks(a: &[f32], b: &[f32]) -> f32 {
             acc[k] += ca[k] * cb[k];
         }
     }
-    acc.iter().sum()
 }
 
 /// One output row of a narrow convolution: each output value Σ_tap dot(source pixel, kernel row),
@@ -357,14 +355,15 @@ fn narrow_row(
 ) {
     for (x, out) in out_row.chunks_exact_mut(cols).enumerate() {
         for (col, o) in out.iter_mut().enumerate() {
-            // The bias first: the ring's finite-difference test (tests/it/train.rs) is sensitive to
-            // this rounding order.
-            let mut sum = epilogue.bias.map_or(0.0, |bias| bias[col]);
+            // NARROW_CHUNK partial sums over every tap, added up once (a fixed order, which the
+            // compiler vectorises; the final sum is the one scalar part).
+            let mut acc = [0f32; NARROW_CHUNK];
             for tap in 0..TAPS {
                 let (ky, kx) = (tap / KERNEL_SIZE, tap % KERNEL_SIZE);
                 let pixel = &src.data[src.pixel(b, y + ky, x + kx)..][..src.c];
-                sum += dot_chunks(pixel, &kt[(col * TAPS + tap) * src.c..][..src.c]);
+                accumulate_chunks(&mut acc, pixel, &kt[(col * TAPS + tap) * src.c..][..src.c]);
             }
+            let sum = epilogue.bias.map_or(0.0, |bias| bias[col]) + acc.iter().sum::<f32>();
             *o = if epilogue.relu {
                 Activation::Relu.apply(sum)
             } else {
