@@ -748,7 +748,11 @@ fn backward_params_with(
     // The tile: input × output channels (the AVX-512 one where the CPU has it and cout is wide).
     let wide = vector && path_for(cout) == Path::Avx512;
     #[cfg(target_arch = "x86_64")]
-    if wide && winograd::applies(g, cin, cout) && winograd::safe(x) && winograd::safe(grad_out) {
+    if wide
+        && winograd::applies_to_kernel_gradient(g, cin, cout)
+        && winograd::safe(x)
+        && winograd::safe(grad_out)
+    {
         let src = Bordered::new(g, x, cin, winograd::CHUNK);
         return (
             winograd::kernel_gradient(g, &src, grad_out, (cin, cout)),
@@ -842,7 +846,8 @@ mod tests {
     /// gives differences of the order of the terms themselves. Sizes cross the pixel and lane tiles
     /// of every path; the kernel gradient is taken image by image, over the whole batch and by the
     /// narrow path; one case runs whole images per task, and two take the Winograd paths on AVX-512
-    /// (forward, input and kernel gradients), the second in several strips with a partial last one.
+    /// (forward, input and kernel gradients), the second in several strips with a partial last one;
+    /// a third, of 8 × 10 images, takes the Winograd kernel gradient only.
     #[test]
     fn portable_and_vector_paths_agree() {
         let mut paths = vec![Path::Narrow];
@@ -871,6 +876,7 @@ mod tests {
             (2, 4, 6, 21, 1),
             (3, 16, 18, 40, 37),
             (1, 20, 20, 40, 37),
+            (3, 8, 10, 40, 37),
         ] {
             let g = ConvGeometry {
                 batch,

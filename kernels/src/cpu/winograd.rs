@@ -35,10 +35,20 @@ pub(super) const CHUNK: usize = 16;
 /// at least 32 source and output channels, so that the products, not the transforms, dominate
 /// (measured on the PtychoPINN layers: 8 × 8 images, 16 tiles each, are faster direct).
 pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
+    shaped_for(g, rows, cols, 256)
+}
+
+/// Whether the Winograd kernel gradient serves this convolution: as [`applies`], and also for 8 × 8
+/// images, whose tiles it sums over groups of images rather than image by image.
+pub(super) fn applies_to_kernel_gradient(g: &ConvGeometry, cin: usize, cout: usize) -> bool {
+    shaped_for(g, cin, cout, 64)
+}
+
+fn shaped_for(g: &ConvGeometry, rows: usize, cols: usize, fewest_pixels: usize) -> bool {
     let pixels = g.h * g.w;
     g.h.is_multiple_of(2)
         && g.w.is_multiple_of(2)
-        && (256..=4096).contains(&pixels)
+        && (fewest_pixels..=4096).contains(&pixels)
         && rows >= 32
         && cols >= 32
 }
