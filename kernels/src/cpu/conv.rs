@@ -11,8 +11,8 @@
 //! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
 //! summed image by image, each image's tiles computed while it is in cache. On the AVX-512 path the
 //! forward pass and the input gradient of images of 16 x 16 to 64 x 64 pixels with 32 or more
-//! channels use Winograd F(2×2, 3×3), and their kernel gradient its transpose F(3×3, 2×2)
-//! (`winograd.rs`), 2.25× fewer multiplications. A fused ReLU
+//! channels use Winograd F(2×2, 3×3), and the kernel gradient of 8 x 8 to 64 x 64 images its
+//! transpose F(3×3, 2×2) (`winograd.rs`), 2.25× fewer multiplications. A fused ReLU
 //! (`conv2d_relu`) is applied as each output is stored.
 
 use rayon::prelude::*;
