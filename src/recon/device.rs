@@ -244,6 +244,11 @@ pub fn near_field<B: Backend>(
     Ok(b.fft2(spectrum, FftDirection::Inverse, FftShift::INPUT)?)
 }
 
+/// The largest value of a float32 tensor (0 for an empty or all-negative one), read back to the host.
+pub fn largest<B: Backend>(b: &B, x: &Tensor<B::Storage>) -> Result<f32, ReconError> {
+    Ok(b.download_f32(x)?.into_iter().fold(0.0f32, f32::max))
+}
+
 /// x − y.
 pub fn sub<B: Backend>(
     b: &B,

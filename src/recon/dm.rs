@@ -22,7 +22,7 @@
 
 use ptycho_kernels::{Backend, Tensor};
 
-use super::device::{far_field, near_field, sub, DeviceScan, EpochCost};
+use super::device::{far_field, largest, near_field, sub, DeviceScan, EpochCost};
 use super::{Engine, Estimate, ReconError, Scan};
 
 #[derive(Clone, Debug)]
@@ -72,19 +72,6 @@ pub struct DifferenceMap<S> {
     epochs_done: usize,
 }
 
-/// δ · the largest value of a float32 tensor.
-fn inertia_of<B: Backend>(
-    b: &B,
-    denominator: &Tensor<B::Storage>,
-    delta: f32,
-) -> Result<f32, ReconError> {
-    let max = b
-        .download_f32(denominator)?
-        .into_iter()
-        .fold(0.0f32, f32::max);
-    Ok(delta * max)
-}
-
 impl<S> DifferenceMap<S> {
     pub fn new<B: Backend<Storage = S>>(
         b: &B,
@@ -100,7 +87,7 @@ impl<S> DifferenceMap<S> {
         }
         let device = DeviceScan::new(b, scan, estimate, config.batch_size)?;
         let illumination = device.illumination(b)?;
-        let inertia = inertia_of(b, &illumination, config.regularization)?;
+        let inertia = config.regularization * largest(b, &illumination)?;
         if inertia <= 0.0 {
             return Err(ReconError::Scan("the probe is zero everywhere".into()));
         }
@@ -153,12 +140,12 @@ impl<S> DifferenceMap<S> {
         }
         let (numerator, weight) = sums.expect("a scan has at least one batch");
         let weight = b.abs(&weight)?;
-        let inertia = inertia_of(b, &weight, self.config.regularization)?;
+        let inertia = self.config.regularization * largest(b, &weight)?;
         let numerator = b.add(&numerator, &b.scale(&self.scan.probe, inertia)?)?;
         self.scan.probe = b.div_real(&numerator, &b.offset(&weight, inertia)?)?;
         self.scan.keep_probe_power(b, self.probe_power)?;
         self.illumination = self.scan.illumination(b)?;
-        self.inertia = inertia_of(b, &self.illumination, self.config.regularization)?;
+        self.inertia = self.config.regularization * largest(b, &self.illumination)?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 
 use ptycho_kernels::{Backend, Tensor};
 
-use super::device::{far_field, near_field, sub, DeviceScan, EpochCost};
+use super::device::{far_field, largest, near_field, sub, DeviceScan, EpochCost};
 use super::{Engine, Estimate, ReconError, Scan};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,9 +71,7 @@ impl<S> Pie<S> {
 
 /// max |P|².
 fn max_power<B: Backend>(b: &B, scan: &DeviceScan<B::Storage>) -> Result<f32, ReconError> {
-    Ok(b.download_f32(&b.abs2(&scan.probe)?)?
-        .into_iter()
-        .fold(0.0f32, f32::max))
+    largest(b, &b.abs2(&scan.probe)?)
 }
 
 /// rPIE's denominator of each batch, (1 − γ) Σ_j Sᵀ_j|P|² + γ max |P|².
@@ -127,11 +125,7 @@ impl<B: Backend> Engine<B> for Pie<B::Storage> {
             self.scan.object = b.add(&self.scan.object, &update)?;
             if refine_probe {
                 let weight = b.abs2(&patches)?;
-                let max = b
-                    .download_f32(&weight)?
-                    .into_iter()
-                    .fold(0.0f32, f32::max)
-                    .max(f32::MIN_POSITIVE);
+                let max = largest(b, &weight)?.max(f32::MIN_POSITIVE);
                 let numerator = b.mul_conj(&chi, &patches)?;
                 let per_pattern = match self.config.variant {
                     PieVariant::Epie => b.scale(&numerator, 1.0 / max)?,
