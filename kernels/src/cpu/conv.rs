@@ -328,8 +328,8 @@ const NARROW_COLS: usize = 8;
 /// Source channels are padded to this for the narrow path's dot products.
 const NARROW_CHUNK: usize = 16;
 
-/// acc[k] += Σ_j a[j·NARROW_CHUNK + k]·b[j·NARROW_CHUNK + k] over equal lengths that are a multiple
-/// of NARROW_CHUNK.
+/// `acc[k] += Σ_j a[j·NARROW_CHUNK + k]·b[j·NARROW_CHUNK + k]`, over equal lengths that are a
+/// multiple of NARROW_CHUNK.
 #[inline(always)]
 fn accumulate_chunks(acc: &mut [f32; NARROW_CHUNK], a: &[f32], b: &[f32]) {
     for (ca, cb) in a

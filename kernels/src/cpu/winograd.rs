@@ -472,8 +472,9 @@ fn group_images(g: &ConvGeometry, rows: usize, padded: usize) -> usize {
 /// tile are summed over every tile of every image first, as 16 matrix products M_ξ = Σ V_ξᵀ E_ξ,
 /// and transformed once at the end. Images go in groups: the group's transforms one image per
 /// thread, then its products one position ξ per thread, each M_ξ summed in image and tile order
-/// (so the result does not depend on the thread count). The caller has checked [`applies`] and
-/// that the CPU has AVX-512; `src` is bordered with channels padded to CHUNK.
+/// (so the result does not depend on the thread count). The caller has checked
+/// [`applies_to_kernel_gradient`] and that the CPU has AVX-512; `src` is bordered with channels
+/// padded to CHUNK.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn kernel_gradient(
     g: &ConvGeometry,
