@@ -81,7 +81,7 @@ impl<S> DifferenceMap<S> {
     ) -> Result<Self, ReconError> {
         if !(config.fourier_weight > 0.0 && config.fourier_weight <= 1.0) {
             return Err(ReconError::Scan(format!(
-                "the Fourier weight must be in (0, 1], got {}",
+                "the Fourier weight (--fourier-weight) must be in (0, 1], got {}",
                 config.fourier_weight
             )));
         }
