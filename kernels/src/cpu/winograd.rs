@@ -164,6 +164,60 @@ fn transform_source(
     }
 }
 
+/// The register block of both products: TILE_BLOCK rows of 32 accumulators (2 vectors).
+#[cfg(target_arch = "x86_64")]
+type Block = [[__m512; 2]; TILE_BLOCK];
+
+/// acc_p += x_p · k for p < TILE_BLOCK, x_p = xs[p · stride] and k the 32 floats of `k`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn fma_block(acc: &mut Block, xs: &[f32], stride: usize, k: &[f32]) {
+    assert!(xs.len() > (TILE_BLOCK - 1) * stride && k.len() >= LANES_512);
+    // SAFETY: k holds LANES_512 floats and xs every p · stride, p < TILE_BLOCK (asserted).
+    unsafe {
+        let k0 = _mm512_loadu_ps(k.as_ptr());
+        let k1 = _mm512_loadu_ps(k.as_ptr().add(16));
+        for (p, acc_p) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*xs.get_unchecked(p * stride));
+            acc_p[0] = _mm512_fmadd_ps(x, k0, acc_p[0]);
+            acc_p[1] = _mm512_fmadd_ps(x, k1, acc_p[1]);
+        }
+    }
+}
+
+/// The block whose row p is the 32 floats at p · stride of `m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load_block(m: &[f32], stride: usize) -> Block {
+    std::array::from_fn(|p| {
+        let row = &m[p * stride..p * stride + LANES_512];
+        // SAFETY: row holds 2 × 16 floats.
+        unsafe {
+            [
+                _mm512_loadu_ps(row.as_ptr()),
+                _mm512_loadu_ps(row.as_ptr().add(16)),
+            ]
+        }
+    })
+}
+
+/// Row p of the block into the 32 floats at p · stride of `m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store_block(acc: &Block, m: &mut [f32], stride: usize) {
+    for (p, acc_p) in acc.iter().enumerate() {
+        let row = &mut m[p * stride..p * stride + LANES_512];
+        // SAFETY: row holds 2 × 16 floats.
+        unsafe {
+            _mm512_storeu_ps(row.as_mut_ptr(), acc_p[0]);
+            _mm512_storeu_ps(row.as_mut_ptr().add(16), acc_p[1]);
+        }
+    }
+}
+
 /// M_ξ = V_ξ · U_ξ for every position ξ into `m`: (16, tiles, padded).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -173,30 +227,12 @@ fn products(v: &[f32], u: &[f32], m: &mut [f32], tiles: usize, rows: usize, padd
         let ux = &u[xi * rows * padded..(xi + 1) * rows * padded];
         for c0 in (0..padded).step_by(LANES_512) {
             for t0 in (0..tiles).step_by(TILE_BLOCK) {
+                // Tiles t0.. are rows of V_ξ, rows apart.
                 let mut acc = [[_mm512_setzero_ps(); 2]; TILE_BLOCK];
                 for r in 0..rows {
-                    let k = &ux[r * padded + c0..r * padded + c0 + LANES_512];
-                    // SAFETY: k holds LANES_512 floats; (t0 + p)·rows + r < vx.len() for
-                    // p < TILE_BLOCK, since tiles is a multiple of TILE_BLOCK.
-                    unsafe {
-                        let k0 = _mm512_loadu_ps(k.as_ptr());
-                        let k1 = _mm512_loadu_ps(k.as_ptr().add(16));
-                        for (p, acc_p) in acc.iter_mut().enumerate() {
-                            let x = _mm512_set1_ps(*vx.get_unchecked((t0 + p) * rows + r));
-                            acc_p[0] = _mm512_fmadd_ps(x, k0, acc_p[0]);
-                            acc_p[1] = _mm512_fmadd_ps(x, k1, acc_p[1]);
-                        }
-                    }
+                    fma_block(&mut acc, &vx[t0 * rows + r..], rows, &ux[r * padded + c0..]);
                 }
-                for (p, acc_p) in acc.iter().enumerate() {
-                    let at = (xi * tiles + t0 + p) * padded + c0;
-                    let out = &mut m[at..at + LANES_512];
-                    // SAFETY: out holds 2 × 16 floats.
-                    unsafe {
-                        _mm512_storeu_ps(out.as_mut_ptr(), acc_p[0]);
-                        _mm512_storeu_ps(out.as_mut_ptr().add(16), acc_p[1]);
-                    }
-                }
+                store_block(&acc, &mut m[(xi * tiles + t0) * padded + c0..], padded);
             }
         }
     }
@@ -381,41 +417,14 @@ fn gradient_products(
 ) {
     for c0 in (0..padded).step_by(LANES_512) {
         for r0 in (0..rows).step_by(TILE_BLOCK) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; TILE_BLOCK];
-            for (p, acc_p) in acc.iter_mut().enumerate() {
-                let at = (r0 + p) * padded + c0;
-                let from = &m[at..at + LANES_512];
-                // SAFETY: from holds 2 × 16 floats.
-                unsafe {
-                    acc_p[0] = _mm512_loadu_ps(from.as_ptr());
-                    acc_p[1] = _mm512_loadu_ps(from.as_ptr().add(16));
-                }
-            }
+            // Source channels r0.. are adjacent in a row of V_ξ.
+            let mut acc = load_block(&m[r0 * padded + c0..], padded);
             for (v, e) in v.iter().zip(e) {
                 for t in 0..tiles {
-                    let grad = &e[t * padded + c0..t * padded + c0 + LANES_512];
-                    let source = &v[t * rows + r0..t * rows + r0 + TILE_BLOCK];
-                    // SAFETY: grad holds 2 × 16 floats, source TILE_BLOCK.
-                    unsafe {
-                        let g0 = _mm512_loadu_ps(grad.as_ptr());
-                        let g1 = _mm512_loadu_ps(grad.as_ptr().add(16));
-                        for (p, acc_p) in acc.iter_mut().enumerate() {
-                            let x = _mm512_set1_ps(*source.get_unchecked(p));
-                            acc_p[0] = _mm512_fmadd_ps(x, g0, acc_p[0]);
-                            acc_p[1] = _mm512_fmadd_ps(x, g1, acc_p[1]);
-                        }
-                    }
+                    fma_block(&mut acc, &v[t * rows + r0..], 1, &e[t * padded + c0..]);
                 }
             }
-            for (p, acc_p) in acc.iter().enumerate() {
-                let at = (r0 + p) * padded + c0;
-                let to = &mut m[at..at + LANES_512];
-                // SAFETY: to holds 2 × 16 floats.
-                unsafe {
-                    _mm512_storeu_ps(to.as_mut_ptr(), acc_p[0]);
-                    _mm512_storeu_ps(to.as_mut_ptr().add(16), acc_p[1]);
-                }
-            }
+            store_block(&acc, &mut m[r0 * padded + c0..], padded);
         }
     }
 }
