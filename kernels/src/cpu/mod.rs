@@ -317,13 +317,7 @@ impl Backend for CpuBackend {
     }
 
     fn conv2d(&self, x: &CpuTensor, kernel: &CpuTensor, bias: &CpuTensor) -> Result<CpuTensor> {
-        let g = ConvGeometry::of("conv2d", x, kernel)?;
-        g.check_bias("conv2d", bias)?;
-        Ok(Tensor::new(
-            vec![g.batch, g.h, g.w, g.cout],
-            Dtype::F32,
-            conv::forward(&g, &x.storage, &kernel.storage, &bias.storage, false),
-        ))
+        convolution("conv2d", x, kernel, bias, false)
     }
 
     fn conv2d_relu(
@@ -332,13 +326,7 @@ impl Backend for CpuBackend {
         kernel: &CpuTensor,
         bias: &CpuTensor,
     ) -> Result<CpuTensor> {
-        let g = ConvGeometry::of("conv2d_relu", x, kernel)?;
-        g.check_bias("conv2d_relu", bias)?;
-        Ok(Tensor::new(
-            vec![g.batch, g.h, g.w, g.cout],
-            Dtype::F32,
-            conv::forward(&g, &x.storage, &kernel.storage, &bias.storage, true),
-        ))
+        convolution("conv2d_relu", x, kernel, bias, true)
     }
 
     fn conv2d_backward_input(&self, grad_out: &CpuTensor, kernel: &CpuTensor) -> Result<CpuTensor> {
@@ -589,6 +577,23 @@ impl CpuBackend {
             elementwise::real(op, complex(a)),
         ))
     }
+}
+
+/// conv2d of `op`, with the ReLU fused into the store when `relu`.
+fn convolution(
+    op: &'static str,
+    x: &CpuTensor,
+    kernel: &CpuTensor,
+    bias: &CpuTensor,
+    relu: bool,
+) -> Result<CpuTensor> {
+    let g = ConvGeometry::of(op, x, kernel)?;
+    g.check_bias(op, bias)?;
+    Ok(Tensor::new(
+        vec![g.batch, g.h, g.w, g.cout],
+        Dtype::F32,
+        conv::forward(&g, &x.storage, &kernel.storage, &bias.storage, relu),
+    ))
 }
 
 fn real_tensor(shape: &[usize], data: Vec<f32>) -> CpuTensor {

@@ -190,7 +190,6 @@ pub trait Backend: Send + Sync {
         bias: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>>;
 
-    /// ∂L/∂x (B, H, W, Cin) of [`Backend::conv2d`] from ∂L/∂out (B, H, W, Cout).
     /// relu(conv2d(x, kernel, bias)): the same values, fused into one pass where the backend can.
     fn conv2d_relu(
         &self,
@@ -201,6 +200,7 @@ pub trait Backend: Send + Sync {
         self.activation(layers::Activation::Relu, &self.conv2d(x, kernel, bias)?)
     }
 
+    /// ∂L/∂x (B, H, W, Cin) of [`Backend::conv2d`] from ∂L/∂out (B, H, W, Cout).
     fn conv2d_backward_input(
         &self,
         grad_out: &Tensor<Self::Storage>,
