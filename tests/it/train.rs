@@ -175,14 +175,19 @@ fn initial_weights(cfg: &ModelConfig, seed: u64) -> Vec<NamedTensor> {
     weights
 }
 
-/// Central differences of the loss in chosen parameters against the analytic gradients.
+/// Central differences of the loss in chosen parameters against the analytic gradients, with the
+/// convolutions' direct sums: Winograd's transforms round sums of whole tiles, and that rounding
+/// changes between the two evaluations by up to ~7 ε · Σ|terms| per output, which at a step of 1e-3
+/// moves a difference by up to 1.4 % of the largest gradient (measured on conv_1a), over the
+/// tolerance. The Winograd paths are checked against the direct sums in
+/// `portable_and_vector_paths_agree` (kernels).
 fn gradients_match_finite_differences(
     cfg: &ModelConfig,
     seed: u64,
     eps: f32,
     picks: &[(&str, usize)],
 ) {
-    let b = CpuBackend::new();
+    let b = CpuBackend::with_direct_sums();
     let weights = initial_weights(cfg, seed);
     let target = match cfg.kind {
         ModelKind::Pinn => near_target(&b, cfg, &weights),
@@ -227,12 +232,16 @@ fn cpu_gradients_match_finite_differences() {
     );
 }
 
+/// With the ring, rounding moves the loss by ~2e-6 between evaluations (measured at steps of 1e-7),
+/// so a step of 1e-3 gives central differences off by ~1e-3, over the tolerance for the ring
+/// layers' smaller gradients; a step of 1e-2 brings that to ~1e-4, and the differences then agree
+/// with the analytic gradients to within 1 % at steps from 3e-3 to 1e-2 (truncation stays small).
 #[test]
 fn cpu_ring_gradients_match_finite_differences() {
     gradients_match_finite_differences(
         &ring_config(),
         8,
-        1e-3,
+        1e-2,
         &[
             ("amplitude/ring_head/bias", 0),
             ("phase/ring_head/bias", 3),

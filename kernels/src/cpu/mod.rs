@@ -31,6 +31,8 @@ use crate::ops::translate::{TranslateDirection, TranslateGeometry};
 use crate::ops::{check_host_len, require_dtype, Backend, BackendKind, ConvParamGrads};
 use crate::{Complex32, Dtype, Result, Tensor};
 
+use conv::Summation;
+
 pub type CpuTensor = Tensor<Vec<f32>>;
 
 type FftPlans = HashMap<(usize, FftDirection), Arc<dyn Fft<f32>>>;
@@ -38,11 +40,21 @@ type FftPlans = HashMap<(usize, FftDirection), Arc<dyn Fft<f32>>>;
 #[derive(Default)]
 pub struct CpuBackend {
     plans: Mutex<FftPlans>,
+    summation: Summation,
 }
 
 impl CpuBackend {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend whose convolutions always take the direct sums, never Winograd: slower, but its
+    /// rounding does not jump when a weight moves slightly, as finite-difference checks need.
+    pub fn with_direct_sums() -> Self {
+        Self {
+            summation: Summation::Direct,
+            ..Self::default()
+        }
     }
 
     fn plan(&self, n: usize, direction: FftDirection) -> Arc<dyn Fft<f32>> {
@@ -317,7 +329,7 @@ impl Backend for CpuBackend {
     }
 
     fn conv2d(&self, x: &CpuTensor, kernel: &CpuTensor, bias: &CpuTensor) -> Result<CpuTensor> {
-        convolution("conv2d", x, kernel, bias, false)
+        convolution("conv2d", x, kernel, bias, (false, self.summation))
     }
 
     fn conv2d_relu(
@@ -326,7 +338,7 @@ impl Backend for CpuBackend {
         kernel: &CpuTensor,
         bias: &CpuTensor,
     ) -> Result<CpuTensor> {
-        convolution("conv2d_relu", x, kernel, bias, true)
+        convolution("conv2d_relu", x, kernel, bias, (true, self.summation))
     }
 
     fn conv2d_backward_input(&self, grad_out: &CpuTensor, kernel: &CpuTensor) -> Result<CpuTensor> {
@@ -334,7 +346,7 @@ impl Backend for CpuBackend {
         Ok(Tensor::new(
             vec![g.batch, g.h, g.w, g.cin],
             Dtype::F32,
-            conv::backward_input(&g, &grad_out.storage, &kernel.storage),
+            conv::backward_input(&g, &grad_out.storage, &kernel.storage, self.summation),
         ))
     }
 
@@ -348,7 +360,7 @@ impl Backend for CpuBackend {
         let cout = *grad_out.shape().last().unwrap_or(&0);
         let g = ConvGeometry::of_params(OP, x, cout)?;
         g.check_grad_out(OP, grad_out)?;
-        let (gk, gb) = conv::backward_params(&g, &x.storage, &grad_out.storage);
+        let (gk, gb) = conv::backward_params(&g, &x.storage, &grad_out.storage, self.summation);
         Ok((
             Tensor::new(vec![3, 3, g.cin, g.cout], Dtype::F32, gk),
             Tensor::new(vec![g.cout], Dtype::F32, gb),
@@ -585,14 +597,21 @@ fn convolution(
     x: &CpuTensor,
     kernel: &CpuTensor,
     bias: &CpuTensor,
-    relu: bool,
+    (relu, summation): (bool, Summation),
 ) -> Result<CpuTensor> {
     let g = ConvGeometry::of(op, x, kernel)?;
     g.check_bias(op, bias)?;
     Ok(Tensor::new(
         vec![g.batch, g.h, g.w, g.cout],
         Dtype::F32,
-        conv::forward(&g, &x.storage, &kernel.storage, &bias.storage, relu),
+        conv::forward(
+            &g,
+            &x.storage,
+            &kernel.storage,
+            &bias.storage,
+            relu,
+            summation,
+        ),
     ))
 }
 

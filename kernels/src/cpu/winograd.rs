@@ -1,21 +1,42 @@
-//! Winograd F(2×2, 3×3) for the CPU convolutions of small images with many channels (the deep
-//! layers): each 2 × 2 block of outputs comes from a 4 × 4 block of the bordered source with 16
-//! products per channel pair instead of 36, as 16 matrix products (one per transformed position ξ)
+//! Winograd convolutions for the CPU on AVX-512, for small images with many channels (the deep
+//! layers).
+//!
+//! The forward pass (and the input gradient, a forward pass with the kernel flipped) is
+//! F(4×4, 3×3): each 4 × 4 block of outputs comes from a 6 × 6 block of the bordered source with 36
+//! products per channel pair instead of 144, as 36 matrix products (one per transformed position ξ)
 //! of the source's transformed tiles by the transformed kernel:
 //!
 //!   V = Bᵀ d B (source tile), U = G g Gᵀ (kernel), M_ξ = V_ξ · U_ξ, Y = Aᵀ M A (output tile),
 //!
-//! with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
-//! Aᵀ = [1 1 1 0; 0 1 −1 −1]. The coefficients are exact in binary; only the order of the sums
-//! differs from the direct convolution. The transforms work on CHUNK = 16 channels at a time (one
+//! with the interpolation points 0, 1, −1, 2, −½ and ∞:
+//!
+//!   Bᵀ = [1 1.5 −2 −1.5 1 0; 0 −1 −2.5 −0.5 1 0; 0 1 0.5 −2.5 1 0; 0 −0.5 −1 0.5 1 0;
+//!         0 2 −1 −2 1 0; 0 1 1.5 −2 −1.5 1],
+//!   G = [1 0 0; −⅓ −⅓ −⅓; ⅓ −⅓ ⅓; 1⁄15 2⁄15 4⁄15; −16⁄15 8⁄15 −4⁄15; 0 0 1],
+//!   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −½ 0; 0 1 1 4 ¼ 0; 0 1 −1 8 −⅛ 1].
+//!
+//! U is computed in f64 and rounded once. The transforms work on CHUNK = 16 channels at a time (one
 //! AVX-512 vector); the products use the direct convolution's AVX-512 register tile (8 tiles × 32
 //! output channels). A thread takes one image, a strip of tiles at a time, so that the strip's
 //! transformed tiles and products stay in L2, in buffers it reuses.
 //!
-//! The kernel gradient uses the same transforms transposed ([`kernel_gradient`]). Its rounding error
-//! is a few times the direct sums' (about 1.5e-7 of Σ|terms| against 4e-8, measured against f64 on
-//! the test sizes), as the products of transformed values are larger than the terms they replace.
+//! Only the order and grouping of the sums differ from the direct convolution, and G's fractions
+//! are rounded. The transforms round sums over a whole 6 × 6 tile, so the error grows with the
+//! tile's values rather than the output's terms: the worst difference from the direct sums on the
+//! test sizes is 7.4 ε · Σ|terms| (ε = 2^−23), against 1.4 ε between direct paths. The points
+//! 2 and −½ in place of the usual ±2 (Lavin and Gray 2016) make it three times smaller: 23 ε with
+//! ±2, measured the same way.
+//!
+//! The kernel gradient is F(3×3, 2×2), the transpose of F(2×2, 3×3) ([`kernel_gradient`]), whose
+//! coefficients are exact in binary:
+//!
+//!   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
+//!   Aᵀ = [1 1 1 0; 0 1 −1 −1].
+//!
+//! Its rounding error is about 1.5e-7 of Σ|terms|, as the products of transformed values are larger
+//! than the terms they replace.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
@@ -31,32 +52,44 @@ const TILE_BLOCK: usize = 8;
 /// Channels per step of the transforms.
 pub(super) const CHUNK: usize = 16;
 
-/// Whether the Winograd path serves this convolution: even sizes from 16 × 16 to 64 × 64 pixels, and
-/// at least 32 source and output channels, so that the products, not the transforms, dominate
-/// (measured on the PtychoPINN layers: 8 × 8 images, 16 tiles each, are faster direct).
+/// Output pixels along each side of a forward tile.
+const OUT_SIDE: usize = 4;
+/// Source pixels along each side of a forward tile.
+const IN_SIDE: usize = 6;
+/// Transformed positions ξ of a forward tile.
+const POSITIONS: usize = IN_SIDE * IN_SIDE;
+/// Transformed positions ξ of a kernel-gradient tile (4 × 4 source pixels, 2 × 2 outputs).
+const GRADIENT_POSITIONS: usize = 16;
+
+/// Whether the Winograd forward path serves this convolution: sizes that are multiples of 4, from
+/// 16 × 16 to 64 × 64 pixels, and at least 32 source and output channels, so that the products, not
+/// the transforms, dominate (measured on the PtychoPINN layers: 8 × 8 images, 4 tiles each, are
+/// faster direct).
 pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
-    shaped_for(g, rows, cols, 256)
-}
-
-/// Whether the Winograd kernel gradient serves this convolution: as [`applies`], and also for 8 × 8
-/// images, whose tiles it sums over groups of images rather than image by image.
-pub(super) fn applies_to_kernel_gradient(g: &ConvGeometry, cin: usize, cout: usize) -> bool {
-    shaped_for(g, cin, cout, 64)
-}
-
-fn shaped_for(g: &ConvGeometry, rows: usize, cols: usize, fewest_pixels: usize) -> bool {
-    let pixels = g.h * g.w;
-    g.h.is_multiple_of(2)
-        && g.w.is_multiple_of(2)
-        && (fewest_pixels..=4096).contains(&pixels)
+    g.h.is_multiple_of(OUT_SIDE)
+        && g.w.is_multiple_of(OUT_SIDE)
+        && (256..=4096).contains(&(g.h * g.w))
         && rows >= 32
         && cols >= 32
 }
 
-/// Magnitudes up to which the transforms and products cannot overflow: with |source|, |kernel| ≤ 2^50,
-/// transformed values stay below 2^52, products below 2^104 and their sums (at most 2^14 terms) below
-/// 2^118, under f32's 2^128.
-const SAFE_MAGNITUDE: f32 = (1u64 << 50) as f32;
+/// Whether the Winograd kernel gradient serves this convolution: even sizes from 8 × 8 to 64 × 64
+/// pixels (small images have their tiles summed over groups of images rather than image by image),
+/// and at least 32 source and output channels.
+pub(super) fn applies_to_kernel_gradient(g: &ConvGeometry, cin: usize, cout: usize) -> bool {
+    g.h.is_multiple_of(2)
+        && g.w.is_multiple_of(2)
+        && (64..=4096).contains(&(g.h * g.w))
+        && cin >= 32
+        && cout >= 32
+}
+
+/// Magnitudes up to which the transforms and products cannot overflow, M = 2^40. Forward: Bᵀ's rows
+/// sum to at most 10 in absolute value and G's to at most 1, so |V| ≤ 100 M and |U| ≤ M; the sums of
+/// products over at most 2^14 channels stay below 2^101, and Aᵀ (rows up to 19) gives at most
+/// 361 × 2^101 < 2^110. Kernel gradient: |V|, |E| ≤ 4 M, and sums over at most 2^24 tiles stay
+/// below 2^108, 4 × that after G. Both are under f32's 2^128.
+const SAFE_MAGNITUDE: f32 = (1u64 << 40) as f32;
 
 /// Whether every value is finite and small enough for [`SAFE_MAGNITUDE`]. Beyond it the direct
 /// convolution runs instead: the transforms subtract, so where the direct sums overflow to ±inf
@@ -67,8 +100,20 @@ pub(super) fn safe(values: &[f32]) -> bool {
         .all(|chunk| chunk.iter().all(|v| v.abs() <= SAFE_MAGNITUDE))
 }
 
-/// U = G g Gᵀ for every (source, output) channel pair of a packed kernel: (16, rows_padded, padded),
-/// zero for the source channels beyond the kernel's rows.
+/// G of F(4×4, 3×3), in f64 so that U is rounded once.
+const G: [[f64; 3]; IN_SIDE] = [
+    [1.0, 0.0, 0.0],
+    [-1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0],
+    [1.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0],
+    [1.0 / 15.0, 2.0 / 15.0, 4.0 / 15.0],
+    [-16.0 / 15.0, 8.0 / 15.0, -4.0 / 15.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// U = G g Gᵀ for every (source, output) channel pair of a packed kernel: (POSITIONS, rows_padded,
+/// padded), zero for the source channels beyond the kernel's rows. Position ξ = (i, j) is
+/// Σ_tap G[i][ky] G[j][kx] g[tap], summed in f64 a row of output channels at a time (so it
+/// vectorises), one position per task.
 fn transform_kernel(kernel: &Packed, rows_padded: usize) -> Vec<f32> {
     let Packed {
         rows,
@@ -76,34 +121,134 @@ fn transform_kernel(kernel: &Packed, rows_padded: usize) -> Vec<f32> {
         ref data,
         ..
     } = *kernel;
-    let mut u = vec![0f32; 16 * rows_padded * padded];
-    for r in 0..rows {
-        for c in 0..padded {
-            let k = |tap: usize| data[(tap * rows + r) * padded + c];
-            // t = G g (4 × 3), then U = t Gᵀ (4 × 4).
-            let t: [[f32; 3]; 4] = [
-                [k(0), k(1), k(2)],
-                std::array::from_fn(|j| 0.5 * (k(j) + k(3 + j) + k(6 + j))),
-                std::array::from_fn(|j| 0.5 * (k(j) - k(3 + j) + k(6 + j))),
-                [k(6), k(7), k(8)],
-            ];
-            for (i, ti) in t.iter().enumerate() {
-                let row = [
-                    ti[0],
-                    0.5 * (ti[0] + ti[1] + ti[2]),
-                    0.5 * (ti[0] - ti[1] + ti[2]),
-                    ti[2],
-                ];
-                for (j, v) in row.into_iter().enumerate() {
-                    u[((4 * i + j) * rows_padded + r) * padded + c] = v;
+    let mut u = vec![0f32; POSITIONS * rows_padded * padded];
+    u.par_chunks_mut(rows_padded * padded)
+        .enumerate()
+        .for_each(|(xi, ux)| {
+            let (i, j) = (xi / IN_SIDE, xi % IN_SIDE);
+            let weights: [f64; TAPS] = std::array::from_fn(|tap| G[i][tap / 3] * G[j][tap % 3]);
+            let mut sum = vec![0f64; padded];
+            for (r, out) in ux.chunks_exact_mut(padded).take(rows).enumerate() {
+                sum.fill(0.0);
+                for (tap, &weight) in weights.iter().enumerate() {
+                    if weight == 0.0 {
+                        continue;
+                    }
+                    let row = &data[(tap * rows + r) * padded..][..padded];
+                    for (s, &k) in sum.iter_mut().zip(row) {
+                        *s += weight * f64::from(k);
+                    }
+                }
+                for (o, &s) in out.iter_mut().zip(&sum) {
+                    *o = s as f32;
+                }
+            }
+        });
+    u
+}
+
+/// The six vectors z0..z5 times Bᵀ of F(4×4, 3×3): with q = z4 − z2 and w = z1 − z3,
+/// (z0 − z2 + q + 1.5w, q − 1.5z3 − (w + 1.5z2), q − 1.5z3 + w + 1.5z2, q − 0.5w, q + 2w,
+/// z1 + z5 − 2z3 + 1.5(z2 − z4)).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn b_transpose_6(z: [__m512; 6]) -> [__m512; 6] {
+    let (half, one_half, two) = (
+        _mm512_set1_ps(0.5),
+        _mm512_set1_ps(1.5),
+        _mm512_set1_ps(2.0),
+    );
+    let q = _mm512_sub_ps(z[4], z[2]);
+    let w = _mm512_sub_ps(z[1], z[3]);
+    let even = _mm512_fnmadd_ps(one_half, z[3], q);
+    let odd = _mm512_fmadd_ps(one_half, z[2], w);
+    [
+        _mm512_fmadd_ps(one_half, w, _mm512_add_ps(_mm512_sub_ps(z[0], z[2]), q)),
+        _mm512_sub_ps(even, odd),
+        _mm512_add_ps(even, odd),
+        _mm512_fnmadd_ps(half, w, q),
+        _mm512_fmadd_ps(two, w, q),
+        _mm512_fmadd_ps(
+            one_half,
+            _mm512_sub_ps(z[2], z[4]),
+            _mm512_fnmadd_ps(two, z[3], _mm512_add_ps(z[1], z[5])),
+        ),
+    ]
+}
+
+/// The six vectors z0..z5 times Aᵀ of F(4×4, 3×3): with a = z1 + z2 and b = z1 − z2,
+/// (z0 + a + z3 + z4, b + 2z3 − z4/2, a + 4z3 + z4/4, b + z5 + 8z3 − z4/8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn a_transpose_6(z: [__m512; 6]) -> [__m512; 4] {
+    let set = _mm512_set1_ps;
+    let a = _mm512_add_ps(z[1], z[2]);
+    let b = _mm512_sub_ps(z[1], z[2]);
+    [
+        _mm512_add_ps(_mm512_add_ps(z[0], a), _mm512_add_ps(z[3], z[4])),
+        _mm512_fmadd_ps(set(2.0), z[3], _mm512_fnmadd_ps(set(0.5), z[4], b)),
+        _mm512_fmadd_ps(set(4.0), z[3], _mm512_fmadd_ps(set(0.25), z[4], a)),
+        _mm512_fmadd_ps(
+            set(8.0),
+            z[3],
+            _mm512_fnmadd_ps(set(0.125), z[4], _mm512_add_ps(b, z[5])),
+        ),
+    ]
+}
+
+/// V = Bᵀ d B of the 6 × 6 source tiles `strip` of image `b` (tile t at 4 × its tile coordinates)
+/// into `v`: (POSITIONS, tiles, src.c), tile `strip.start` first, CHUNK channels (one vector) at a
+/// time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transform_tiles(
+    g: &ConvGeometry,
+    src: &Bordered,
+    b: usize,
+    strip: Range<usize>,
+    tiles: usize,
+    v: &mut [f32],
+) {
+    let rows = src.c;
+    let tw = g.w / OUT_SIDE;
+    for (s, t) in strip.enumerate() {
+        let (ty, tx) = (t / tw, t % tw);
+        for r0 in (0..rows).step_by(CHUNK) {
+            // Columns first: u_j = Bᵀ d_{·j}; then each row of u times B. Plain loops rather than
+            // closures, which would not be inlined here and would pass vectors through memory; u
+            // is not zeroed first (a 2 KiB memset each time), every element is written before it
+            // is read.
+            let mut u = [[MaybeUninit::<__m512>::uninit(); IN_SIDE]; IN_SIDE];
+            for (j, column) in u.iter_mut().enumerate() {
+                let mut d = [_mm512_setzero_ps(); IN_SIDE];
+                for (i, value) in d.iter_mut().enumerate() {
+                    let at = src.pixel(b, OUT_SIDE * ty + i, OUT_SIDE * tx + j) + r0;
+                    let chunk = &src.data[at..at + CHUNK];
+                    // SAFETY: chunk holds CHUNK = 16 floats.
+                    *value = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+                }
+                for (place, value) in column.iter_mut().zip(b_transpose_6(d)) {
+                    place.write(value);
+                }
+            }
+            for i in 0..IN_SIDE {
+                let mut row = [_mm512_setzero_ps(); IN_SIDE];
+                for (j, value) in row.iter_mut().enumerate() {
+                    // SAFETY: the column pass wrote every element of u.
+                    *value = unsafe { u[j][i].assume_init() };
+                }
+                for (j, value) in b_transpose_6(row).into_iter().enumerate() {
+                    let at = ((IN_SIDE * i + j) * tiles + s) * rows + r0;
+                    let out = &mut v[at..at + CHUNK];
+                    // SAFETY: out holds CHUNK = 16 floats.
+                    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), value) };
                 }
             }
         }
     }
-    u
 }
 
-/// The four vectors z0..z3 times Bᵀ: (z0 − z2, z1 + z2, z2 − z1, z1 − z3).
+/// The four vectors z0..z3 times Bᵀ of F(2×2, 3×3): (z0 − z2, z1 + z2, z2 − z1, z1 − z3).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn b_transpose(z: [__m512; 4]) -> [__m512; 4] {
@@ -115,18 +260,9 @@ fn b_transpose(z: [__m512; 4]) -> [__m512; 4] {
     ]
 }
 
-/// The four vectors z0..z3 times Aᵀ: (z0 + z1 + z2, z1 − z2 − z3).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn a_transpose(z: [__m512; 4]) -> [__m512; 2] {
-    [
-        _mm512_add_ps(_mm512_add_ps(z[0], z[1]), z[2]),
-        _mm512_sub_ps(_mm512_sub_ps(z[1], z[2]), z[3]),
-    ]
-}
-
-/// V = Bᵀ d B of the 4 × 4 source tiles `strip` of image `b` into `v`: (16, tiles, src.c), tile
-/// `strip.start` first, CHUNK channels (one vector) at a time.
+/// V = Bᵀ d B of the 4 × 4 source tiles `strip` of image `b` (tile t at 2 × its tile coordinates)
+/// into `v`: (16, tiles, src.c), tile `strip.start` first, CHUNK channels (one vector) at a time; for
+/// the kernel gradient.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn transform_source(
@@ -218,11 +354,11 @@ fn store_block(acc: &Block, m: &mut [f32], stride: usize) {
     }
 }
 
-/// M_ξ = V_ξ · U_ξ for every position ξ into `m`: (16, tiles, padded).
+/// M_ξ = V_ξ · U_ξ for every position ξ into `m`: (POSITIONS, tiles, padded).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn products(v: &[f32], u: &[f32], m: &mut [f32], tiles: usize, rows: usize, padded: usize) {
-    for xi in 0..16 {
+    for xi in 0..POSITIONS {
         let vx = &v[xi * tiles * rows..(xi + 1) * tiles * rows];
         let ux = &u[xi * rows * padded..(xi + 1) * rows * padded];
         for c0 in (0..padded).step_by(LANES_512) {
@@ -250,7 +386,7 @@ fn transform_output(
     epilogue: Epilogue,
     image: &mut [f32],
 ) {
-    let tw = g.w / 2;
+    let tw = g.w / OUT_SIDE;
     let zero = _mm512_setzero_ps();
     for c0 in (0..padded.min(cols.next_multiple_of(CHUNK))).step_by(CHUNK) {
         // Lanes of real output channels.
@@ -263,17 +399,28 @@ fn transform_output(
         };
         for (s, t) in strip.clone().enumerate() {
             let (ty, tx) = (t / tw, t % tw);
-            let e = |i: usize, j: usize| -> __m512 {
-                let at = ((4 * i + j) * tiles + s) * padded + c0;
-                let chunk = &m[at..at + CHUNK];
-                // SAFETY: chunk holds CHUNK = 16 floats.
-                unsafe { _mm512_loadu_ps(chunk.as_ptr()) }
-            };
-            // w = Aᵀ M column by column, then each row of w times A.
-            let w: [[__m512; 2]; 4] =
-                std::array::from_fn(|j| a_transpose([e(0, j), e(1, j), e(2, j), e(3, j)]));
-            for i in 0..2 {
-                let y = a_transpose(w.map(|column| column[i]));
+            // w = Aᵀ M column by column, then each row of w times A (plain loops and an array
+            // not zeroed first, as in transform_tiles).
+            let mut w = [[MaybeUninit::<__m512>::uninit(); OUT_SIDE]; IN_SIDE];
+            for (j, column) in w.iter_mut().enumerate() {
+                let mut e = [_mm512_setzero_ps(); IN_SIDE];
+                for (i, value) in e.iter_mut().enumerate() {
+                    let at = ((IN_SIDE * i + j) * tiles + s) * padded + c0;
+                    let chunk = &m[at..at + CHUNK];
+                    // SAFETY: chunk holds CHUNK = 16 floats.
+                    *value = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+                }
+                for (place, value) in column.iter_mut().zip(a_transpose_6(e)) {
+                    place.write(value);
+                }
+            }
+            for i in 0..OUT_SIDE {
+                let mut row = [_mm512_setzero_ps(); IN_SIDE];
+                for (j, value) in row.iter_mut().enumerate() {
+                    // SAFETY: the column pass wrote every element of w.
+                    *value = unsafe { w[j][i].assume_init() };
+                }
+                let y = a_transpose_6(row);
                 for (j, value) in y.into_iter().enumerate() {
                     let value = _mm512_add_ps(value, bias);
                     let value = if epilogue.relu {
@@ -281,7 +428,7 @@ fn transform_output(
                     } else {
                         value
                     };
-                    let pixel = ((2 * ty + i) * g.w + 2 * tx + j) * cols + c0;
+                    let pixel = ((OUT_SIDE * ty + i) * g.w + OUT_SIDE * tx + j) * cols + c0;
                     let out = &mut image[pixel..pixel + lanes];
                     // SAFETY: the masked lanes are the `lanes` floats of out.
                     unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), mask, value) };
@@ -304,7 +451,7 @@ pub(super) fn convolve(
     let Packed { cols, padded, .. } = *kernel;
     let rows = src.c;
     let u = transform_kernel(kernel, rows);
-    let image_tiles = (g.h / 2) * (g.w / 2);
+    let image_tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
     let strip = strip_tiles(rows, padded).min(image_tiles.div_ceil(TILE_BLOCK) * TILE_BLOCK);
     let mut out = vec![0f32; g.pixels() * cols];
     out.par_chunks_mut(g.h * g.w * cols)
@@ -312,8 +459,8 @@ pub(super) fn convolve(
         .for_each_init(
             || {
                 (
-                    vec![0f32; 16 * strip * rows],
-                    vec![0f32; 16 * strip * padded],
+                    vec![0f32; POSITIONS * strip * rows],
+                    vec![0f32; POSITIONS * strip * padded],
                 )
             },
             |(v, m), (b, image)| {
@@ -323,7 +470,7 @@ pub(super) fn convolve(
                     let stride = tiles.len().div_ceil(TILE_BLOCK) * TILE_BLOCK;
                     // SAFETY: the caller checked the CPU for AVX-512.
                     unsafe {
-                        transform_source(g, src, b, tiles.clone(), stride, v);
+                        transform_tiles(g, src, b, tiles.clone(), stride, v);
                         products(v, &u, m, stride, rows, padded);
                         transform_output(g, m, (tiles, stride), (cols, padded), epilogue, image);
                     }
@@ -334,11 +481,11 @@ pub(super) fn convolve(
 }
 
 /// Tiles per strip of an image: a multiple of the register block whose transformed source and
-/// products (16 floats per tile and channel each) fit in half of a 1 MiB L2 cache, so the products
-/// read them from L2 rather than memory.
+/// products (POSITIONS floats per tile and channel each) fit in half of a 1 MiB L2 cache, so the
+/// products read them from L2 rather than memory.
 fn strip_tiles(rows: usize, padded: usize) -> usize {
     const BUDGET: usize = 512 * 1024;
-    let per_tile = 16 * (rows + padded) * std::mem::size_of::<f32>();
+    let per_tile = POSITIONS * (rows + padded) * std::mem::size_of::<f32>();
     (BUDGET / per_tile / TILE_BLOCK).max(1) * TILE_BLOCK
 }
 
@@ -467,11 +614,12 @@ fn transform_kernel_gradient(
 }
 
 /// Images per group of the kernel gradient: as many as keep the group's transformed source and
-/// gradient (16 floats per tile and channel each) within 16 MiB, half the L3 cache, and at least 2
+/// gradient (GRADIENT_POSITIONS floats per tile and channel each) within 16 MiB, half the L3 cache, and at least 2
 /// so that both threads transform.
 fn group_images(g: &ConvGeometry, rows: usize, padded: usize) -> usize {
     const BUDGET: usize = 16 << 20;
-    let per_image = 16 * (g.h / 2) * (g.w / 2) * (rows + padded) * std::mem::size_of::<f32>();
+    let per_image =
+        GRADIENT_POSITIONS * (g.h / 2) * (g.w / 2) * (rows + padded) * std::mem::size_of::<f32>();
     (BUDGET / per_image).clamp(2, g.batch.max(2))
 }
 
@@ -499,13 +647,13 @@ pub(super) fn kernel_gradient(
         .for_each(|(to, from)| to[..cout].copy_from_slice(from));
     let tiles = (g.h / 2) * (g.w / 2);
     let group = group_images(g, rows, padded);
-    let mut v = vec![0f32; group * 16 * tiles * rows];
-    let mut e = vec![0f32; group * 16 * tiles * padded];
-    let mut m = vec![0f32; 16 * rows * padded];
+    let mut v = vec![0f32; group * GRADIENT_POSITIONS * tiles * rows];
+    let mut e = vec![0f32; group * GRADIENT_POSITIONS * tiles * padded];
+    let mut m = vec![0f32; GRADIENT_POSITIONS * rows * padded];
     for first in (0..g.batch).step_by(group) {
         let images = group.min(g.batch - first);
-        v.par_chunks_mut(16 * tiles * rows)
-            .zip(e.par_chunks_mut(16 * tiles * padded))
+        v.par_chunks_mut(GRADIENT_POSITIONS * tiles * rows)
+            .zip(e.par_chunks_mut(GRADIENT_POSITIONS * tiles * padded))
             .take(images)
             .enumerate()
             .for_each(|(i, (v, e))| {
@@ -519,7 +667,7 @@ pub(super) fn kernel_gradient(
         m.par_chunks_mut(rows * padded)
             .enumerate()
             .for_each(|(xi, m)| {
-                let at = |i: usize, width: usize| (i * 16 + xi) * tiles * width;
+                let at = |i: usize, width: usize| (i * GRADIENT_POSITIONS + xi) * tiles * width;
                 let vs: Vec<&[f32]> = (0..images)
                     .map(|i| &v[at(i, rows)..at(i, rows) + tiles * rows])
                     .collect();
