@@ -233,9 +233,9 @@ fn transform_tiles(
             }
             for i in 0..IN_SIDE {
                 let mut row = [_mm512_setzero_ps(); IN_SIDE];
-                for (j, value) in row.iter_mut().enumerate() {
+                for (value, column) in row.iter_mut().zip(&u) {
                     // SAFETY: the column pass wrote every element of u.
-                    *value = unsafe { u[j][i].assume_init() };
+                    *value = unsafe { column[i].assume_init() };
                 }
                 for (j, value) in b_transpose_6(row).into_iter().enumerate() {
                     let at = ((IN_SIDE * i + j) * tiles + s) * rows + r0;
@@ -416,9 +416,9 @@ fn transform_output(
             }
             for i in 0..OUT_SIDE {
                 let mut row = [_mm512_setzero_ps(); IN_SIDE];
-                for (j, value) in row.iter_mut().enumerate() {
+                for (value, column) in row.iter_mut().zip(&w) {
                     // SAFETY: the column pass wrote every element of w.
-                    *value = unsafe { w[j][i].assume_init() };
+                    *value = unsafe { column[i].assume_init() };
                 }
                 let y = a_transpose_6(row);
                 for (j, value) in y.into_iter().enumerate() {
