@@ -11,8 +11,8 @@
 //! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
 //! summed image by image, each image's tiles computed while it is in cache. On the AVX-512 path the
 //! forward pass and the input gradient of images of 16 x 16 to 64 x 64 pixels with 32 or more
-//! channels use Winograd F(4×4, 3×3), 4× fewer multiplications, and the kernel gradient of 8 x 8
-//! to 64 x 64 images F(3×3, 2×2), 2.25× fewer (`winograd.rs`); [`Summation::Direct`] turns
+//! channels use Winograd F(4×4, 3×3), and the kernel gradient of 8 x 8 to 64 x 64 images its
+//! transpose F(3×3, 4×4), 4× fewer multiplications (`winograd.rs`); [`Summation::Direct`] turns
 //! Winograd off. A fused ReLU (`conv2d_relu`) is applied as each output is stored.
 
 use rayon::prelude::*;
@@ -876,7 +876,7 @@ mod tests {
     /// of the terms themselves. Sizes cross the pixel and lane tiles of every path; the kernel
     /// gradient is taken image by image, over the whole batch and by the narrow path; one case
     /// runs whole images per task, and two take the Winograd paths on AVX-512 (forward, input and
-    /// kernel gradients), the first in several strips with a partial last one; a third, of 8 × 10
+    /// kernel gradients), the first in several strips with a partial last one; a third, of 8 × 12
     /// images, takes the Winograd kernel gradient only.
     #[test]
     fn portable_and_vector_paths_agree() {
@@ -907,7 +907,7 @@ mod tests {
             (2, 4, 6, 21, 1),
             (2, 28, 36, 40, 37),
             (1, 20, 20, 40, 37),
-            (3, 8, 10, 40, 37),
+            (3, 8, 12, 40, 37),
         ] {
             let g = ConvGeometry {
                 batch,

@@ -27,14 +27,10 @@
 //! 2 and −½ in place of the usual ±2 (Lavin and Gray 2016) make it three times smaller: 23 ε with
 //! ±2, measured the same way.
 //!
-//! The kernel gradient is F(3×3, 2×2), the transpose of F(2×2, 3×3) ([`kernel_gradient`]), whose
-//! coefficients are exact in binary:
-//!
-//!   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
-//!   Aᵀ = [1 1 1 0; 0 1 −1 −1].
-//!
-//! Its rounding error is about 1.5e-7 of Σ|terms|, as the products of transformed values are larger
-//! than the terms they replace.
+//! The kernel gradient is F(3×3, 4×4), the transpose of the forward algorithm with the same
+//! matrices ([`kernel_gradient`]): 36 products per 4 × 4 block of the output gradient instead of
+//! 144, summed over every tile, then one transform Gᵀ M G in f64. Its worst difference from the
+//! direct sums on the test sizes is 3.0 ε · Σ|terms|.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -58,8 +54,6 @@ const OUT_SIDE: usize = 4;
 const IN_SIDE: usize = 6;
 /// Transformed positions ξ of a forward tile.
 const POSITIONS: usize = IN_SIDE * IN_SIDE;
-/// Transformed positions ξ of a kernel-gradient tile (4 × 4 source pixels, 2 × 2 outputs).
-const GRADIENT_POSITIONS: usize = 16;
 
 /// Whether the Winograd forward path serves this convolution: sizes that are multiples of 4, from
 /// 16 × 16 to 64 × 64 pixels, and at least 32 source and output channels, so that the products, not
@@ -73,22 +67,23 @@ pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
         && cols >= 32
 }
 
-/// Whether the Winograd kernel gradient serves this convolution: even sizes from 8 × 8 to 64 × 64
-/// pixels (small images have their tiles summed over groups of images rather than image by image),
+/// Whether the Winograd kernel gradient serves this convolution: sizes that are multiples of 4, from
+/// 8 × 8 to 64 × 64 pixels (its tiles are summed over groups of images, so small images serve),
 /// and at least 32 source and output channels.
 pub(super) fn applies_to_kernel_gradient(g: &ConvGeometry, cin: usize, cout: usize) -> bool {
-    g.h.is_multiple_of(2)
-        && g.w.is_multiple_of(2)
+    g.h.is_multiple_of(OUT_SIDE)
+        && g.w.is_multiple_of(OUT_SIDE)
         && (64..=4096).contains(&(g.h * g.w))
         && cin >= 32
         && cout >= 32
 }
 
-/// Magnitudes up to which the transforms and products cannot overflow, M = 2^40. Forward: Bᵀ's rows
-/// sum to at most 10 in absolute value and G's to at most 1, so |V| ≤ 100 M and |U| ≤ M; the sums of
-/// products over at most 2^14 channels stay below 2^101, and Aᵀ (rows up to 19) gives at most
-/// 361 × 2^101 < 2^110. Kernel gradient: |V|, |E| ≤ 4 M, and sums over at most 2^24 tiles stay
-/// below 2^108, 4 × that after G. Both are under f32's 2^128.
+/// Magnitudes up to which the transforms and products cannot overflow, M = 2^40. Bᵀ's rows sum to at
+/// most 7 in absolute value, so |V| ≤ 49 M. Forward: G's rows sum to at most 28/15, so |U| ≤ 3.5 M;
+/// the sums of products over at most 2^14 channels stay below 2^22 M², and Aᵀ (rows up to 11.2)
+/// gives at most 2^29 M² = 2^109. Kernel gradient: A's rows sum to at most 15, so |E| ≤ 225 M; sums
+/// over at most 2^24 tiles stay below 2^38 M², and G's columns (at most 2.8) give at most
+/// 2^41 M² = 2^121. Both are under f32's 2^128.
 const SAFE_MAGNITUDE: f32 = (1u64 << 40) as f32;
 
 /// Whether every value is finite and small enough for [`SAFE_MAGNITUDE`]. Beyond it the direct
@@ -239,58 +234,6 @@ fn transform_tiles(
                 }
                 for (j, value) in b_transpose_6(row).into_iter().enumerate() {
                     let at = ((IN_SIDE * i + j) * tiles + s) * rows + r0;
-                    let out = &mut v[at..at + CHUNK];
-                    // SAFETY: out holds CHUNK = 16 floats.
-                    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), value) };
-                }
-            }
-        }
-    }
-}
-
-/// The four vectors z0..z3 times Bᵀ of F(2×2, 3×3): (z0 − z2, z1 + z2, z2 − z1, z1 − z3).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn b_transpose(z: [__m512; 4]) -> [__m512; 4] {
-    [
-        _mm512_sub_ps(z[0], z[2]),
-        _mm512_add_ps(z[1], z[2]),
-        _mm512_sub_ps(z[2], z[1]),
-        _mm512_sub_ps(z[1], z[3]),
-    ]
-}
-
-/// V = Bᵀ d B of the 4 × 4 source tiles `strip` of image `b` (tile t at 2 × its tile coordinates)
-/// into `v`: (16, tiles, src.c), tile `strip.start` first, CHUNK channels (one vector) at a time; for
-/// the kernel gradient.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn transform_source(
-    g: &ConvGeometry,
-    src: &Bordered,
-    b: usize,
-    strip: Range<usize>,
-    tiles: usize,
-    v: &mut [f32],
-) {
-    let rows = src.c;
-    let tw = g.w / 2;
-    for (s, t) in strip.enumerate() {
-        let (ty, tx) = (t / tw, t % tw);
-        for r0 in (0..rows).step_by(CHUNK) {
-            let d = |i: usize, j: usize| -> __m512 {
-                let at = src.pixel(b, 2 * ty + i, 2 * tx + j) + r0;
-                let chunk = &src.data[at..at + CHUNK];
-                // SAFETY: chunk holds CHUNK = 16 floats.
-                unsafe { _mm512_loadu_ps(chunk.as_ptr()) }
-            };
-            // Columns first: u_j = Bᵀ d_{·j}; then each row of u times B.
-            let u: [[__m512; 4]; 4] =
-                std::array::from_fn(|j| b_transpose([d(0, j), d(1, j), d(2, j), d(3, j)]));
-            for i in 0..4 {
-                let row = b_transpose(u.map(|column| column[i]));
-                for (j, value) in row.into_iter().enumerate() {
-                    let at = ((4 * i + j) * tiles + s) * rows + r0;
                     let out = &mut v[at..at + CHUNK];
                     // SAFETY: out holds CHUNK = 16 floats.
                     unsafe { _mm512_storeu_ps(out.as_mut_ptr(), value) };
@@ -489,33 +432,29 @@ fn strip_tiles(rows: usize, padded: usize) -> usize {
     (BUDGET / per_tile / TILE_BLOCK).max(1) * TILE_BLOCK
 }
 
-/// The four vectors z0, z1 times A (the transpose of Aᵀ): (z0, z0 + z1, z0 − z1, −z1).
+/// The four vectors z0..z3 times A, the transpose of Aᵀ: (z0, z0 + z1 + z2 + z3,
+/// z0 − z1 + z2 − z3, z0 + 2(z1 + 2(z2 + 2z3)), z0 − (z1 − (z2 − z3/2)/2)/2, z3).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn a_times(z: [__m512; 2]) -> [__m512; 4] {
+fn a_times_6(z: [__m512; 4]) -> [__m512; 6] {
+    let (half, two) = (_mm512_set1_ps(0.5), _mm512_set1_ps(2.0));
+    let even = _mm512_add_ps(z[0], z[2]);
+    let odd = _mm512_add_ps(z[1], z[3]);
+    let doubling = _mm512_fmadd_ps(two, _mm512_fmadd_ps(two, z[3], z[2]), z[1]);
+    let halving = _mm512_fnmadd_ps(half, _mm512_fnmadd_ps(half, z[3], z[2]), z[1]);
     [
         z[0],
-        _mm512_add_ps(z[0], z[1]),
-        _mm512_sub_ps(z[0], z[1]),
-        _mm512_sub_ps(_mm512_setzero_ps(), z[1]),
+        _mm512_add_ps(even, odd),
+        _mm512_sub_ps(even, odd),
+        _mm512_fmadd_ps(two, doubling, z[0]),
+        _mm512_fnmadd_ps(half, halving, z[0]),
+        z[3],
     ]
 }
 
-/// The four vectors z0..z3 times G: (z0 + ½(z1 + z2), ½(z1 − z2), ½(z1 + z2) + z3).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn g_transpose(z: [__m512; 4]) -> [__m512; 3] {
-    let half = _mm512_set1_ps(0.5);
-    let sum = _mm512_mul_ps(half, _mm512_add_ps(z[1], z[2]));
-    [
-        _mm512_add_ps(z[0], sum),
-        _mm512_mul_ps(half, _mm512_sub_ps(z[1], z[2])),
-        _mm512_add_ps(sum, z[3]),
-    ]
-}
-
-/// E = A e Aᵀ of every 2 × 2 block e of image `b`'s output gradient `grad` (B, H, W, padded) into
-/// `out`: (16, tiles, padded).
+/// E = A e Aᵀ of every 4 × 4 block e of image `b`'s output gradient `grad` (B, H, W, padded) into
+/// `out`: (POSITIONS, tiles, padded), CHUNK channels (one vector) at a time (plain loops and an
+/// array not zeroed first, as in transform_tiles).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn transform_gradient(
@@ -526,21 +465,32 @@ fn transform_gradient(
     tiles: usize,
     out: &mut [f32],
 ) {
-    let tw = g.w / 2;
-    for t in 0..(g.h / 2) * tw {
+    let tw = g.w / OUT_SIDE;
+    for t in 0..(g.h / OUT_SIDE) * tw {
         let (ty, tx) = (t / tw, t % tw);
         for c0 in (0..padded).step_by(CHUNK) {
-            let e = |i: usize, j: usize| -> __m512 {
-                let at = ((b * g.h + 2 * ty + i) * g.w + 2 * tx + j) * padded + c0;
-                let chunk = &grad[at..at + CHUNK];
-                // SAFETY: chunk holds CHUNK = 16 floats.
-                unsafe { _mm512_loadu_ps(chunk.as_ptr()) }
-            };
-            let columns: [[__m512; 4]; 2] = std::array::from_fn(|j| a_times([e(0, j), e(1, j)]));
-            for i in 0..4 {
-                let row = a_times(columns.map(|column| column[i]));
-                for (j, value) in row.into_iter().enumerate() {
-                    let at = ((4 * i + j) * tiles + t) * padded + c0;
+            // Columns first: w_j = A e_{·j}; then each row of w times Aᵀ.
+            let mut w = [[MaybeUninit::<__m512>::uninit(); IN_SIDE]; OUT_SIDE];
+            for (j, column) in w.iter_mut().enumerate() {
+                let mut e = [_mm512_setzero_ps(); OUT_SIDE];
+                for (i, value) in e.iter_mut().enumerate() {
+                    let pixel = (b * g.h + OUT_SIDE * ty + i) * g.w + OUT_SIDE * tx + j;
+                    let chunk = &grad[pixel * padded + c0..][..CHUNK];
+                    // SAFETY: chunk holds CHUNK = 16 floats.
+                    *value = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+                }
+                for (place, value) in column.iter_mut().zip(a_times_6(e)) {
+                    place.write(value);
+                }
+            }
+            for i in 0..IN_SIDE {
+                let mut row = [_mm512_setzero_ps(); OUT_SIDE];
+                for (value, column) in row.iter_mut().zip(&w) {
+                    // SAFETY: the column pass wrote every element of w.
+                    *value = unsafe { column[i].assume_init() };
+                }
+                for (j, value) in a_times_6(row).into_iter().enumerate() {
+                    let at = ((IN_SIDE * i + j) * tiles + t) * padded + c0;
                     let to = &mut out[at..at + CHUNK];
                     // SAFETY: to holds CHUNK = 16 floats.
                     unsafe { _mm512_storeu_ps(to.as_mut_ptr(), value) };
@@ -576,57 +526,55 @@ fn gradient_products(
     }
 }
 
-/// ∂L/∂kernel = Gᵀ M G for every (source, output) channel pair, from M (16, rows, padded), written
-/// as (TAPS, cin, cout).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+/// ∂L/∂kernel = Gᵀ M G for every (source, output) channel pair, from M (POSITIONS, rows, padded),
+/// written as (TAPS, cin, cout): tap (ky, kx) is Σ_ξ G[i][ky] G[j][kx] M_ξ for ξ = (i, j), summed
+/// in f64 a row of output channels at a time and rounded once, one tap per task.
 fn transform_kernel_gradient(
     m: &[f32],
     (rows, padded): (usize, usize),
     (cin, cout): (usize, usize),
 ) -> Vec<f32> {
     let mut out = vec![0f32; TAPS * cin * cout];
-    for r in 0..cin {
-        for c0 in (0..cout).step_by(CHUNK) {
-            let lanes = (cout - c0).min(CHUNK);
-            let mask: __mmask16 = if lanes == CHUNK { !0 } else { (1 << lanes) - 1 };
-            let at = |xi: usize| -> __m512 {
-                let at = (xi * rows + r) * padded + c0;
-                let chunk = &m[at..at + CHUNK];
-                // SAFETY: chunk holds CHUNK = 16 floats.
-                unsafe { _mm512_loadu_ps(chunk.as_ptr()) }
-            };
-            // Columns first: t_j = Gᵀ M_{·j}; then each row of t times G.
-            let columns: [[__m512; 3]; 4] =
-                std::array::from_fn(|j| g_transpose([at(j), at(4 + j), at(8 + j), at(12 + j)]));
-            for ky in 0..3 {
-                let taps = g_transpose(columns.map(|column| column[ky]));
-                for (kx, value) in taps.into_iter().enumerate() {
-                    let at = ((ky * 3 + kx) * cin + r) * cout + c0;
-                    let to = &mut out[at..at + lanes];
-                    // SAFETY: the masked lanes are the `lanes` floats of to.
-                    unsafe { _mm512_mask_storeu_ps(to.as_mut_ptr(), mask, value) };
+    out.par_chunks_mut(cin * cout)
+        .enumerate()
+        .for_each(|(tap, out)| {
+            let (ky, kx) = (tap / 3, tap % 3);
+            let weights: [f64; POSITIONS] =
+                std::array::from_fn(|xi| G[xi / IN_SIDE][ky] * G[xi % IN_SIDE][kx]);
+            let mut sum = vec![0f64; cout];
+            for (r, out) in out.chunks_exact_mut(cout).enumerate() {
+                sum.fill(0.0);
+                for (xi, &weight) in weights.iter().enumerate() {
+                    if weight == 0.0 {
+                        continue;
+                    }
+                    let row = &m[(xi * rows + r) * padded..][..cout];
+                    for (s, &v) in sum.iter_mut().zip(row) {
+                        *s += weight * f64::from(v);
+                    }
+                }
+                for (o, &s) in out.iter_mut().zip(&sum) {
+                    *o = s as f32;
                 }
             }
-        }
-    }
+        });
     out
 }
 
 /// Images per group of the kernel gradient: as many as keep the group's transformed source and
-/// gradient (GRADIENT_POSITIONS floats per tile and channel each) within 16 MiB, half the L3 cache, and at least 2
-/// so that both threads transform.
+/// gradient (POSITIONS floats per tile and channel each) within 16 MiB, half the L3 cache, and at
+/// least 2 so that both threads transform.
 fn group_images(g: &ConvGeometry, rows: usize, padded: usize) -> usize {
     const BUDGET: usize = 16 << 20;
-    let per_image =
-        GRADIENT_POSITIONS * (g.h / 2) * (g.w / 2) * (rows + padded) * std::mem::size_of::<f32>();
+    let tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
+    let per_image = POSITIONS * tiles * (rows + padded) * std::mem::size_of::<f32>();
     (BUDGET / per_image).clamp(2, g.batch.max(2))
 }
 
-/// ∂L/∂kernel (TAPS, cin, cout) by Winograd F(3×3, 2×2), the transpose of the forward algorithm:
-/// for a 2 × 2 block e of the output gradient and its 4 × 4 source tile d, the kernel's gradient
-/// gains Gᵀ[(A e Aᵀ) ⊙ (Bᵀ d B)]G, 16 products per channel pair instead of 36. The 16 products of a
-/// tile are summed over every tile of every image first, as 16 matrix products M_ξ = Σ V_ξᵀ E_ξ,
+/// ∂L/∂kernel (TAPS, cin, cout) by Winograd F(3×3, 4×4), the transpose of the forward algorithm:
+/// for a 4 × 4 block e of the output gradient and its 6 × 6 source tile d, the kernel's gradient
+/// gains Gᵀ[(A e Aᵀ) ⊙ (Bᵀ d B)]G, 36 products per channel pair instead of 144. The 36 products of
+/// a tile are summed over every tile of every image first, as 36 matrix products M_ξ = Σ V_ξᵀ E_ξ,
 /// and transformed once at the end. Images go in groups: the group's transforms one image per
 /// thread, then its products one position ξ per thread, each M_ξ summed in image and tile order
 /// (so the result does not depend on the thread count). The caller has checked
@@ -645,21 +593,21 @@ pub(super) fn kernel_gradient(
     grad.par_chunks_mut(padded)
         .zip(grad_out.par_chunks(cout))
         .for_each(|(to, from)| to[..cout].copy_from_slice(from));
-    let tiles = (g.h / 2) * (g.w / 2);
+    let tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
     let group = group_images(g, rows, padded);
-    let mut v = vec![0f32; group * GRADIENT_POSITIONS * tiles * rows];
-    let mut e = vec![0f32; group * GRADIENT_POSITIONS * tiles * padded];
-    let mut m = vec![0f32; GRADIENT_POSITIONS * rows * padded];
+    let mut v = vec![0f32; group * POSITIONS * tiles * rows];
+    let mut e = vec![0f32; group * POSITIONS * tiles * padded];
+    let mut m = vec![0f32; POSITIONS * rows * padded];
     for first in (0..g.batch).step_by(group) {
         let images = group.min(g.batch - first);
-        v.par_chunks_mut(GRADIENT_POSITIONS * tiles * rows)
-            .zip(e.par_chunks_mut(GRADIENT_POSITIONS * tiles * padded))
+        v.par_chunks_mut(POSITIONS * tiles * rows)
+            .zip(e.par_chunks_mut(POSITIONS * tiles * padded))
             .take(images)
             .enumerate()
             .for_each(|(i, (v, e))| {
                 // SAFETY: the caller checked the CPU for AVX-512.
                 unsafe {
-                    transform_source(g, src, first + i, 0..tiles, tiles, v);
+                    transform_tiles(g, src, first + i, 0..tiles, tiles, v);
                     transform_gradient(g, &grad, padded, first + i, tiles, e);
                 }
             });
@@ -667,7 +615,7 @@ pub(super) fn kernel_gradient(
         m.par_chunks_mut(rows * padded)
             .enumerate()
             .for_each(|(xi, m)| {
-                let at = |i: usize, width: usize| (i * GRADIENT_POSITIONS + xi) * tiles * width;
+                let at = |i: usize, width: usize| (i * POSITIONS + xi) * tiles * width;
                 let vs: Vec<&[f32]> = (0..images)
                     .map(|i| &v[at(i, rows)..at(i, rows) + tiles * rows])
                     .collect();
@@ -678,8 +626,7 @@ pub(super) fn kernel_gradient(
                 unsafe { gradient_products(&vs, &es, m, tiles, (rows, padded)) };
             });
     }
-    // SAFETY: the caller checked the CPU for AVX-512.
-    unsafe { transform_kernel_gradient(&m, (rows, padded), (cin, cout)) }
+    transform_kernel_gradient(&m, (rows, padded), (cin, cout))
 }
 
 /// The kernel is 3 × 3, as the transform assumes.
