@@ -113,19 +113,22 @@ fn packed_kernel(kernel: &[f32], cin: usize, cout: usize, flip: bool, lanes: usi
     let (rows, cols) = if flip { (cout, cin) } else { (cin, cout) };
     let padded = round_up(cols, lanes);
     let mut packed = vec![0f32; TAPS * rows * padded];
-    for tap in 0..TAPS {
-        for i in 0..cin {
-            for o in 0..cout {
-                let v = kernel[(tap * cin + i) * cout + o];
-                let (t, r, c) = if flip {
-                    (TAPS - 1 - tap, o, i)
+    packed
+        .par_chunks_mut(rows * padded)
+        .enumerate()
+        .for_each(|(t, block)| {
+            let tap = if flip { TAPS - 1 - t } else { t };
+            let from = &kernel[tap * cin * cout..][..cin * cout];
+            for (i, source) in from.chunks_exact(cout).enumerate() {
+                if flip {
+                    for (o, &v) in source.iter().enumerate() {
+                        block[o * padded + i] = v;
+                    }
                 } else {
-                    (tap, i, o)
-                };
-                packed[(t * rows + r) * padded + c] = v;
+                    block[i * padded..][..cout].copy_from_slice(source);
+                }
             }
-        }
-    }
+        });
     Packed {
         data: packed,
         rows,
