@@ -10,10 +10,9 @@
 //! channels or more where the CPU has it, else AVX2 (4 × 16). The default target (SSE2, 4 lanes) has
 //! too few registers to hold a tile. The kernel gradient of images of 32 x 32 pixels and more is
 //! summed image by image, each image's tiles computed while it is in cache. On the AVX-512 path the
-//! forward pass and the input gradient of images of 16 x 16 to 64 x 64 pixels with 32 or more
-//! channels use Winograd F(4×4, 3×3), and the kernel gradient of 8 x 8 to 64 x 64 images its
-//! transpose F(3×3, 4×4), 4× fewer multiplications (`winograd.rs`); [`Summation::Direct`] turns
-//! Winograd off. A fused ReLU (`conv2d_relu`) is applied as each output is stored.
+//! forward pass, the input gradient and the kernel gradient of images of 8 x 8 to 64 x 64 pixels
+//! with 32 or more channels use Winograd F(4×4, 3×3) and its transpose F(3×3, 4×4), 4× fewer
+//! multiplications (`winograd.rs`); [`Summation::Direct`] turns Winograd off. A fused ReLU (`conv2d_relu`) is applied as each output is stored.
 
 use rayon::prelude::*;
 
@@ -878,9 +877,9 @@ mod tests {
     /// 7.4 Winograd. A wrong index, tap or transform coefficient gives differences of the order
     /// of the terms themselves. Sizes cross the pixel and lane tiles of every path; the kernel
     /// gradient is taken image by image, over the whole batch and by the narrow path; one case
-    /// runs whole images per task, and two take the Winograd paths on AVX-512 (forward, input and
-    /// kernel gradients), the first in several strips with a partial last one; a third, of 8 × 12
-    /// images, takes the Winograd kernel gradient only.
+    /// runs whole images per task, and three take the Winograd paths on AVX-512 (forward, input and
+    /// kernel gradients): one in several strips with a partial last one, one of 8 × 12 images in
+    /// strips of two images (and a last task of one).
     #[test]
     fn portable_and_vector_paths_agree() {
         let mut paths = vec![Path::Narrow];
