@@ -874,7 +874,7 @@ mod tests {
     /// the direct sums, 16 for the Winograd F(4×4, 3×3) forward and input gradient, whose
     /// transforms round sums of a whole 6 × 6 tile (most of all at image corners, where few of the
     /// tile's pixels are terms of an output). Measured on these sizes: at most 1.4 direct and
-    /// 7.4 Winograd. A wrong index, tap or transform coefficient gives differences of the order
+    /// 7.6 Winograd. A wrong index, tap or transform coefficient gives differences of the order
     /// of the terms themselves. Sizes cross the pixel and lane tiles of every path; the kernel
     /// gradient is taken image by image, over the whole batch and by the narrow path; one case
     /// runs whole images per task, and three take the Winograd paths on AVX-512 (forward, input and

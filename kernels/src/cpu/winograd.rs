@@ -15,7 +15,7 @@
 //!   G = [1 0 0; −⅓ −⅓ −⅓; ⅓ −⅓ ⅓; 1⁄15 2⁄15 4⁄15; −16⁄15 8⁄15 −4⁄15; 0 0 1],
 //!   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −½ 0; 0 1 1 4 ¼ 0; 0 1 −1 8 −⅛ 1].
 //!
-//! U is computed in f64 and rounded once. The transforms work on CHUNK = 16 channels at a time (one
+//! The transforms work on CHUNK = 16 channels at a time (one
 //! AVX-512 vector); the products use the direct convolution's AVX-512 register tile (8 tiles × 32
 //! output channels). A thread takes one image (or several small ones), a strip of tiles at a
 //! time, so that the strip's transformed tiles and products stay in L2, in buffers it reuses.
@@ -23,7 +23,7 @@
 //! Only the order and grouping of the sums differ from the direct convolution, and G's fractions
 //! are rounded. The transforms round sums over a whole 6 × 6 tile, so the error grows with the
 //! tile's values rather than the output's terms: the worst difference from the direct sums on the
-//! test sizes is 7.4 ε · Σ|terms| (ε = 2^−23), against 1.4 ε between direct paths. The points
+//! test sizes is 7.6 ε · Σ|terms| (ε = 2^−23), against 1.4 ε between direct paths. The points
 //! 2 and −½ in place of the usual ±2 (Lavin and Gray 2016) make it three times smaller: 23 ε with
 //! ±2, measured the same way.
 //!
@@ -95,7 +95,8 @@ pub(super) fn safe(values: &[f32]) -> bool {
         .all(|chunk| chunk.iter().all(|v| v.abs() <= SAFE_MAGNITUDE))
 }
 
-/// G of F(4×4, 3×3), in f64 so that U is rounded once.
+/// G of F(4×4, 3×3): the transforms of the kernel and of the kernel gradient use products of two of
+/// its entries.
 const G: [[f64; 3]; IN_SIDE] = [
     [1.0, 0.0, 0.0],
     [-1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0],
@@ -105,10 +106,21 @@ const G: [[f64; 3]; IN_SIDE] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// out = Σ weight · row over `terms` (rows at least out's length), summed in f64 and rounded once,
-/// in `sum` (out's length); AVX-512 so that the sums run 8 lanes wide (the default target has 2).
+/// out = Σ weight · row over `terms` (rows at least out's length), with the weights rounded to f32
+/// and fused multiply-adds, 16 lanes wide (AVX-512; the default target has 4 lanes and no FMA).
 #[target_feature(enable = "avx512f")]
-fn weighted_sum<'a>(
+fn weighted_sum<'a>(terms: impl Iterator<Item = (f32, &'a [f32])>, out: &mut [f32]) {
+    out.fill(0.0);
+    for (weight, row) in terms.filter(|&(weight, _)| weight != 0.0) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = weight.mul_add(v, *o);
+        }
+    }
+}
+
+/// As [`weighted_sum`], summed in f64 (in `sum`, out's length) and rounded once, 8 lanes wide.
+#[target_feature(enable = "avx512f")]
+fn weighted_sum_f64<'a>(
     terms: impl Iterator<Item = (f64, &'a [f32])>,
     sum: &mut [f64],
     out: &mut [f32],
@@ -124,10 +136,25 @@ fn weighted_sum<'a>(
     }
 }
 
+/// Row r of every plane of `data` (planes of `plane_rows` rows of `width` floats, back to back),
+/// gathered by r: element r holds row r of each plane, in plane order.
+fn rows_across_planes(data: &mut [f32], plane_rows: usize, width: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut by_row: Vec<Vec<&mut [f32]>> = (0..plane_rows).map(|_| Vec::new()).collect();
+    for plane in data.chunks_exact_mut(plane_rows * width) {
+        for (row, gathered) in plane.chunks_exact_mut(width).zip(&mut by_row) {
+            gathered.push(row);
+        }
+    }
+    by_row
+}
+
 /// U = G g Gᵀ for every (source, output) channel pair of a packed kernel: (POSITIONS, rows_padded,
 /// padded), zero for the source channels beyond the kernel's rows. Position ξ = (i, j) is
-/// Σ_tap G[i][ky] G[j][kx] g[tap], summed in f64 a row of output channels at a time, one position
-/// per task. The caller has checked that the CPU has AVX-512.
+/// Σ_tap G[i][ky] G[j][kx] g[tap], summed a row of output channels at a time in f32 with fused
+/// multiply-adds (nine terms at most; in f64, 8 lanes and no FMA, the transform took 6 % of a
+/// training step for no gain in accuracy: 7.4 against 7.6 ε · Σ|terms| worst on the test sizes).
+/// A task takes a source channel, whose nine kernel rows then serve all 36 positions from L1. The
+/// caller has checked that the CPU has AVX-512.
 fn transform_kernel(kernel: &Packed, rows_padded: usize) -> Vec<f32> {
     let Packed {
         rows,
@@ -135,17 +162,19 @@ fn transform_kernel(kernel: &Packed, rows_padded: usize) -> Vec<f32> {
         ref data,
         ..
     } = *kernel;
+    let weights: [[f32; TAPS]; POSITIONS] = std::array::from_fn(|xi| {
+        std::array::from_fn(|tap| (G[xi / IN_SIDE][tap / 3] * G[xi % IN_SIDE][tap % 3]) as f32)
+    });
     let mut u = vec![0f32; POSITIONS * rows_padded * padded];
-    u.par_chunks_mut(rows_padded * padded)
+    rows_across_planes(&mut u, rows_padded, padded)
+        .into_par_iter()
+        .take(rows)
         .enumerate()
-        .for_each(|(xi, ux)| {
-            let (i, j) = (xi / IN_SIDE, xi % IN_SIDE);
-            let weights: [f64; TAPS] = std::array::from_fn(|tap| G[i][tap / 3] * G[j][tap % 3]);
-            let mut sum = vec![0f64; padded];
-            for (r, out) in ux.chunks_exact_mut(padded).take(rows).enumerate() {
-                let rows_of_taps = (0..TAPS).map(|tap| &data[(tap * rows + r) * padded..]);
+        .for_each(|(r, outs)| {
+            let taps = (0..TAPS).map(|tap| &data[(tap * rows + r) * padded..]);
+            for (weights, out) in weights.iter().zip(outs) {
                 // SAFETY: the caller checked the CPU for AVX-512.
-                unsafe { weighted_sum(weights.into_iter().zip(rows_of_taps), &mut sum, out) };
+                unsafe { weighted_sum(weights.iter().copied().zip(taps.clone()), out) };
             }
         });
     u
@@ -552,38 +581,46 @@ fn gradient_products(
 
 /// ∂L/∂kernel = Gᵀ M G for every (source, output) channel pair, from M (POSITIONS, rows, padded),
 /// written as (TAPS, cin, cout): tap (ky, kx) is Σ_ξ G[i][ky] G[j][kx] M_ξ for ξ = (i, j), summed
-/// in f64 a row of output channels at a time and rounded once, one tap per task. The caller has
-/// checked that the CPU has AVX-512.
+/// in f64 (36 terms: in f32 the worst error on the test sizes grows from 3.0 to 4.1 ε · Σ|terms|)
+/// a row of output channels at a time. A task takes a source channel, whose
+/// 36 rows of M then serve all nine taps from L1 and L2. The caller has checked that the CPU has
+/// AVX-512.
 fn transform_kernel_gradient(
     m: &[f32],
     (rows, padded): (usize, usize),
     (cin, cout): (usize, usize),
 ) -> Vec<f32> {
+    let weights: [[f64; POSITIONS]; TAPS] = std::array::from_fn(|tap| {
+        std::array::from_fn(|xi| G[xi / IN_SIDE][tap / 3] * G[xi % IN_SIDE][tap % 3])
+    });
     let mut out = vec![0f32; TAPS * cin * cout];
-    out.par_chunks_mut(cin * cout)
+    rows_across_planes(&mut out, cin, cout)
+        .into_par_iter()
         .enumerate()
-        .for_each(|(tap, out)| {
-            let (ky, kx) = (tap / 3, tap % 3);
-            let weights: [f64; POSITIONS] =
-                std::array::from_fn(|xi| G[xi / IN_SIDE][ky] * G[xi % IN_SIDE][kx]);
-            let mut sum = vec![0f64; cout];
-            for (r, out) in out.chunks_exact_mut(cout).enumerate() {
-                let rows_of_positions = (0..POSITIONS).map(|xi| &m[(xi * rows + r) * padded..]);
-                // SAFETY: the caller checked the CPU for AVX-512.
-                unsafe { weighted_sum(weights.into_iter().zip(rows_of_positions), &mut sum, out) };
-            }
-        });
+        .for_each_init(
+            || vec![0f64; cout],
+            |sum, (r, outs)| {
+                let positions = (0..POSITIONS).map(|xi| &m[(xi * rows + r) * padded..]);
+                for (weights, out) in weights.iter().zip(outs) {
+                    let terms = weights.iter().copied().zip(positions.clone());
+                    // SAFETY: the caller checked the CPU for AVX-512.
+                    unsafe { weighted_sum_f64(terms, sum, out) };
+                }
+            },
+        );
     out
 }
 
 /// Images per group of the kernel gradient: as many as keep the group's transformed source and
-/// gradient (POSITIONS floats per tile and channel each) within 16 MiB, half the L3 cache, and at
-/// least 2 so that both threads transform.
+/// gradient (POSITIONS floats per tile and channel each) within 16 MiB, half the L3 cache, in a
+/// multiple of the thread count, so that every thread transforms as many images (64 × 64 images
+/// with 64 channels came in groups of 3 on 2 threads).
 fn group_images(g: &ConvGeometry, rows: usize, padded: usize) -> usize {
     const BUDGET: usize = 16 << 20;
+    let threads = rayon::current_num_threads();
     let tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
     let per_image = POSITIONS * tiles * (rows + padded) * std::mem::size_of::<f32>();
-    (BUDGET / per_image).clamp(2, g.batch.max(2))
+    (BUDGET / per_image / threads * threads).clamp(threads, g.batch.next_multiple_of(threads))
 }
 
 /// ∂L/∂kernel (TAPS, cin, cout) by Winograd F(3×3, 4×4), the transpose of the forward algorithm:
