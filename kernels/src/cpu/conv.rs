@@ -63,11 +63,11 @@ fn round_up(n: usize, m: usize) -> usize {
 /// (B, H, W, C) copied into (B, H + 2, Wp + 2, Cp) with zeros around, Wp = W rounded up to PIXELS
 /// and Cp = C rounded up to `channel_multiple`: tap (ky, kx) of output pixel (y, x) reads padded
 /// pixel (y + ky, x + kx).
-pub(super) struct Bordered {
-    pub(super) data: Vec<f32>,
+struct Bordered {
+    data: Vec<f32>,
     h: usize,
     w: usize,
-    pub(super) c: usize,
+    c: usize,
 }
 
 impl Bordered {
@@ -92,7 +92,7 @@ impl Bordered {
         Self { data, h, w, c: cp }
     }
 
-    pub(super) fn pixel(&self, b: usize, y: usize, x: usize) -> usize {
+    fn pixel(&self, b: usize, y: usize, x: usize) -> usize {
         ((b * self.h + y) * self.w + x) * self.c
     }
 }
@@ -631,8 +631,7 @@ fn convolve_by_path(
         && winograd::safe(&kernel.data)
         && winograd::safe(source)
     {
-        let src = Bordered::new(g, source, channels, winograd::CHUNK);
-        return winograd::convolve(g, &src, kernel, epilogue);
+        return winograd::convolve(g, (source, channels), kernel, epilogue);
     }
     let src = Bordered::new(g, source, channels, 1);
     convolve(g, &src, kernel, epilogue, path)
@@ -781,9 +780,8 @@ fn backward_params_with(
         && winograd::safe(x)
         && winograd::safe(grad_out)
     {
-        let src = Bordered::new(g, x, cin, winograd::CHUNK);
         return (
-            winograd::kernel_gradient(g, &src, grad_out, (cin, cout)),
+            winograd::kernel_gradient(g, x, grad_out, (cin, cout)),
             bias_grad(grad_out, cout),
         );
     }

@@ -40,13 +40,13 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::conv::{Bordered, Epilogue, Packed, LANES_512, TAPS};
+use super::conv::{Epilogue, Packed, LANES_512, TAPS};
 use crate::ops::conv::ConvGeometry;
 
 /// Tiles per register block of the products.
 const TILE_BLOCK: usize = 8;
 /// Channels per step of the transforms.
-pub(super) const CHUNK: usize = 16;
+const CHUNK: usize = 16;
 
 /// Output pixels along each side of a forward tile.
 const OUT_SIDE: usize = 4;
@@ -229,20 +229,59 @@ fn a_transpose_6(z: [__m512; 6]) -> [__m512; 4] {
     ]
 }
 
+/// An NHWC tensor (B, H, W, channels) read CHUNK channels at a time, as if bordered: zeros around
+/// the image and beyond its channels, so that no bordered copy is made (the copy and the zeroing
+/// of its buffer cost several ms of a training step).
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    data: &'a [f32],
+    h: usize,
+    w: usize,
+    channels: usize,
+}
+
+impl<'a> Source<'a> {
+    fn new(g: &ConvGeometry, data: &'a [f32], channels: usize) -> Self {
+        Self {
+            data,
+            h: g.h,
+            w: g.w,
+            channels,
+        }
+    }
+
+    /// The channels c0..c0 + CHUNK of pixel (y, x) of image b, in bordered coordinates (row and
+    /// column 0 and H + 1, W + 1 are the zero border).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn chunk(&self, b: usize, (y, x): (usize, usize), c0: usize) -> __m512 {
+        if y == 0 || y > self.h || x == 0 || x > self.w || c0 >= self.channels {
+            return _mm512_setzero_ps();
+        }
+        let lanes = (self.channels - c0).min(CHUNK);
+        let mask: __mmask16 = if lanes == CHUNK { !0 } else { (1 << lanes) - 1 };
+        let at = ((b * self.h + y - 1) * self.w + x - 1) * self.channels + c0;
+        let chunk = &self.data[at..at + lanes];
+        // SAFETY: the masked lanes are the `lanes` floats of chunk.
+        unsafe { _mm512_maskz_loadu_ps(mask, chunk.as_ptr()) }
+    }
+}
+
 /// V = Bᵀ d B of the 6 × 6 source tiles `strip` of the images from `first` on (tile t is tile
 /// t mod T of image first + t / T, T tiles per image, at 4 × its tile coordinates) into `v`:
-/// (POSITIONS, tiles, src.c), tile `strip.start` first, CHUNK channels (one vector) at a time.
+/// (POSITIONS, tiles, rows), rows = the source's channels rounded up to CHUNK, tile `strip.start`
+/// first, CHUNK channels (one vector) at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn transform_tiles(
     g: &ConvGeometry,
-    src: &Bordered,
+    src: Source,
     first: usize,
     strip: Range<usize>,
     tiles: usize,
     v: &mut [f32],
 ) {
-    let rows = src.c;
+    let rows = src.channels.next_multiple_of(CHUNK);
     let tw = g.w / OUT_SIDE;
     let image_tiles = (g.h / OUT_SIDE) * tw;
     for (s, t) in strip.enumerate() {
@@ -257,10 +296,7 @@ fn transform_tiles(
             for (j, column) in u.iter_mut().enumerate() {
                 let mut d = [_mm512_setzero_ps(); IN_SIDE];
                 for (i, value) in d.iter_mut().enumerate() {
-                    let at = src.pixel(b, OUT_SIDE * ty + i, OUT_SIDE * tx + j) + r0;
-                    let chunk = &src.data[at..at + CHUNK];
-                    // SAFETY: chunk holds CHUNK = 16 floats.
-                    *value = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+                    *value = src.chunk(b, (OUT_SIDE * ty + i, OUT_SIDE * tx + j), r0);
                 }
                 for (place, value) in column.iter_mut().zip(b_transpose_6(d)) {
                     place.write(value);
@@ -424,18 +460,18 @@ fn transform_output(
     }
 }
 
-/// out (B, H, W, cols) of a convolution whose kernel is packed for the AVX-512 tile and whose source
-/// is bordered with channels padded to CHUNK; the caller has checked [`applies`] and that the CPU has
-/// AVX-512.
+/// out (B, H, W, cols) of a convolution of `source` (B, H, W, channels) whose kernel is packed for
+/// the AVX-512 tile; the caller has checked [`applies`] and that the CPU has AVX-512.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn convolve(
     g: &ConvGeometry,
-    src: &Bordered,
+    (source, channels): (&[f32], usize),
     kernel: &Packed,
     epilogue: Epilogue,
 ) -> Vec<f32> {
     let Packed { cols, padded, .. } = *kernel;
-    let rows = src.c;
+    let src = Source::new(g, source, channels);
+    let rows = channels.next_multiple_of(CHUNK);
     let u = transform_kernel(kernel, rows);
     let image_tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
     let strip = strip_tiles(rows, padded);
@@ -505,14 +541,14 @@ fn a_times_6(z: [__m512; 4]) -> [__m512; 6] {
     ]
 }
 
-/// E = A e Aᵀ of every 4 × 4 block e of image `b`'s output gradient `grad` (B, H, W, padded) into
-/// `out`: (POSITIONS, tiles, padded), CHUNK channels (one vector) at a time (plain loops and an
-/// array not zeroed first, as in transform_tiles).
+/// E = A e Aᵀ of every 4 × 4 block e of image `b`'s output gradient `grad` into `out`:
+/// (POSITIONS, tiles, padded), zero beyond grad's channels, CHUNK channels (one vector) at a time
+/// (plain loops and an array not zeroed first, as in transform_tiles).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn transform_gradient(
     g: &ConvGeometry,
-    grad: &[f32],
+    grad: Source,
     padded: usize,
     b: usize,
     tiles: usize,
@@ -527,10 +563,9 @@ fn transform_gradient(
             for (j, column) in w.iter_mut().enumerate() {
                 let mut e = [_mm512_setzero_ps(); OUT_SIDE];
                 for (i, value) in e.iter_mut().enumerate() {
-                    let pixel = (b * g.h + OUT_SIDE * ty + i) * g.w + OUT_SIDE * tx + j;
-                    let chunk = &grad[pixel * padded + c0..][..CHUNK];
-                    // SAFETY: chunk holds CHUNK = 16 floats.
-                    *value = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+                    // Bordered coordinates: the block has no border.
+                    let pixel = (OUT_SIDE * ty + i + 1, OUT_SIDE * tx + j + 1);
+                    *value = grad.chunk(b, pixel, c0);
                 }
                 for (place, value) in column.iter_mut().zip(a_times_6(e)) {
                     place.write(value);
@@ -630,21 +665,17 @@ fn group_images(g: &ConvGeometry, rows: usize, padded: usize) -> usize {
 /// and transformed once at the end. Images go in groups: the group's transforms one image per
 /// thread, then its products one position ξ per thread, each M_ξ summed in image and tile order
 /// (so the result does not depend on the thread count). The caller has checked
-/// [`applies_to_kernel_gradient`] and that the CPU has AVX-512; `src` is bordered with channels
-/// padded to CHUNK.
+/// [`applies_to_kernel_gradient`] and that the CPU has AVX-512.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn kernel_gradient(
     g: &ConvGeometry,
-    src: &Bordered,
+    x: &[f32],
     grad_out: &[f32],
     (cin, cout): (usize, usize),
 ) -> Vec<f32> {
-    let rows = src.c;
+    let (src, grad) = (Source::new(g, x, cin), Source::new(g, grad_out, cout));
+    let rows = cin.next_multiple_of(CHUNK);
     let padded = cout.next_multiple_of(LANES_512);
-    let mut grad = vec![0f32; g.pixels() * padded];
-    grad.par_chunks_mut(padded)
-        .zip(grad_out.par_chunks(cout))
-        .for_each(|(to, from)| to[..cout].copy_from_slice(from));
     let tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
     let group = group_images(g, rows, padded);
     let mut v = vec![0f32; group * POSITIONS * tiles * rows];
@@ -660,7 +691,7 @@ pub(super) fn kernel_gradient(
                 // SAFETY: the caller checked the CPU for AVX-512.
                 unsafe {
                     transform_tiles(g, src, first + i, 0..tiles, tiles, v);
-                    transform_gradient(g, &grad, padded, first + i, tiles, e);
+                    transform_gradient(g, grad, padded, first + i, tiles, e);
                 }
             });
         let (v, e) = (&v, &e);
