@@ -588,7 +588,7 @@ fn backward_params_with(
     #[cfg(target_arch = "x86_64")]
     if wide
         && summation == Summation::Fastest
-        && winograd::applies_to_kernel_gradient(g, cin, cout)
+        && winograd::applies(g, cin, cout)
         && winograd::safe(x)
         && winograd::safe(grad_out)
     {

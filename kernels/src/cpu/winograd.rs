@@ -55,27 +55,18 @@ const IN_SIDE: usize = 6;
 /// Transformed positions ξ of a forward tile.
 const POSITIONS: usize = IN_SIDE * IN_SIDE;
 
-/// Whether the Winograd forward path serves this convolution: sizes that are multiples of 4, from
-/// 8 × 8 to 64 × 64 pixels, and at least 32 source and output channels, so that the products, not
-/// the transforms, dominate. Small images share strips (8 × 8 ones, 4 tiles each, are 27–35 %
-/// faster so than direct, measured on the PtychoPINN layers).
+/// Whether the Winograd paths serve this convolution (forward, input gradient and kernel gradient):
+/// sizes that are multiples of 4, from 8 × 8 to 64 × 64 pixels, and at least 32 channels on both
+/// sides (`rows` the source's, `cols` the output's), so that the products, not the transforms,
+/// dominate. Small images share strips in the forward pass (8 × 8 ones, 4 tiles each, are 27–35 %
+/// faster so than direct, measured on the PtychoPINN layers), and the kernel gradient sums its
+/// tiles over groups of images.
 pub(super) fn applies(g: &ConvGeometry, rows: usize, cols: usize) -> bool {
     g.h.is_multiple_of(OUT_SIDE)
         && g.w.is_multiple_of(OUT_SIDE)
         && (64..=4096).contains(&(g.h * g.w))
         && rows >= 32
         && cols >= 32
-}
-
-/// Whether the Winograd kernel gradient serves this convolution: sizes that are multiples of 4, from
-/// 8 × 8 to 64 × 64 pixels (its tiles are summed over groups of images, so small images serve),
-/// and at least 32 source and output channels.
-pub(super) fn applies_to_kernel_gradient(g: &ConvGeometry, cin: usize, cout: usize) -> bool {
-    g.h.is_multiple_of(OUT_SIDE)
-        && g.w.is_multiple_of(OUT_SIDE)
-        && (64..=4096).contains(&(g.h * g.w))
-        && cin >= 32
-        && cout >= 32
 }
 
 /// Magnitudes up to which the transforms and products cannot overflow, M = 2^40. Bᵀ's rows sum to at
@@ -665,7 +656,7 @@ fn group_images(g: &ConvGeometry, rows: usize, padded: usize) -> usize {
 /// and transformed once at the end. Images go in groups: the group's transforms one image per
 /// thread, then its products one position ξ per thread, each M_ξ summed in image and tile order
 /// (so the result does not depend on the thread count). The caller has checked
-/// [`applies_to_kernel_gradient`] and that the CPU has AVX-512.
+/// [`applies`] and that the CPU has AVX-512.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn kernel_gradient(
     g: &ConvGeometry,
