@@ -60,12 +60,13 @@ fn activations_and_derivatives<B: Backend>(b: &B) {
 }
 
 fn max_pool_routes_to_the_first_maximum<B: Backend>(b: &B) {
-    // One 4 x 4 image, one channel: windows with a tie (first wins) and distinct values.
+    // One 4 x 4 image, one channel: windows with a tie (first wins), a maximum that rises twice
+    // (bottom left) and distinct values.
     let x = [
         1.0, 5.0, 2.0, 2.0, //
         3.0, 5.0, 2.0, 2.0, //
         0.0, -1.0, 7.0, 1.0, //
-        -2.0, 4.0, 1.0, 8.0,
+        2.0, 4.0, 1.0, 8.0,
     ];
     let xt = b.upload_f32(&[1, 4, 4, 1], &x).unwrap();
     let pooled = b.download_f32(&b.max_pool2(&xt).unwrap()).unwrap();
@@ -85,6 +86,27 @@ fn max_pool_routes_to_the_first_maximum<B: Backend>(b: &B) {
             0.0, 30.0, 0.0, 40.0,
         ]
     );
+    // The same windows in each of 37 channels (vector lanes and a remainder), scaled per channel.
+    let channels = 37;
+    let scaled = |v: &[f32]| -> Vec<f32> {
+        v.iter()
+            .flat_map(|&v| (0..channels).map(move |ch| v * (1.0 + ch as f32)))
+            .collect()
+    };
+    let xt = b.upload_f32(&[1, 4, 4, channels], &scaled(&x)).unwrap();
+    let g = b
+        .upload_f32(&[1, 2, 2, channels], &scaled(&[10.0, 20.0, 30.0, 40.0]))
+        .unwrap();
+    let gx = b
+        .download_f32(&b.max_pool2_backward(&xt, &g).unwrap())
+        .unwrap();
+    let expected = scaled(&[
+        0.0, 10.0, 20.0, 0.0, //
+        0.0, 0.0, 0.0, 0.0, //
+        0.0, 0.0, 0.0, 0.0, //
+        0.0, 30.0, 0.0, 40.0,
+    ]);
+    assert_eq!(gx, expected);
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
