@@ -1,21 +1,10 @@
-//! CPU twin of shaders/layers.wgsl: the same index arithmetic, one output element at a time, except
-//! pooling, upsampling, channel slices and spatial padding, which copy a pixel's channel slice (or a
-//! whole row) at a time.
+//! CPU twin of shaders/layers.wgsl: the same values, computed a channel slice, a row or a plane at a
+//! time rather than one output element at a time.
 
 use rayon::prelude::*;
 
 use crate::ops::layers::{Activation, Nhwc};
 use crate::Complex32;
-
-fn generate(len: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> Vec<f32> {
-    (0..len).into_par_iter().map(f).collect()
-}
-
-/// (x, y, b, channel) of flat element i of an NHWC tensor of w x h images with `c` channels.
-fn nhwc(i: usize, w: usize, h: usize, c: usize) -> (usize, usize, usize, usize) {
-    let p = i / c;
-    (p % w, (p / w) % h, p / (w * h), i % c)
-}
 
 pub(super) fn activation(kind: Activation, x: &[f32]) -> Vec<f32> {
     x.par_iter().map(|&v| kind.apply(v)).collect()
@@ -213,17 +202,24 @@ pub(super) fn crop_spatial(d: &Nhwc, x: &[f32], pad: usize) -> Vec<f32> {
     out
 }
 
+// The layout changes below go a plane (B, C fixed) or a row (B, y fixed) at a time, so that the
+// index arithmetic is additions: per-element divisions by the runtime sizes had cost 3 ms of a
+// gridsize 2 training step.
+
 /// amp, phase (B, H, W, C) -> (B, C, H, W) complex.
 pub(super) fn combine_complex(d: &Nhwc, amp: &[f32], phase: &[f32]) -> Vec<Complex32> {
-    (0..d.b * d.c * d.h * d.w)
-        .into_par_iter()
-        .map(|i| {
-            let (xx, yy) = (i % d.w, (i / d.w) % d.h);
-            let (ch, b) = ((i / (d.w * d.h)) % d.c, i / (d.w * d.h * d.c));
-            let j = ((b * d.h + yy) * d.w + xx) * d.c + ch;
-            Complex32::new(amp[j] * phase[j].cos(), amp[j] * phase[j].sin())
-        })
-        .collect()
+    let hw = d.h * d.w;
+    let mut out = vec![Complex32::default(); d.b * d.c * hw];
+    out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+        let (b, ch) = (plane / d.c, plane % d.c);
+        let from = b * hw * d.c + ch;
+        for (p, o) in o.iter_mut().enumerate() {
+            let j = from + p * d.c;
+            let (sin, cos) = phase[j].sin_cos();
+            *o = Complex32::new(amp[j] * cos, amp[j] * sin);
+        }
+    });
+    out
 }
 
 /// (∂L/∂amp, ∂L/∂φ), both (B, H, W, C), from the complex gradient (B, C, H, W).
@@ -233,35 +229,54 @@ pub(super) fn combine_complex_backward(
     phase: &[f32],
     g: &[Complex32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let gather = |i: usize| {
-        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
-        g[((b * d.c + ch) * d.h + yy) * d.w + xx]
-    };
     let len = d.b * d.h * d.w * d.c;
-    let grad_amp = generate(len, |i| {
-        let g = gather(i);
-        g.re * phase[i].cos() + g.im * phase[i].sin()
-    });
-    let grad_phase = generate(len, |i| {
-        let g = gather(i);
-        amp[i] * (g.im * phase[i].cos() - g.re * phase[i].sin())
-    });
+    let (mut grad_amp, mut grad_phase) = (vec![0f32; len], vec![0f32; len]);
+    let row = d.w * d.c;
+    grad_amp
+        .par_chunks_mut(row)
+        .zip(grad_phase.par_chunks_mut(row))
+        .enumerate()
+        .for_each(|(r, (ga, gp))| {
+            let (b, y) = (r / d.h, r % d.h);
+            for ch in 0..d.c {
+                let g_row = &g[((b * d.c + ch) * d.h + y) * d.w..][..d.w];
+                for (xx, g) in g_row.iter().enumerate() {
+                    let (k, i) = (xx * d.c + ch, r * row + xx * d.c + ch);
+                    let (sin, cos) = phase[i].sin_cos();
+                    ga[k] = g.re * cos + g.im * sin;
+                    gp[k] = amp[i] * (g.im * cos - g.re * sin);
+                }
+            }
+        });
     (grad_amp, grad_phase)
 }
 
 /// d: the NHWC side; x is (B, C, H, W).
 pub(super) fn to_channels_last(d: &Nhwc, x: &[f32]) -> Vec<f32> {
-    generate(d.b * d.h * d.w * d.c, |i| {
-        let (xx, yy, b, ch) = nhwc(i, d.w, d.h, d.c);
-        x[((b * d.c + ch) * d.h + yy) * d.w + xx]
-    })
+    let row = d.w * d.c;
+    let mut out = vec![0f32; d.b * d.h * row];
+    out.par_chunks_mut(row).enumerate().for_each(|(r, o)| {
+        let (b, y) = (r / d.h, r % d.h);
+        for ch in 0..d.c {
+            let from = &x[((b * d.c + ch) * d.h + y) * d.w..][..d.w];
+            for (xx, &v) in from.iter().enumerate() {
+                o[xx * d.c + ch] = v;
+            }
+        }
+    });
+    out
 }
 
 /// d: the NHWC side x; out is (B, C, H, W).
 pub(super) fn to_channels_first(d: &Nhwc, x: &[f32]) -> Vec<f32> {
-    generate(d.b * d.h * d.w * d.c, |i| {
-        let (xx, yy) = (i % d.w, (i / d.w) % d.h);
-        let (ch, b) = ((i / (d.w * d.h)) % d.c, i / (d.w * d.h * d.c));
-        x[((b * d.h + yy) * d.w + xx) * d.c + ch]
-    })
+    let hw = d.h * d.w;
+    let mut out = vec![0f32; d.b * d.c * hw];
+    out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+        let (b, ch) = (plane / d.c, plane % d.c);
+        let from = b * hw * d.c + ch;
+        for (p, o) in o.iter_mut().enumerate() {
+            *o = x[from + p * d.c];
+        }
+    });
+    out
 }
