@@ -39,27 +39,48 @@ where
                     img[(r * w + c) as usize]
                 }
             };
-            for y in 0..h {
-                for x in 0..w {
-                    let corners = match direction {
-                        TranslateDirection::Forward => {
-                            let (y0, x0) = (y + ky, x + kx);
-                            [
-                                at(y0, x0),
-                                at(y0, x0 + 1),
-                                at(y0 + 1, x0),
-                                at(y0 + 1, x0 + 1),
-                            ]
-                        }
-                        TranslateDirection::Backward => {
-                            let (r, c) = (y - ky, x - kx);
-                            [at(r, c), at(r, c - 1), at(r - 1, c), at(r - 1, c - 1)]
-                        }
-                    };
-                    out[(y * w + x) as usize] = corners[0] * weights[0]
-                        + corners[1] * weights[1]
-                        + corners[2] * weights[2]
-                        + corners[3] * weights[3];
+            let blend = |c: [T; 4]| {
+                c[0] * weights[0] + c[1] * weights[1] + c[2] * weights[2] + c[3] * weights[3]
+            };
+            // Output (y, x) blends rows ra, rb = ra + step and columns x + ca, x + cb = x + ca +
+            // step of the input, in the corner order [(ra, ca), (ra, cb), (rb, ca), (rb, cb)].
+            let (step, ca) = match direction {
+                TranslateDirection::Forward => (1, kx),
+                TranslateDirection::Backward => (-1, -kx),
+            };
+            let cb = ca + step;
+            // Where all four corners lie inside: plain slices there, which vectorise.
+            let (lo, hi) = ((-ca.min(cb)).clamp(0, w), (w - ca.max(cb)).clamp(0, w));
+            for (y, out_row) in (0..h).zip(out.chunks_exact_mut(g.w)) {
+                let ra = match direction {
+                    TranslateDirection::Forward => y + ky,
+                    TranslateDirection::Backward => y - ky,
+                };
+                let rb = ra + step;
+                let corners = |x: i64| {
+                    [
+                        at(ra, x + ca),
+                        at(ra, x + cb),
+                        at(rb, x + ca),
+                        at(rb, x + cb),
+                    ]
+                };
+                let (lo, hi) = if (0..h).contains(&ra) && (0..h).contains(&rb) && lo < hi {
+                    (lo, hi)
+                } else {
+                    (w, w)
+                };
+                for x in (0..lo).chain(hi.max(lo)..w) {
+                    out_row[x as usize] = blend(corners(x));
+                }
+                if lo < hi {
+                    let row =
+                        |r: i64, c: i64| &img[(r * w + lo + c) as usize..][..(hi - lo) as usize];
+                    let (aa, ab, ba, bb) = (row(ra, ca), row(ra, cb), row(rb, ca), row(rb, cb));
+                    let inside = &mut out_row[lo as usize..hi as usize];
+                    for (i, o) in inside.iter_mut().enumerate() {
+                        *o = blend([aa[i], ab[i], ba[i], bb[i]]);
+                    }
                 }
             }
         });
