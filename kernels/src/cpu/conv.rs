@@ -192,7 +192,8 @@ fn conv_row(
 /// pixels and `$cin` input channels per tile and `$width` floats per register.
 macro_rules! vector_tiles {
     ($feature:literal, $row:ident, $grad:ident, $tile:ident, $pixels:expr, $cin:expr, $width:expr,
-     $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
+     $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident, $add:ident,
+     $max:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
         fn $row(
@@ -232,7 +233,31 @@ macro_rules! vector_tiles {
                             }
                         }
                     }
-                    for (p, acc_p) in acc.iter().enumerate().take(width.saturating_sub(x0)) {
+                    let pixels = acc.iter().enumerate().take(width.saturating_sub(x0));
+                    if c0 + LANES <= cols {
+                        // Whole registers: the epilogue in vectors (with few source channels,
+                        // conv_1a's one, a scalar epilogue took most of the time).
+                        let bias = epilogue.bias.map(|bias| &bias[c0..c0 + LANES]);
+                        // SAFETY: bias holds LANES = 2 × $width floats.
+                        let bias = bias.map_or([$zero(); 2], |bias| unsafe {
+                            [$load(bias.as_ptr()), $load(bias.as_ptr().add($width))]
+                        });
+                        for (p, acc_p) in pixels {
+                            let o = &mut out_row[(x0 + p) * cols + c0..][..LANES];
+                            let mut v = [$add(acc_p[0], bias[0]), $add(acc_p[1], bias[1])];
+                            if epilogue.relu {
+                                // As f32::max(v, 0): NaN becomes 0.
+                                v = v.map(|v| $max(v, $zero()));
+                            }
+                            // SAFETY: o holds 2 × $width floats.
+                            unsafe {
+                                $store(o.as_mut_ptr(), v[0]);
+                                $store(o.as_mut_ptr().add($width), v[1]);
+                            }
+                        }
+                        continue;
+                    }
+                    for (p, acc_p) in pixels {
                         let mut lanes = [0f32; LANES];
                         // SAFETY: lanes holds 2 × $width floats.
                         unsafe {
@@ -313,7 +338,9 @@ vector_tiles!(
     _mm256_loadu_ps,
     _mm256_set1_ps,
     _mm256_fmadd_ps,
-    _mm256_storeu_ps
+    _mm256_storeu_ps,
+    _mm256_add_ps,
+    _mm256_max_ps
 );
 vector_tiles!(
     "avx512f",
@@ -327,7 +354,9 @@ vector_tiles!(
     _mm512_loadu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
-    _mm512_storeu_ps
+    _mm512_storeu_ps,
+    _mm512_add_ps,
+    _mm512_max_ps
 );
 
 /// The vector path a convolution takes.
