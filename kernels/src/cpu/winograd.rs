@@ -32,6 +32,7 @@
 //! 144, summed over every tile, then one transform Gᵀ M G in f64. Its worst difference from the
 //! direct sums on the test sizes is 3.0 ε · Σ|terms|.
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -42,6 +43,27 @@ use rayon::prelude::*;
 
 use super::conv::{Epilogue, Packed, LANES_512, TAPS};
 use crate::ops::conv::ConvGeometry;
+
+thread_local! {
+    /// Each thread's transform buffers, kept between calls: allocating and zeroing them on every
+    /// call cost 2 % of a training step (`perf`), and the transforms write every element the
+    /// products read.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on `len` floats of this thread's scratch buffer, which hold whatever its last user left;
+/// on a fresh zeroed buffer when the thread's own is in use (a call nested in another).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+            f(&mut buffer[..len])
+        }
+        Err(_) => f(&mut vec![0f32; len]),
+    })
+}
 
 /// Tiles per register block of the products.
 const TILE_BLOCK: usize = 8;
@@ -475,14 +497,9 @@ pub(super) fn convolve(
     let mut out = vec![0f32; g.pixels() * cols];
     out.par_chunks_mut(images * g.h * g.w * cols)
         .enumerate()
-        .for_each_init(
-            || {
-                (
-                    vec![0f32; POSITIONS * strip * rows],
-                    vec![0f32; POSITIONS * strip * padded],
-                )
-            },
-            |(v, m), (task, task_out)| {
+        .for_each(|(task, task_out)| {
+            with_scratch(POSITIONS * strip * (rows + padded), |scratch| {
+                let (v, m) = scratch.split_at_mut(POSITIONS * strip * rows);
                 let task_tiles = task_out.len() / (g.h * g.w * cols) * image_tiles;
                 for start in (0..task_tiles).step_by(strip) {
                     let tiles = start..(start + strip).min(task_tiles);
@@ -496,8 +513,8 @@ pub(super) fn convolve(
                         transform_output(g, m, (tiles, stride), (cols, padded), epilogue, out);
                     }
                 }
-            },
-        );
+            })
+        });
     out
 }
 
@@ -669,37 +686,38 @@ pub(super) fn kernel_gradient(
     let padded = cout.next_multiple_of(LANES_512);
     let tiles = (g.h / OUT_SIDE) * (g.w / OUT_SIDE);
     let group = group_images(g, rows, padded);
-    let mut v = vec![0f32; group * POSITIONS * tiles * rows];
-    let mut e = vec![0f32; group * POSITIONS * tiles * padded];
     let mut m = vec![0f32; POSITIONS * rows * padded];
-    for first in (0..g.batch).step_by(group) {
-        let images = group.min(g.batch - first);
-        v.par_chunks_mut(POSITIONS * tiles * rows)
-            .zip(e.par_chunks_mut(POSITIONS * tiles * padded))
-            .take(images)
-            .enumerate()
-            .for_each(|(i, (v, e))| {
-                // SAFETY: the caller checked the CPU for AVX-512.
-                unsafe {
-                    transform_tiles(g, src, first + i, 0..tiles, tiles, v);
-                    transform_gradient(g, grad, padded, first + i, tiles, e);
-                }
-            });
-        let (v, e) = (&v, &e);
-        m.par_chunks_mut(rows * padded)
-            .enumerate()
-            .for_each(|(xi, m)| {
-                let at = |i: usize, width: usize| (i * POSITIONS + xi) * tiles * width;
-                let vs: Vec<&[f32]> = (0..images)
-                    .map(|i| &v[at(i, rows)..at(i, rows) + tiles * rows])
-                    .collect();
-                let es: Vec<&[f32]> = (0..images)
-                    .map(|i| &e[at(i, padded)..at(i, padded) + tiles * padded])
-                    .collect();
-                // SAFETY: the caller checked the CPU for AVX-512.
-                unsafe { gradient_products(&vs, &es, m, tiles, (rows, padded)) };
-            });
-    }
+    with_scratch(group * POSITIONS * tiles * (rows + padded), |scratch| {
+        let (v, e) = scratch.split_at_mut(group * POSITIONS * tiles * rows);
+        for first in (0..g.batch).step_by(group) {
+            let images = group.min(g.batch - first);
+            v.par_chunks_mut(POSITIONS * tiles * rows)
+                .zip(e.par_chunks_mut(POSITIONS * tiles * padded))
+                .take(images)
+                .enumerate()
+                .for_each(|(i, (v, e))| {
+                    // SAFETY: the caller checked the CPU for AVX-512.
+                    unsafe {
+                        transform_tiles(g, src, first + i, 0..tiles, tiles, v);
+                        transform_gradient(g, grad, padded, first + i, tiles, e);
+                    }
+                });
+            let (v, e) = (&*v, &*e);
+            m.par_chunks_mut(rows * padded)
+                .enumerate()
+                .for_each(|(xi, m)| {
+                    let at = |i: usize, width: usize| (i * POSITIONS + xi) * tiles * width;
+                    let vs: Vec<&[f32]> = (0..images)
+                        .map(|i| &v[at(i, rows)..at(i, rows) + tiles * rows])
+                        .collect();
+                    let es: Vec<&[f32]> = (0..images)
+                        .map(|i| &e[at(i, padded)..at(i, padded) + tiles * padded])
+                        .collect();
+                    // SAFETY: the caller checked the CPU for AVX-512.
+                    unsafe { gradient_products(&vs, &es, m, tiles, (rows, padded)) };
+                });
+        }
+    });
     transform_kernel_gradient(&m, (rows, padded), (cin, cout))
 }
 
