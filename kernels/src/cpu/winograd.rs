@@ -278,6 +278,17 @@ impl<'a> Source<'a> {
         // SAFETY: the masked lanes are the `lanes` floats of chunk.
         unsafe { _mm512_maskz_loadu_ps(mask, chunk.as_ptr()) }
     }
+
+    /// Asks for the line of [`Source::chunk`]'s first float to be brought into L1 ahead of use.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn prefetch(&self, b: usize, (y, x): (usize, usize), c0: usize) {
+        if y == 0 || y > self.h || x == 0 || x > self.w || c0 >= self.channels {
+            return;
+        }
+        let at = ((b * self.h + y - 1) * self.w + x - 1) * self.channels + c0;
+        _mm_prefetch::<_MM_HINT_T0>(self.data[at..].as_ptr().cast());
+    }
 }
 
 /// V = Bᵀ d B of the 6 × 6 source tiles `strip` of the images from `first` on (tile t is tile
@@ -297,10 +308,22 @@ fn transform_tiles(
     let rows = src.channels.next_multiple_of(CHUNK);
     let tw = g.w / OUT_SIDE;
     let image_tiles = (g.h / OUT_SIDE) * tw;
-    for (s, t) in strip.enumerate() {
+    let tile_at = |t: usize| {
         let (b, t) = (first + t / image_tiles, t % image_tiles);
-        let (ty, tx) = (t / tw, t % tw);
+        (b, t / tw, t % tw)
+    };
+    let end = strip.end;
+    for (s, t) in strip.enumerate() {
+        let (b, ty, tx) = tile_at(t);
+        let next = (t + 1 < end).then(|| tile_at(t + 1));
         for r0 in (0..rows).step_by(CHUNK) {
+            if let Some((b, ty, tx)) = next {
+                for i in 0..IN_SIDE {
+                    for j in 0..IN_SIDE {
+                        src.prefetch(b, (OUT_SIDE * ty + i, OUT_SIDE * tx + j), r0);
+                    }
+                }
+            }
             // Columns first: u_j = Bᵀ d_{·j}; then each row of u times B. Plain loops rather than
             // closures, which would not be inlined here and would pass vectors through memory; u
             // is not zeroed first (a 2 KiB memset each time), every element is written before it
@@ -563,9 +586,18 @@ fn transform_gradient(
     out: &mut [f32],
 ) {
     let tw = g.w / OUT_SIDE;
-    for t in 0..(g.h / OUT_SIDE) * tw {
+    let tiles_in_image = (g.h / OUT_SIDE) * tw;
+    for t in 0..tiles_in_image {
         let (ty, tx) = (t / tw, t % tw);
         for c0 in (0..padded).step_by(CHUNK) {
+            if t + 1 < tiles_in_image {
+                let (ny, nx) = ((t + 1) / tw, (t + 1) % tw);
+                for i in 0..OUT_SIDE {
+                    for j in 0..OUT_SIDE {
+                        grad.prefetch(b, (OUT_SIDE * ny + i + 1, OUT_SIDE * nx + j + 1), c0);
+                    }
+                }
+            }
             // Columns first: w_j = A e_{·j}; then each row of w times Aᵀ.
             let mut w = [[MaybeUninit::<__m512>::uninit(); IN_SIDE]; OUT_SIDE];
             for (j, column) in w.iter_mut().enumerate() {
