@@ -150,9 +150,11 @@ impl<'a, B: Backend> Profiled<'a, B> {
 fn family(op: &str) -> &'static str {
     match op {
         "activation" | "activation_backward" => "activations and their gradients",
-        "max_pool2" | "max_pool2_backward" | "upsample2" | "upsample2_backward" => {
-            "pooling, upsampling and their gradients"
-        }
+        "max_pool2"
+        | "max_pool2_backward"
+        | "max_pool2_backward_relu"
+        | "upsample2"
+        | "upsample2_backward" => "pooling, upsampling and their gradients",
         "slice_channels"
         | "slice_channels_backward"
         | "pad_spatial"
@@ -360,6 +362,7 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         activation_backward(kind: layers::Activation, x: &Tensor<Self::Storage>, grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x, grad_out];
         max_pool2(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
         max_pool2_backward(x: &Tensor<Self::Storage>, grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x, grad_out];
+        max_pool2_backward_relu(x: &Tensor<Self::Storage>, grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x, grad_out];
         upsample2(x: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [x];
         upsample2_backward(grad_out: &Tensor<Self::Storage>) -> Tensor<Self::Storage> [grad_out];
         slice_channels(x: &Tensor<Self::Storage>, start: usize, count: usize) -> Tensor<Self::Storage> [x];
@@ -434,6 +437,20 @@ impl<B: Backend> Backend for Profiled<'_, B> {
         let shapes = (grad_out.shape(), kernel.shape());
         self.convolution("conv input grad", shapes, &[grad_out, kernel], || {
             self.inner.conv2d_backward_input(grad_out, kernel)
+        })
+    }
+
+    fn conv2d_backward_input_relu(
+        &self,
+        grad_out: &Tensor<Self::Storage>,
+        kernel: &Tensor<Self::Storage>,
+        relu_out: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>> {
+        let shapes = (grad_out.shape(), kernel.shape());
+        let inputs = [grad_out, kernel, relu_out];
+        self.convolution("conv input grad", shapes, &inputs, || {
+            self.inner
+                .conv2d_backward_input_relu(grad_out, kernel, relu_out)
         })
     }
 

@@ -218,18 +218,50 @@ impl<S> Network<S> {
         }
         let mut param_grads: Vec<Option<Tensor<S>>> =
             (0..self.params.len()).map(|_| None).collect();
+        let source_of = |i: usize| match layers[i].input {
+            Some(j) => Some(j),
+            None if i == 0 => None,
+            None => Some(i - 1),
+        };
+        // How many gradients flow into each layer's output: from the layers that read it and as a
+        // network output.
+        let mut consumers = vec![0usize; layers.len()];
+        for (i, layer) in layers.iter().enumerate() {
+            if let Some(j) = source_of(i) {
+                consumers[j] += 1;
+            }
+            if let Op::Add { other } = layer.op {
+                consumers[other] += 1;
+            }
+        }
+        for (_, i) in &self.arch.outputs {
+            consumers[*i] += 1;
+        }
+        // A fused-ReLU convolution whose output has one consumer, a convolution or a max pool: that
+        // consumer passes its input gradient back through the ReLU in the same pass
+        // (conv2d_backward_input_relu, max_pool2_backward_relu), which saves a pass over the
+        // tensor; `through_relu` marks the layers whose gradient has had it.
+        let fusable = |j: usize| {
+            consumers[j] == 1
+                && acts.pre_activation[j].is_none()
+                && matches!(
+                    layers[j].op,
+                    Op::Conv {
+                        activation: Some(Activation::Relu),
+                        ..
+                    }
+                )
+        };
+        let mut through_relu = vec![false; layers.len()];
         for i in (0..layers.len()).rev() {
             let Some(g) = grads[i].take() else { continue };
-            let source = match layers[i].input {
-                Some(j) => Some(j),
-                None if i == 0 => None,
-                None => Some(i - 1),
-            };
+            let source = source_of(i);
             let src = self.input_of(i, x, &acts.outputs);
             let grad_in = match &layers[i].op {
                 Op::Conv { activation, .. } => {
                     let p = self.param_index[i].expect("a convolution has parameters");
                     let g = match (activation, &acts.pre_activation[i]) {
+                        _ if through_relu[i] => g,
                         (Some(a), Some(z)) => b.activation_backward(*a, z, &g)?,
                         // relu(z) > 0 exactly where z > 0.
                         (Some(Activation::Relu), None) => {
@@ -240,12 +272,23 @@ impl<S> Network<S> {
                     let (gk, gb) = b.conv2d_backward_params(src, &g)?;
                     param_grads[p] = Some(gk);
                     param_grads[p + 1] = Some(gb);
+                    let kernel = &self.params[p];
                     match source {
-                        Some(_) => Some(b.conv2d_backward_input(&g, &self.params[p])?),
+                        Some(j) if fusable(j) => {
+                            through_relu[j] = true;
+                            Some(b.conv2d_backward_input_relu(&g, kernel, &acts.outputs[j])?)
+                        }
+                        Some(_) => Some(b.conv2d_backward_input(&g, kernel)?),
                         None => None,
                     }
                 }
-                Op::MaxPool => Some(b.max_pool2_backward(src, &g)?),
+                Op::MaxPool => match source {
+                    Some(j) if fusable(j) => {
+                        through_relu[j] = true;
+                        Some(b.max_pool2_backward_relu(src, &g)?)
+                    }
+                    _ => Some(b.max_pool2_backward(src, &g)?),
+                },
                 Op::Upsample => Some(b.upsample2_backward(&g)?),
                 Op::Slice { start, .. } => {
                     let channels = *src.shape().last().expect("NHWC");

@@ -43,11 +43,27 @@ const CIN_TILE_512: usize = 8;
 /// the PtychoPINN layers: faster from 32 x 32 up, slower below).
 const PER_IMAGE_PIXELS: usize = 1024;
 
-/// What is done to each output sum as it is stored: the bias added, then ReLU when fused.
+/// What is done to each output sum as it is stored: the bias added, then ReLU when fused; and, for
+/// an input gradient passed back through the ReLU that produced the convolution's input, zero where
+/// that ReLU's output `through_relu` (the shape of the output) is ≤ 0. [`Epilogue::apply`] leaves
+/// that to the caller: Winograd's output transform applies it as it stores, the other paths in a
+/// pass after ([`keep_where_positive`]).
 #[derive(Clone, Copy)]
 pub(super) struct Epilogue<'a> {
     pub(super) bias: Option<&'a [f32]>,
     pub(super) relu: bool,
+    pub(super) through_relu: Option<&'a [f32]>,
+}
+
+/// The ReLU's gradient: out kept where relu_out > 0, else 0 (as `activation_backward`).
+fn keep_where_positive(out: &mut [f32], relu_out: &[f32]) {
+    out.par_chunks_mut(1 << 14)
+        .zip(relu_out.par_chunks(1 << 14))
+        .for_each(|(out, relu_out)| {
+            for (o, &r) in out.iter_mut().zip(relu_out) {
+                *o = if r > 0.0 { *o } else { 0.0 };
+            }
+        });
 }
 
 impl Epilogue<'_> {
@@ -475,7 +491,11 @@ fn convolve_by_path(
         return winograd::convolve(g, (source, channels), kernel, epilogue);
     }
     let src = Bordered::new(g, source, channels, 1);
-    convolve(g, &src, kernel, epilogue, path)
+    let mut out = convolve(g, &src, kernel, epilogue, path);
+    if let Some(relu_out) = epilogue.through_relu {
+        keep_where_positive(&mut out, relu_out);
+    }
+    out
 }
 
 fn lanes_of(path: Path) -> usize {
@@ -509,6 +529,7 @@ fn forward_with(
     let epilogue = Epilogue {
         bias: Some(bias),
         relu,
+        through_relu: None,
     };
     if path == Path::Narrow {
         return narrow_convolve(g, x, kernel, epilogue, false);
@@ -517,14 +538,22 @@ fn forward_with(
     convolve_by_path(g, x, g.cin, &packed, epilogue, (path, summation))
 }
 
-/// ∂L/∂in (B, H, W, Cin) from ∂L/∂out (B, H, W, Cout).
+/// ∂L/∂in (B, H, W, Cin) from ∂L/∂out (B, H, W, Cout); with `through_relu`, the output of the ReLU
+/// that produced the input, passed back through it (zero where that output is ≤ 0).
 pub(super) fn backward_input(
     g: &ConvGeometry,
     grad_out: &[f32],
     kernel: &[f32],
     summation: Summation,
+    through_relu: Option<&[f32]>,
 ) -> Vec<f32> {
-    backward_input_with(g, grad_out, kernel, (path_for(g.cin), summation))
+    backward_input_with(
+        g,
+        grad_out,
+        kernel,
+        (path_for(g.cin), summation),
+        through_relu,
+    )
 }
 
 fn backward_input_with(
@@ -532,13 +561,19 @@ fn backward_input_with(
     grad_out: &[f32],
     kernel: &[f32],
     (path, summation): (Path, Summation),
+    through_relu: Option<&[f32]>,
 ) -> Vec<f32> {
     let epilogue = Epilogue {
         bias: None,
         relu: false,
+        through_relu,
     };
     if path == Path::Narrow {
-        return narrow_convolve(g, grad_out, kernel, epilogue, true);
+        let mut out = narrow_convolve(g, grad_out, kernel, epilogue, true);
+        if let Some(relu_out) = through_relu {
+            keep_where_positive(&mut out, relu_out);
+        }
+        return out;
     }
     let packed = packed_kernel(kernel, g.cin, g.cout, true, lanes_of(path));
     convolve_by_path(g, grad_out, g.cout, &packed, epilogue, (path, summation))
@@ -787,7 +822,8 @@ mod tests {
             );
             let relu: Vec<f32> = forward.iter().map(|&v| Activation::Relu.apply(v)).collect();
             assert_eq!(fused, relu, "the fused ReLU is the ReLU of the output");
-            let input = backward_input_with(&g, &go, &k, (Path::Portable, Summation::Fastest));
+            let input =
+                backward_input_with(&g, &go, &k, (Path::Portable, Summation::Fastest), None);
             let (k0, b0) = backward_params_with(&g, &x, &go, (false, Summation::Fastest));
             let forward_magnitude = forward_with(
                 &g,
@@ -802,6 +838,7 @@ mod tests {
                 &abs(&go),
                 &abs(&k),
                 (Path::Portable, Summation::Fastest),
+                None,
             );
             let (kernel_magnitude, bias_magnitude) =
                 backward_params_with(&g, &abs(&x), &abs(&go), (false, Summation::Fastest));
@@ -823,7 +860,7 @@ mod tests {
                 );
                 let relu_path = forward_with(&g, &x, &k, &bias, true, (path, Summation::Fastest));
                 close_within(&relu, &relu_path, &forward_magnitude, forward_epsilons);
-                let input_path = backward_input_with(&g, &go, &k, (path, Summation::Fastest));
+                let input_path = backward_input_with(&g, &go, &k, (path, Summation::Fastest), None);
                 let input_epsilons = epsilons(g.cout, g.cin);
                 close_within(&input, &input_path, &input_magnitude, input_epsilons);
             }

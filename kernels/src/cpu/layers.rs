@@ -68,8 +68,18 @@ pub(super) fn max_pool(d: &Nhwc, x: &[f32]) -> Vec<f32> {
 }
 
 /// The gradient goes to the first of the four window pixels (row-major order) holding the largest
-/// value, per channel, as the shader picks it; the others get 0.
-pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
+/// value, per channel, as the shader picks it; the others get 0. `through_relu`: x is a ReLU's
+/// output and the gradient goes on through it, so it is 0 where that largest value is not > 0.
+pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32], through_relu: bool) -> Vec<f32> {
+    // A constant in each copy of the loop: as a run-time test it kept the loop from vectorising.
+    if through_relu {
+        max_pool_backward_as::<true>(d, x, g)
+    } else {
+        max_pool_backward_as::<false>(d, x, g)
+    }
+}
+
+fn max_pool_backward_as<const THROUGH_RELU: bool>(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
     let (oh, ow, c) = (d.h / 2, d.w / 2, d.c);
     let row = d.w * c;
     let mut out = vec![0f32; d.b * d.h * row];
@@ -91,16 +101,27 @@ pub(super) fn max_pool_backward(d: &Nhwc, x: &[f32], g: &[f32]) -> Vec<f32> {
                 let (v0, v1, v2, v3) = (&v0[..c], &v1[..c], &v2[..c], &v3[..c]);
                 let (o0, o1, o2, o3) = (&mut o0[..c], &mut o1[..c], &mut o2[..c], &mut o3[..c]);
                 for k in 0..c {
-                    let gv = grad[k];
                     let to_1 = v1[k] > v0[k];
                     let best = if to_1 { v1[k] } else { v0[k] };
                     let to_2 = v2[k] > best;
                     let best = if to_2 { v2[k] } else { best };
                     let to_3 = v3[k] > best;
-                    o3[k] = if to_3 { gv } else { 0.0 };
-                    o2[k] = if to_2 & !to_3 { gv } else { 0.0 };
-                    o1[k] = if to_1 & !to_2 & !to_3 { gv } else { 0.0 };
-                    o0[k] = if !(to_1 | to_2 | to_3) { gv } else { 0.0 };
+                    // Through the ReLU: the pixel that takes the gradient keeps it where its
+                    // value is > 0 (each pixel tested, as one select each vectorises).
+                    let keep = |v: f32| !THROUGH_RELU | (v > 0.0);
+                    let gv = grad[k];
+                    o3[k] = if to_3 & keep(v3[k]) { gv } else { 0.0 };
+                    o2[k] = if to_2 & !to_3 & keep(v2[k]) { gv } else { 0.0 };
+                    o1[k] = if to_1 & !to_2 & !to_3 & keep(v1[k]) {
+                        gv
+                    } else {
+                        0.0
+                    };
+                    o0[k] = if !(to_1 | to_2 | to_3) & keep(v0[k]) {
+                        gv
+                    } else {
+                        0.0
+                    };
                 }
             }
         });

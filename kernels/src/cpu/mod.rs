@@ -346,7 +346,26 @@ impl Backend for CpuBackend {
         Ok(Tensor::new(
             vec![g.batch, g.h, g.w, g.cin],
             Dtype::F32,
-            conv::backward_input(&g, &grad_out.storage, &kernel.storage, self.summation),
+            conv::backward_input(&g, &grad_out.storage, &kernel.storage, self.summation, None),
+        ))
+    }
+
+    fn conv2d_backward_input_relu(
+        &self,
+        grad_out: &CpuTensor,
+        kernel: &CpuTensor,
+        relu_out: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        const OP: &str = "conv2d_backward_input_relu";
+        let g = ConvGeometry::of_backward_input(OP, grad_out, kernel)?;
+        let shape = [g.batch, g.h, g.w, g.cin];
+        require_dtype(OP, relu_out, Dtype::F32)?;
+        require_shape(OP, relu_out, &shape)?;
+        let (grad_out, kernel) = (&grad_out.storage, &kernel.storage);
+        let through_relu = Some(relu_out.storage.as_slice());
+        Ok(real_tensor(
+            &shape,
+            conv::backward_input(&g, grad_out, kernel, self.summation, through_relu),
         ))
     }
 
@@ -399,7 +418,17 @@ impl Backend for CpuBackend {
         require_shape(OP, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
         Ok(real_tensor(
             x.shape(),
-            layers::max_pool_backward(&d, &x.storage, &grad_out.storage),
+            layers::max_pool_backward(&d, &x.storage, &grad_out.storage, false),
+        ))
+    }
+
+    fn max_pool2_backward_relu(&self, x: &CpuTensor, grad_out: &CpuTensor) -> Result<CpuTensor> {
+        const OP: &str = "max_pool2_backward_relu";
+        let d = Nhwc::of_even(OP, x)?;
+        require_shape(OP, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
+        Ok(real_tensor(
+            x.shape(),
+            layers::max_pool_backward(&d, &x.storage, &grad_out.storage, true),
         ))
     }
 

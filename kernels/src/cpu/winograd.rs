@@ -431,7 +431,8 @@ fn products(v: &[f32], u: &[f32], m: &mut [f32], tiles: usize, rows: usize, padd
 
 /// Y = Aᵀ M A of the tiles `strip` of the images of `images` (numbered as in transform_tiles, from
 /// the first of them), written through the epilogue (the bias added, then ReLU as `f32::max(v, 0)`:
-/// NaN becomes 0 in both), CHUNK channels (one vector) at a time.
+/// NaN becomes 0 in both; zero where `through_relu` is not > 0), CHUNK channels (one vector) at a
+/// time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn transform_output(
@@ -487,6 +488,17 @@ fn transform_output(
                         value
                     };
                     let pixel = (b * g.h + OUT_SIDE * ty + i) * g.w + OUT_SIDE * tx + j;
+                    let value = match epilogue.through_relu {
+                        Some(relu_out) => {
+                            let relu_out = &relu_out[pixel * cols + c0..][..lanes];
+                            // SAFETY: the masked lanes are the `lanes` floats of relu_out.
+                            let r = unsafe { _mm512_maskz_loadu_ps(mask, relu_out.as_ptr()) };
+                            // Kept where relu_out > 0, as activation_backward.
+                            let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(r, zero);
+                            _mm512_maskz_mov_ps(positive, value)
+                        }
+                        None => value,
+                    };
                     let out = &mut images[pixel * cols + c0..][..lanes];
                     // SAFETY: the masked lanes are the `lanes` floats of out.
                     unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), mask, value) };
@@ -529,6 +541,13 @@ pub(super) fn convolve(
                     // Tiles padded to the register block; the padding's products are not read.
                     let stride = tiles.len().div_ceil(TILE_BLOCK) * TILE_BLOCK;
                     let (first, out) = (task * images, &mut *task_out);
+                    // The ReLU output, if any, from the task's first image on, as `out`.
+                    let epilogue = Epilogue {
+                        through_relu: epilogue
+                            .through_relu
+                            .map(|relu_out| &relu_out[first * g.h * g.w * cols..]),
+                        ..epilogue
+                    };
                     // SAFETY: the caller checked the CPU for AVX-512.
                     unsafe {
                         transform_tiles(g, src, first, tiles.clone(), stride, v);

@@ -207,6 +207,19 @@ pub trait Backend: Send + Sync {
         kernel: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>>;
 
+    /// [`Backend::conv2d_backward_input`] passed back through the ReLU whose output `relu_out`
+    /// (B, H, W, Cin) was the convolution's input: zero where relu_out ≤ 0, as
+    /// [`Backend::activation_backward`] gives it, fused into the store where the backend can.
+    fn conv2d_backward_input_relu(
+        &self,
+        grad_out: &Tensor<Self::Storage>,
+        kernel: &Tensor<Self::Storage>,
+        relu_out: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>> {
+        let g = self.conv2d_backward_input(grad_out, kernel)?;
+        self.activation_backward(layers::Activation::Relu, relu_out, &g)
+    }
+
     /// (∂L/∂kernel (3, 3, Cin, Cout), ∂L/∂bias (Cout)) of [`Backend::conv2d`] from its input and
     /// ∂L/∂out.
     fn conv2d_backward_params(
@@ -236,6 +249,16 @@ pub trait Backend: Send + Sync {
         x: &Tensor<Self::Storage>,
         grad_out: &Tensor<Self::Storage>,
     ) -> Result<Tensor<Self::Storage>>;
+    /// [`Backend::max_pool2_backward`] of x, the output of a ReLU, passed back through that ReLU:
+    /// zero where x ≤ 0, fused where the backend can.
+    fn max_pool2_backward_relu(
+        &self,
+        x: &Tensor<Self::Storage>,
+        grad_out: &Tensor<Self::Storage>,
+    ) -> Result<Tensor<Self::Storage>> {
+        let g = self.max_pool2_backward(x, grad_out)?;
+        self.activation_backward(layers::Activation::Relu, x, &g)
+    }
     /// Nearest 2x upsampling of x (B, H, W, C): out[2y + a, 2x + b] = x[y, x].
     fn upsample2(&self, x: &Tensor<Self::Storage>) -> Result<Tensor<Self::Storage>>;
     /// ∂L/∂x of [`Backend::upsample2`]: the sum of each 2 x 2 block.

@@ -109,6 +109,33 @@ fn max_pool_routes_to_the_first_maximum<B: Backend>(b: &B) {
     assert_eq!(gx, expected);
 }
 
+/// The pool's gradient through the ReLU that produced x equals the two passes, exactly: windows
+/// whose maximum is 0 (ties of zeros) or negative pass nothing back.
+fn max_pool_through_relu_equals_the_two_passes<B: Backend>(b: &B) {
+    let (n, h, w, c) = (2, 8, 6, 21);
+    let mut rng = SplitMix64::new(17);
+    let x: Vec<f32> = rng
+        .real_vec(n * h * w * c)
+        .into_iter()
+        .map(|v| if v < 0.2 { 0.0 } else { v })
+        .collect();
+    let x = b.upload_f32(&[n, h, w, c], &x).unwrap();
+    let g = rng.real_vec(n * h / 2 * w / 2 * c);
+    let g = b.upload_f32(&[n, h / 2, w / 2, c], &g).unwrap();
+    let fused = b
+        .download_f32(&b.max_pool2_backward_relu(&x, &g).unwrap())
+        .unwrap();
+    let plain = b.max_pool2_backward(&x, &g).unwrap();
+    let separate = b.activation_backward(Activation::Relu, &x, &plain).unwrap();
+    let plain = b.download_f32(&plain).unwrap();
+    assert_eq!(fused, b.download_f32(&separate).unwrap());
+    let zeroed = fused
+        .iter()
+        .zip(&plain)
+        .filter(|(f, p)| **f == 0.0 && **p != 0.0);
+    assert!(zeroed.count() > 0, "some windows hold only zeros");
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
 }
@@ -267,6 +294,7 @@ fn bad_shapes_are_errors<B: Backend>(b: &B) {
 backend_tests!(
     activations_and_derivatives,
     max_pool_routes_to_the_first_maximum,
+    max_pool_through_relu_equals_the_two_passes,
     linear_layers_are_adjoint,
     complex_combination,
     bad_shapes_are_errors,
