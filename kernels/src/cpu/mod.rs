@@ -413,23 +413,11 @@ impl Backend for CpuBackend {
     }
 
     fn max_pool2_backward(&self, x: &CpuTensor, grad_out: &CpuTensor) -> Result<CpuTensor> {
-        const OP: &str = "max_pool2_backward";
-        let d = Nhwc::of_even(OP, x)?;
-        require_shape(OP, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
-        Ok(real_tensor(
-            x.shape(),
-            layers::max_pool_backward(&d, &x.storage, &grad_out.storage, false),
-        ))
+        max_pool_gradient("max_pool2_backward", x, grad_out, false)
     }
 
     fn max_pool2_backward_relu(&self, x: &CpuTensor, grad_out: &CpuTensor) -> Result<CpuTensor> {
-        const OP: &str = "max_pool2_backward_relu";
-        let d = Nhwc::of_even(OP, x)?;
-        require_shape(OP, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
-        Ok(real_tensor(
-            x.shape(),
-            layers::max_pool_backward(&d, &x.storage, &grad_out.storage, true),
-        ))
+        max_pool_gradient("max_pool2_backward_relu", x, grad_out, true)
     }
 
     fn upsample2(&self, x: &CpuTensor) -> Result<CpuTensor> {
@@ -641,6 +629,21 @@ fn convolution(
             relu,
             summation,
         ),
+    ))
+}
+
+/// The max pool's gradient, and with `through_relu` on through the ReLU whose output x is.
+fn max_pool_gradient(
+    op: &'static str,
+    x: &CpuTensor,
+    grad_out: &CpuTensor,
+    through_relu: bool,
+) -> Result<CpuTensor> {
+    let d = Nhwc::of_even(op, x)?;
+    require_shape(op, grad_out, &[d.b, d.h / 2, d.w / 2, d.c])?;
+    Ok(real_tensor(
+        x.shape(),
+        layers::max_pool_backward(&d, &x.storage, &grad_out.storage, through_relu),
     ))
 }
 
