@@ -21,6 +21,8 @@ use rayon::prelude::*;
 use crate::ops::conv::{ConvGeometry, KERNEL_SIZE};
 use crate::ops::layers::Activation;
 
+use super::layers::relu_backward_in_place;
+
 #[cfg(target_arch = "x86_64")]
 use super::winograd;
 
@@ -47,23 +49,12 @@ const PER_IMAGE_PIXELS: usize = 1024;
 /// an input gradient passed back through the ReLU that produced the convolution's input, zero where
 /// that ReLU's output `through_relu` (the shape of the output) is ≤ 0. [`Epilogue::apply`] leaves
 /// that to the caller: Winograd's output transform applies it as it stores, the other paths in a
-/// pass after ([`keep_where_positive`]).
+/// pass after (`layers::relu_backward_in_place`).
 #[derive(Clone, Copy)]
 pub(super) struct Epilogue<'a> {
     pub(super) bias: Option<&'a [f32]>,
     pub(super) relu: bool,
     pub(super) through_relu: Option<&'a [f32]>,
-}
-
-/// The ReLU's gradient: out kept where relu_out > 0, else 0 (as `activation_backward`).
-fn keep_where_positive(out: &mut [f32], relu_out: &[f32]) {
-    out.par_chunks_mut(1 << 14)
-        .zip(relu_out.par_chunks(1 << 14))
-        .for_each(|(out, relu_out)| {
-            for (o, &r) in out.iter_mut().zip(relu_out) {
-                *o = if r > 0.0 { *o } else { 0.0 };
-            }
-        });
 }
 
 impl Epilogue<'_> {
@@ -493,7 +484,7 @@ fn convolve_by_path(
     let src = Bordered::new(g, source, channels, 1);
     let mut out = convolve(g, &src, kernel, epilogue, path);
     if let Some(relu_out) = epilogue.through_relu {
-        keep_where_positive(&mut out, relu_out);
+        relu_backward_in_place(&mut out, relu_out);
     }
     out
 }
@@ -571,7 +562,7 @@ fn backward_input_with(
     if path == Path::Narrow {
         let mut out = narrow_convolve(g, grad_out, kernel, epilogue, true);
         if let Some(relu_out) = through_relu {
-            keep_where_positive(&mut out, relu_out);
+            relu_backward_in_place(&mut out, relu_out);
         }
         return out;
     }

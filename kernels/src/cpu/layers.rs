@@ -10,22 +10,39 @@ pub(super) fn activation(kind: Activation, x: &[f32]) -> Vec<f32> {
     x.par_iter().map(|&v| kind.apply(v)).collect()
 }
 
+/// ReLU's gradient at x, as the shader gives it: the gradient itself where x > 0, else 0 (no
+/// 0·inf products).
+fn relu_gradient(x: f32, g: f32) -> f32 {
+    if x > 0.0 {
+        g
+    } else {
+        0.0
+    }
+}
+
 pub(super) fn activation_backward(kind: Activation, x: &[f32], g: &[f32]) -> Vec<f32> {
     x.par_iter()
         .zip(g.par_iter())
         .map(|(&v, &g)| {
             if kind == Activation::Relu {
-                // As the shader: the gradient itself where x > 0 (no 0·inf products).
-                if v > 0.0 {
-                    g
-                } else {
-                    0.0
-                }
+                relu_gradient(v, g)
             } else {
                 g * kind.derivative(v)
             }
         })
         .collect()
+}
+
+/// [`activation_backward`] for ReLU in place: g passed back through the ReLU whose output is
+/// `relu_out` (the convolutions' fused form on their paths without a fused store).
+pub(super) fn relu_backward_in_place(g: &mut [f32], relu_out: &[f32]) {
+    g.par_chunks_mut(1 << 14)
+        .zip(relu_out.par_chunks(1 << 14))
+        .for_each(|(g, relu_out)| {
+            for (g, &r) in g.iter_mut().zip(relu_out) {
+                *g = relu_gradient(r, *g);
+            }
+        });
 }
 
 // Pooling and upsampling work on whole pixels: NHWC keeps a pixel's channels contiguous, so each

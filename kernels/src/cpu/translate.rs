@@ -70,7 +70,7 @@ where
                 } else {
                     (w, w)
                 };
-                for x in (0..lo).chain(hi.max(lo)..w) {
+                for x in (0..lo).chain(hi..w) {
                     out_row[x as usize] = blend(corners(x));
                 }
                 if lo < hi {

@@ -536,18 +536,19 @@ pub(super) fn convolve(
             with_scratch(POSITIONS * strip * (rows + padded), |scratch| {
                 let (v, m) = scratch.split_at_mut(POSITIONS * strip * rows);
                 let task_tiles = task_out.len() / (g.h * g.w * cols) * image_tiles;
+                let first = task * images;
+                // The ReLU output, if any, from the task's first image on, as `task_out`.
+                let epilogue = Epilogue {
+                    through_relu: epilogue
+                        .through_relu
+                        .map(|relu_out| &relu_out[first * g.h * g.w * cols..]),
+                    ..epilogue
+                };
                 for start in (0..task_tiles).step_by(strip) {
                     let tiles = start..(start + strip).min(task_tiles);
                     // Tiles padded to the register block; the padding's products are not read.
                     let stride = tiles.len().div_ceil(TILE_BLOCK) * TILE_BLOCK;
-                    let (first, out) = (task * images, &mut *task_out);
-                    // The ReLU output, if any, from the task's first image on, as `out`.
-                    let epilogue = Epilogue {
-                        through_relu: epilogue
-                            .through_relu
-                            .map(|relu_out| &relu_out[first * g.h * g.w * cols..]),
-                        ..epilogue
-                    };
+                    let out = &mut *task_out;
                     // SAFETY: the caller checked the CPU for AVX-512.
                     unsafe {
                         transform_tiles(g, src, first, tiles.clone(), stride, v);
