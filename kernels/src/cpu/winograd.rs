@@ -317,10 +317,17 @@ fn transform_tiles(
         let (b, ty, tx) = tile_at(t);
         let next = (t + 1 < end).then(|| tile_at(t + 1));
         for r0 in (0..rows).step_by(CHUNK) {
-            if let Some((b, ty, tx)) = next {
+            if let Some((nb, ny, nx)) = next {
+                // The next tile along the same row shares this one's last two columns, which
+                // are being loaded now.
+                let shared = if (nb, ny) == (b, ty) {
+                    IN_SIDE - OUT_SIDE
+                } else {
+                    0
+                };
                 for i in 0..IN_SIDE {
-                    for j in 0..IN_SIDE {
-                        src.prefetch(b, (OUT_SIDE * ty + i, OUT_SIDE * tx + j), r0);
+                    for j in shared..IN_SIDE {
+                        src.prefetch(nb, (OUT_SIDE * ny + i, OUT_SIDE * nx + j), r0);
                     }
                 }
             }
